@@ -1,0 +1,121 @@
+//! Cut points and paragraphs of each completion (REPRO.md section 1, steps 2 to 4).
+
+use std::cmp::Ordering;
+
+use crate::delimiters::Delimiters;
+use crate::error::Result;
+use crate::parallel::map_rows;
+use crate::ragged::flatten;
+use crate::rows::{check_shape, read_finite_row, Rows};
+
+/// Cut points of a batch: row b is `positions[offsets[b]..offsets[b + 1]]`, sorted, first 0,
+/// last `ends[b]` (the end of thinking).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Cuts {
+    pub offsets: Vec<i64>,
+    pub positions: Vec<i64>,
+    pub ends: Vec<i64>,
+}
+
+/// Every paragraph span [starts[i], ends[i]) of the thinking part, rows delimited by `offsets`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Segments {
+    pub offsets: Vec<i64>,
+    pub starts: Vec<i64>,
+    pub ends: Vec<i64>,
+}
+
+/// The paragraph structure of one completion.
+struct Thinking {
+    /// Break positions inside the thinking part, ascending.
+    candidates: Vec<usize>,
+    /// End of thinking: first think-end token + 1, else the completion length.
+    end: usize,
+}
+
+fn scan_row(ids: &[i64], delimiters: &Delimiters, think_end_id: Option<i64>, row: usize) -> Result<Thinking> {
+    let think_end = think_end_id.and_then(|tag| ids.iter().position(|&id| id == tag));
+    let limit = think_end.unwrap_or(ids.len());
+    let mut candidates = Vec::new();
+    delimiters.for_each_break(ids, row, |p| {
+        if p < limit {
+            candidates.push(p);
+        }
+    })?;
+    Ok(Thinking { candidates, end: think_end.map_or(ids.len(), |t| t + 1) })
+}
+
+/// Highest entropy first; ties go to the smaller position.
+fn by_entropy(entropies: &[f64]) -> impl Fn(&usize, &usize) -> Ordering + '_ {
+    |&a, &b| entropies[b].partial_cmp(&entropies[a]).unwrap_or(Ordering::Equal).then(a.cmp(&b))
+}
+
+/// {0} ∪ top-k candidates by entropy ∪ {end}, sorted and de-duplicated.
+fn row_cut_points(mut thinking: Thinking, entropies: &[f64], k: usize) -> Vec<i64> {
+    let candidates = &mut thinking.candidates;
+    if candidates.len() > k {
+        if k > 0 {
+            candidates.select_nth_unstable_by(k - 1, by_entropy(entropies));
+        }
+        candidates.truncate(k);
+        candidates.sort_unstable();
+    }
+    let mut points = Vec::with_capacity(candidates.len() + 2);
+    points.push(0);
+    points.extend(candidates.iter().map(|&p| p as i64));
+    if thinking.end > 0 {
+        points.push(thinking.end as i64);
+    }
+    points
+}
+
+#[allow(clippy::too_many_arguments)]
+pub fn select_cuts(
+    token_ids: &dyn Rows<i64>,
+    lengths: &[usize],
+    entropies: &dyn Rows<f64>,
+    delimiters: &Delimiters,
+    k: usize,
+    think_end_id: Option<i64>,
+    parallel: bool,
+) -> Result<Cuts> {
+    let shape = token_ids.shape();
+    check_shape("entropies", entropies, shape, "token_ids")?;
+    let rows = map_rows(
+        lengths.len(),
+        parallel,
+        || (Vec::new(), Vec::new()),
+        |(ids, entropy_row), b| {
+            token_ids.read_row(b, lengths[b], ids);
+            read_finite_row(entropies, "entropies", b, lengths[b], entropy_row)?;
+            let thinking = scan_row(ids, delimiters, think_end_id, b)?;
+            Ok(row_cut_points(thinking, entropy_row, k))
+        },
+    )?;
+    let ends = rows.iter().map(|points| *points.last().unwrap_or(&0)).collect();
+    let (offsets, positions) = flatten(rows);
+    Ok(Cuts { offsets, positions, ends })
+}
+
+pub fn segment_paragraphs(
+    token_ids: &dyn Rows<i64>,
+    lengths: &[usize],
+    delimiters: &Delimiters,
+    think_end_id: Option<i64>,
+    parallel: bool,
+) -> Result<Segments> {
+    let rows = map_rows(lengths.len(), parallel, Vec::new, |ids, b| {
+        token_ids.read_row(b, lengths[b], ids);
+        let Thinking { candidates, end } = scan_row(ids, delimiters, think_end_id, b)?;
+        if end == 0 {
+            return Ok((Vec::new(), Vec::new()));
+        }
+        let starts: Vec<i64> = std::iter::once(0).chain(candidates.iter().map(|&p| p as i64)).collect();
+        let ends = starts[1..].iter().copied().chain(std::iter::once(end as i64)).collect();
+        Ok((starts, ends))
+    })?;
+    let (starts, ends): (Vec<_>, Vec<_>) = rows.into_iter().unzip();
+    let (offsets, starts) = flatten(starts);
+    let (_, ends) = flatten(ends);
+    Ok(Segments { offsets, starts, ends })
+}

@@ -1,0 +1,135 @@
+//! Paragraph breaks (REPRO.md section 2).
+
+use crate::error::{ensure, Error, Result};
+
+/// What one vocabulary entry contributes to the whitespace run at a token boundary.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TokenText {
+    /// Newlines in the leading whitespace run of the token's text.
+    pub leading_newlines: u32,
+    /// Newlines in the trailing whitespace run (all of them for a whitespace-only token).
+    pub trailing_newlines: u32,
+    pub whitespace_only: bool,
+}
+
+/// Which token boundaries are paragraph breaks, for one vocabulary.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Delimiters {
+    /// Exact-token rule: a break falls right after any of these ids.
+    Tokens { is_delimiter: Vec<bool> },
+    /// Text rule: a break falls before a token that is not whitespace-only when the whitespace run
+    /// around the boundary holds at least `min_newlines` newlines.
+    Text { table: Vec<TokenText>, min_newlines: u32 },
+}
+
+impl Delimiters {
+    pub fn from_ids(ids: &[i64]) -> Result<Self> {
+        if let Some(&bad) = ids.iter().find(|&&id| id < 0) {
+            return Err(Error::new("delimiters", format!("expected token ids >= 0, got {bad}")));
+        }
+        let size = ids.iter().max().map_or(0, |&max| max as usize + 1);
+        let mut is_delimiter = vec![false; size];
+        for &id in ids {
+            is_delimiter[id as usize] = true;
+        }
+        Ok(Self::Tokens { is_delimiter })
+    }
+
+    pub fn from_text(table: Vec<TokenText>, min_newlines: u32) -> Result<Self> {
+        ensure(min_newlines >= 1, "min_newlines", || format!("expected >= 1, got {min_newlines}"))?;
+        Ok(Self::Text { table, min_newlines })
+    }
+
+    /// Calls `on_break(p)` for every break position 1 <= p < ids.len(), in order.
+    /// `row` only names the row in errors.
+    pub fn for_each_break(&self, ids: &[i64], row: usize, mut on_break: impl FnMut(usize)) -> Result<()> {
+        match self {
+            Self::Tokens { is_delimiter } => {
+                let is_delimiter = |id: i64| usize::try_from(id).ok().and_then(|i| is_delimiter.get(i)) == Some(&true);
+                for (p, pair) in ids.windows(2).enumerate() {
+                    if is_delimiter(pair[0]) {
+                        on_break(p + 1);
+                    }
+                }
+            }
+            Self::Text { table, min_newlines } => {
+                let mut run = 0u32;
+                for (t, &id) in ids.iter().enumerate() {
+                    let text = usize::try_from(id).ok().and_then(|i| table.get(i)).ok_or_else(|| {
+                        Error::new(
+                            "token_ids",
+                            format!(
+                                "id {id} at row {row}, position {t} is outside the delimiter table of {} tokens \
+                                 (was it built from this tokenizer?)",
+                                table.len()
+                            ),
+                        )
+                    })?;
+                    if text.whitespace_only {
+                        run = run.saturating_add(text.leading_newlines);
+                    } else {
+                        if t > 0 && run.saturating_add(text.leading_newlines) >= *min_newlines {
+                            on_break(t);
+                        }
+                        run = text.trailing_newlines;
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn text(t: &str) -> TokenText {
+        let newlines = |s: &str| s.chars().filter(|&c| c == '\n').count() as u32;
+        let lead: String = t.chars().take_while(|c| c.is_whitespace()).collect();
+        let trail: String = t.chars().rev().take_while(|c| c.is_whitespace()).collect();
+        TokenText {
+            leading_newlines: newlines(&lead),
+            trailing_newlines: newlines(&trail),
+            whitespace_only: !t.is_empty() && t.chars().all(char::is_whitespace),
+        }
+    }
+
+    fn breaks(vocab: &[&str], ids: &[i64], min_newlines: u32) -> Vec<usize> {
+        let d = Delimiters::from_text(vocab.iter().map(|t| text(t)).collect(), min_newlines).unwrap();
+        let mut out = vec![];
+        d.for_each_break(ids, 0, |p| out.push(p)).unwrap();
+        out
+    }
+
+    #[test]
+    fn paper_mode_cuts_once_before_the_next_text_token() {
+        let vocab = ["x", ".\n\n", ".", "\n", "Then", "\n\nThen", " ", "\n \t\n"];
+        assert_eq!(breaks(&vocab, &[0, 1, 4], 2), vec![2]);
+        assert_eq!(breaks(&vocab, &[0, 2, 3, 3, 4], 2), vec![4]);
+        assert_eq!(breaks(&vocab, &[0, 2, 5], 2), vec![2]);
+        assert_eq!(breaks(&vocab, &[0, 3, 6, 3, 6, 4], 2), vec![5]);
+        assert_eq!(breaks(&vocab, &[0, 7, 4], 2), vec![2]);
+        assert_eq!(breaks(&vocab, &[0, 3, 4], 2), Vec::<usize>::new());
+        assert_eq!(breaks(&vocab, &[0, 3, 4], 1), vec![2]);
+        // Text before the first token is not part of the completion: no break at p = 0.
+        assert_eq!(breaks(&vocab, &[5, 4], 2), Vec::<usize>::new());
+    }
+
+    #[test]
+    fn exact_rule_breaks_after_delimiter_ids() {
+        let d = Delimiters::from_ids(&[7]).unwrap();
+        let mut out = vec![];
+        d.for_each_break(&[5, 7, 3, 4, 7, 6, 7, 8, 9, 2, 2, -1, 1000], 0, |p| out.push(p)).unwrap();
+        assert_eq!(out, vec![2, 5, 7]);
+        assert!(Delimiters::from_ids(&[-3]).is_err());
+    }
+
+    #[test]
+    fn ids_outside_the_text_table_are_errors() {
+        let d = Delimiters::from_text(vec![text("a")], 2).unwrap();
+        let err = d.for_each_break(&[0, 5], 3, |_| {}).unwrap_err();
+        assert_eq!(err.argument, "token_ids");
+        assert!(err.message.contains("row 3, position 1"));
+    }
+}
