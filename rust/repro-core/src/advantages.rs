@@ -10,7 +10,7 @@ use rayon::prelude::*;
 use crate::error::{ensure, Error, Result};
 use crate::parallel::map_rows;
 use crate::ragged::row_ranges;
-use crate::rows::{check_shape, read_finite_row, Rows};
+use crate::rows::{check_shape, lengths, read_finite_row, Rows};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Estimator {
@@ -69,9 +69,7 @@ pub struct Batch<'a> {
     pub step_rewards: &'a [f64],
     pub offsets: &'a [i64],
     pub positions: &'a [i64],
-    /// Completion lengths (from the response mask) and the width T.
-    pub lengths: &'a [usize],
-    pub width: usize,
+    pub response_mask: &'a dyn Rows<f64>,
     pub group_index: &'a [i64],
     pub values: Option<&'a dyn Rows<f64>>,
     pub token_rewards: Option<&'a dyn Rows<f64>>,
@@ -107,8 +105,10 @@ fn groups(labels: &[i64]) -> Vec<Vec<usize>> {
 /// Process rewards of one completion, each on the token that closes its span.
 type Placed = Vec<(usize, f64)>;
 
-fn validate<'a>(estimator: Estimator, batch: &Batch<'a>, options: &Options) -> Result<Vec<Range<usize>>> {
-    let n_rows = batch.lengths.len();
+/// Checks every input; returns the completion lengths and the row ranges of the cut points.
+fn validate(estimator: Estimator, batch: &Batch, options: &Options) -> Result<(Vec<usize>, Vec<Range<usize>>)> {
+    let lengths = lengths(batch.response_mask)?;
+    let (n_rows, width) = batch.response_mask.shape();
     let Options { alpha, gamma, lam, norm_by_std } = *options;
     ensure(alpha.is_finite(), "alpha", || format!("expected a finite number, got {alpha}"))?;
     ensure((0.0..=1.0).contains(&gamma), "gamma", || format!("expected a discount in [0, 1], got {gamma}"))?;
@@ -119,7 +119,7 @@ fn validate<'a>(estimator: Estimator, batch: &Batch<'a>, options: &Options) -> R
     })?;
     match (estimator, batch.values) {
         (Estimator::Ppo, None) => return Err(Error::new("values", "the 'ppo' estimator needs critic values (B, T), got None")),
-        (Estimator::Ppo, Some(values)) => check_shape("values", values, (n_rows, batch.width), "response_mask")?,
+        (Estimator::Ppo, Some(values)) => check_shape("values", values, (n_rows, width), "response_mask")?,
         (_, Some(_)) => return Err(Error::new("values", format!("only the 'ppo' estimator uses critic values, got values with '{estimator}'"))),
         (_, None) => {}
     }
@@ -127,7 +127,7 @@ fn validate<'a>(estimator: Estimator, batch: &Batch<'a>, options: &Options) -> R
         ensure(matches!(estimator, Estimator::Ppo | Estimator::ReinforcePp), "token_rewards", || {
             format!("only 'ppo' and 'reinforce_pp' use per-token rewards, got token_rewards with '{estimator}'")
         })?;
-        check_shape("token_rewards", token_rewards, (n_rows, batch.width), "response_mask")?;
+        check_shape("token_rewards", token_rewards, (n_rows, width), "response_mask")?;
     }
     for (argument, values) in [("outcome_rewards", batch.outcome_rewards), ("step_rewards", batch.step_rewards)] {
         if let Some(i) = values.iter().position(|v| !v.is_finite()) {
@@ -147,7 +147,7 @@ fn validate<'a>(estimator: Estimator, batch: &Batch<'a>, options: &Options) -> R
     let ranges = row_ranges(batch.offsets, n_points, "step_rewards")?;
     for (b, range) in ranges.iter().enumerate() {
         let row = &batch.positions[range.clone()];
-        let len = batch.lengths[b];
+        let len = lengths[b];
         if let Some(&first) = row.first() {
             ensure(first == 0, "positions", || format!("row {b}: expected the baseline cut point 0 first, got {first}"))?;
         }
@@ -156,11 +156,11 @@ fn validate<'a>(estimator: Estimator, batch: &Batch<'a>, options: &Options) -> R
         }
         if let Some(&last) = row.last() {
             ensure(last as usize <= len, "positions", || {
-                format!("row {b}: position {last} lies beyond the completion length {len} (width {})", batch.width)
+                format!("row {b}: position {last} lies beyond the completion length {len} (width {width})")
             })?;
         }
     }
-    Ok(ranges)
+    Ok((lengths, ranges))
 }
 
 /// (mean, 1 / sqrt(var + 1e-8)) of masked_whiten over `count` values with the given sum;
@@ -223,8 +223,7 @@ fn gae(rewards: &[f64], values: &[f64], gamma: f64, lam: f64, out: &mut Vec<f64>
 }
 
 /// Outcome reward on the last valid token plus the optional per-token rewards.
-fn token_level_rewards(batch: &Batch, b: usize, out: &mut Vec<f64>) -> Result<()> {
-    let len = batch.lengths[b];
+fn token_level_rewards(batch: &Batch, b: usize, len: usize, out: &mut Vec<f64>) -> Result<()> {
     match batch.token_rewards {
         Some(rows) => read_finite_row(rows, "token_rewards", b, len, out)?,
         None => {
@@ -239,7 +238,8 @@ fn token_level_rewards(batch: &Batch, b: usize, out: &mut Vec<f64>) -> Result<()
 }
 
 pub fn compute_advantages(estimator: Estimator, batch: &Batch, options: &Options, parallel: bool) -> Result<Advantages> {
-    let ranges = validate(estimator, batch, options)?;
+    let (lengths, ranges) = validate(estimator, batch, options)?;
+    let (n_rows, width) = batch.response_mask.shape();
     let Options { alpha, gamma, lam, norm_by_std } = *options;
     let members = groups(batch.group_index);
 
@@ -252,7 +252,7 @@ pub fn compute_advantages(estimator: Estimator, batch: &Batch, options: &Options
     // Normalise process rewards per group (or over the batch for reinforce_pp).
     let divide_by_std = norm_by_std && matches!(estimator, Estimator::Grpo | Estimator::Ppo);
     let process_groups: Vec<Vec<usize>> = match estimator {
-        Estimator::ReinforcePp => vec![(0..batch.lengths.len()).collect()],
+        Estimator::ReinforcePp => vec![(0..n_rows).collect()],
         _ => members.clone(),
     };
     for rows in &process_groups {
@@ -272,7 +272,7 @@ pub fn compute_advantages(estimator: Estimator, batch: &Batch, options: &Options
 
     // Outcome advantage per completion, from group statistics of R.
     let outcome_per_row = || -> Vec<f64> {
-        let mut out = vec![0.0; batch.lengths.len()];
+        let mut out = vec![0.0; n_rows];
         for rows in &members {
             let rewards: Vec<f64> = rows.iter().map(|&b| batch.outcome_rewards[b]).collect();
             let (mean, std) = mean_std(&rewards).unwrap_or((0.0, 1.0));
@@ -286,13 +286,11 @@ pub fn compute_advantages(estimator: Estimator, batch: &Batch, options: &Options
         out
     };
 
-    let width = batch.width;
-    let n_rows = batch.lengths.len();
     let mut advantages = vec![0.0f32; n_rows * width];
     let mut returns = None;
     let write_rows = |target: &mut [f32], row_fn: &(dyn Fn(usize, &mut Vec<f64>) + Sync)| {
         let fill = |(b, out): (usize, &mut [f32])| {
-            let mut row = Vec::with_capacity(batch.lengths[b]);
+            let mut row = Vec::with_capacity(lengths[b]);
             row_fn(b, &mut row);
             for (o, v) in out.iter_mut().zip(&row) {
                 *o = *v as f32;
@@ -310,22 +308,22 @@ pub fn compute_advantages(estimator: Estimator, batch: &Batch, options: &Options
             let mut outcome = outcome_per_row();
             if estimator == Estimator::ReinforcePpBaseline {
                 // masked_whiten of a per-row constant: each row weighs by its length.
-                let weighted = || outcome.iter().zip(batch.lengths).map(|(&x, &len)| (x, len as f64));
+                let weighted = || outcome.iter().zip(&lengths).map(|(&x, &len)| (x, len as f64));
                 let (mean, inv_std) = whitening(
-                    batch.lengths.iter().sum(),
+                    lengths.iter().sum(),
                     weighted().map(|(x, n)| x * n).sum(),
                     |mean| weighted().map(|(x, n)| n * (x - mean).powi(2)).sum(),
                 );
                 outcome.iter_mut().for_each(|x| *x = (*x - mean) * inv_std);
             }
             write_rows(&mut advantages, &|b, row| {
-                row.resize(batch.lengths[b], outcome[b]);
+                row.resize(lengths[b], outcome[b]);
                 add_discounted_sum(row, &placed[b], gamma, alpha);
             });
         }
         Estimator::ReinforcePp => {
             let discounted = map_rows(n_rows, parallel, Vec::new, |rewards, b| {
-                token_level_rewards(batch, b, rewards)?;
+                token_level_rewards(batch, b, lengths[b], rewards)?;
                 Ok(discounted_sum(rewards, gamma))
             })?;
             let (mean, inv_std) = whiten_rows(&discounted);
@@ -337,8 +335,8 @@ pub fn compute_advantages(estimator: Estimator, batch: &Batch, options: &Options
         Estimator::Ppo => {
             let Some(values) = batch.values else { unreachable!("validate() requires values for ppo") };
             let gaes = map_rows(n_rows, parallel, || (Vec::new(), Vec::new()), |(rewards, v), b| {
-                read_finite_row(values, "values", b, batch.lengths[b], v)?;
-                token_level_rewards(batch, b, rewards)?;
+                read_finite_row(values, "values", b, lengths[b], v)?;
+                token_level_rewards(batch, b, lengths[b], rewards)?;
                 let mut outcome = Vec::new();
                 gae(rewards, v, gamma, lam, &mut outcome);
                 rewards.iter_mut().for_each(|r| *r = 0.0);
@@ -362,7 +360,7 @@ pub fn compute_advantages(estimator: Estimator, batch: &Batch, options: &Options
             write_rows(&mut critic_returns, &|b, row| {
                 advantage_row(b, row);
                 let mut v = Vec::new();
-                values.read_row(b, batch.lengths[b], &mut v);
+                values.read_row(b, lengths[b], &mut v);
                 row.iter_mut().zip(&v).for_each(|(r, v)| *r += v);
             });
             returns = Some(critic_returns);

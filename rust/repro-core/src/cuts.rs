@@ -6,7 +6,7 @@ use crate::delimiters::Delimiters;
 use crate::error::Result;
 use crate::parallel::map_rows;
 use crate::ragged::flatten;
-use crate::rows::{check_shape, read_finite_row, Rows};
+use crate::rows::{check_shape, lengths, read_finite_row, Rows};
 
 /// Cut points of a batch: row b is `positions[offsets[b]..offsets[b + 1]]`, sorted, first 0,
 /// last `ends[b]` (the end of thinking).
@@ -72,15 +72,16 @@ fn row_cut_points(mut thinking: Thinking, entropies: &[f64], k: usize) -> Vec<i6
 #[allow(clippy::too_many_arguments)]
 pub fn select_cuts(
     token_ids: &dyn Rows<i64>,
-    lengths: &[usize],
+    response_mask: &dyn Rows<f64>,
     entropies: &dyn Rows<f64>,
     delimiters: &Delimiters,
     k: usize,
     think_end_id: Option<i64>,
     parallel: bool,
 ) -> Result<Cuts> {
-    let shape = token_ids.shape();
-    check_shape("entropies", entropies, shape, "token_ids")?;
+    let lengths = lengths(response_mask)?;
+    check_shape("token_ids", token_ids, response_mask.shape(), "response_mask")?;
+    check_shape("entropies", entropies, response_mask.shape(), "response_mask")?;
     let rows = map_rows(
         lengths.len(),
         parallel,
@@ -99,11 +100,13 @@ pub fn select_cuts(
 
 pub fn segment_paragraphs(
     token_ids: &dyn Rows<i64>,
-    lengths: &[usize],
+    response_mask: &dyn Rows<f64>,
     delimiters: &Delimiters,
     think_end_id: Option<i64>,
     parallel: bool,
 ) -> Result<Segments> {
+    let lengths = lengths(response_mask)?;
+    check_shape("token_ids", token_ids, response_mask.shape(), "response_mask")?;
     let rows = map_rows(lengths.len(), parallel, Vec::new, |ids, b| {
         token_ids.read_row(b, lengths[b], ids);
         let Thinking { candidates, end } = scan_row(ids, delimiters, think_end_id, b)?;

@@ -1,7 +1,7 @@
 //! REPRO.md section 5, end to end, to 1e-6.
 
 use ndarray::{array, Array2};
-use repro_core::{compute_advantages, lengths, score_steps, select_cuts, Batch, Delimiters, Estimator, Options};
+use repro_core::{compute_advantages, score_steps, select_cuts, Batch, Delimiters, Estimator, Options};
 
 fn assert_close(actual: &[f64], expected: &[f64], what: &str) {
     assert_eq!(actual.len(), expected.len(), "{what}: lengths differ");
@@ -32,10 +32,9 @@ const J: [f64; 7] = [-2.0, -1.5, -1.8, -1.0, -2.5, -2.6, -2.0];
 #[test]
 fn cuts() {
     let ex = example();
-    let lens = lengths(&ex.mask.view()).unwrap();
     let delimiters = Delimiters::from_ids(&[7]).unwrap();
     for parallel in [false, true] {
-        let cuts = select_cuts(&ex.ids.view(), &lens, &ex.entropies.view(), &delimiters, 2, Some(9), parallel).unwrap();
+        let cuts = select_cuts(&ex.ids.view(), &ex.mask.view(), &ex.entropies.view(), &delimiters, 2, Some(9), parallel).unwrap();
         assert_eq!(cuts.ends, vec![9, 5]);
         assert_eq!(cuts.offsets, vec![0, 4, 7]);
         assert_eq!(cuts.positions, vec![0, 2, 7, 9, 0, 3, 5]);
@@ -54,15 +53,14 @@ fn scores() {
 #[test]
 fn grpo_advantages() {
     let ex = example();
-    let lens = lengths(&ex.mask.view()).unwrap();
+    let mask = ex.mask.view();
     let steps = score_steps(&J, &[0, 4, 7], 0.1, None).unwrap();
     let batch = Batch {
         outcome_rewards: &[1.0, 0.0],
         step_rewards: &steps.reward,
         offsets: &[0, 4, 7],
         positions: &[0, 2, 7, 9, 0, 3, 5],
-        lengths: &lens,
-        width: 12,
+        response_mask: &mask,
         group_index: &[0, 0],
         values: None,
         token_rewards: None,

@@ -1,1 +1,291 @@
+//! The extension module `repro_core._core`: a thin layer over the `repro-core` crate.
+//!
+//! Arguments are extracted while the GIL is held (the Python wrappers in `repro_core` have
+//! already normalised dtypes and ndim), then the Rust core runs with the GIL released.
 
+use std::borrow::Cow;
+
+use numpy::{IntoPyArray, PyArray1, PyArray2, PyReadonlyArray1, PyReadonlyArray2};
+use pyo3::create_exception;
+use pyo3::exceptions::PyValueError;
+use pyo3::prelude::*;
+use repro_core::{Batch, Delimiters, Estimator, Options, Rows, TokenText, Widen};
+
+mod threads;
+
+create_exception!(
+    repro_core,
+    ReproError,
+    PyValueError,
+    "Bad input to repro_core: the message names the argument, what was expected and what was found."
+);
+
+/// Runs `compute` without the GIL, in parallel when `elements` is large enough, mapping core
+/// errors to `ReproError`.
+fn detach<T: Send>(py: Python<'_>, elements: usize, compute: impl FnOnce(bool) -> repro_core::Result<T> + Send) -> PyResult<T> {
+    py.detach(|| threads::run(elements, compute)).map_err(|e| ReproError::new_err(e.to_string()))
+}
+
+#[derive(FromPyObject)]
+enum Ids2<'py> {
+    I64(PyReadonlyArray2<'py, i64>),
+    I32(PyReadonlyArray2<'py, i32>),
+}
+
+#[derive(FromPyObject)]
+enum Floats2<'py> {
+    F64(PyReadonlyArray2<'py, f64>),
+    F32(PyReadonlyArray2<'py, f32>),
+}
+
+#[derive(FromPyObject)]
+enum Mask2<'py> {
+    Bool(PyReadonlyArray2<'py, bool>),
+    I64(PyReadonlyArray2<'py, i64>),
+    I32(PyReadonlyArray2<'py, i32>),
+    I8(PyReadonlyArray2<'py, i8>),
+    U8(PyReadonlyArray2<'py, u8>),
+    F64(PyReadonlyArray2<'py, f64>),
+    F32(PyReadonlyArray2<'py, f32>),
+}
+
+#[derive(FromPyObject)]
+enum Ints1<'py> {
+    I64(PyReadonlyArray1<'py, i64>),
+    I32(PyReadonlyArray1<'py, i32>),
+}
+
+#[derive(FromPyObject)]
+enum Floats1<'py> {
+    F64(PyReadonlyArray1<'py, f64>),
+    F32(PyReadonlyArray1<'py, f32>),
+}
+
+type RowsRef<'a, T> = Box<dyn Rows<T> + 'a>;
+
+impl Ids2<'_> {
+    fn rows(&self) -> RowsRef<'_, i64> {
+        match self {
+            Self::I64(a) => Box::new(a.as_array()),
+            Self::I32(a) => Box::new(a.as_array()),
+        }
+    }
+}
+
+impl Floats2<'_> {
+    fn rows(&self) -> RowsRef<'_, f64> {
+        match self {
+            Self::F64(a) => Box::new(a.as_array()),
+            Self::F32(a) => Box::new(a.as_array()),
+        }
+    }
+}
+
+impl Mask2<'_> {
+    fn rows(&self) -> RowsRef<'_, f64> {
+        match self {
+            Self::Bool(a) => Box::new(a.as_array()),
+            Self::I64(a) => Box::new(a.as_array()),
+            Self::I32(a) => Box::new(a.as_array()),
+            Self::I8(a) => Box::new(a.as_array()),
+            Self::U8(a) => Box::new(a.as_array()),
+            Self::F64(a) => Box::new(a.as_array()),
+            Self::F32(a) => Box::new(a.as_array()),
+        }
+    }
+}
+
+/// The array's data when it is contiguous, else a copy.
+fn borrowed<'a, T: numpy::Element + Clone>(array: &'a PyReadonlyArray1<'_, T>) -> Cow<'a, [T]> {
+    array.as_slice().map_or_else(|_| Cow::Owned(array.as_array().to_vec()), Cow::Borrowed)
+}
+
+/// A widened copy of a narrower dtype.
+fn widened<T: Clone, S: numpy::Element + Widen<T>>(array: &PyReadonlyArray1<'_, S>) -> Cow<'static, [T]> {
+    Cow::Owned(array.as_array().iter().map(|&v| v.widen()).collect())
+}
+
+impl Ints1<'_> {
+    fn values(&self) -> Cow<'_, [i64]> {
+        match self {
+            Self::I64(a) => borrowed(a),
+            Self::I32(a) => widened(a),
+        }
+    }
+}
+
+impl Floats1<'_> {
+    fn values(&self) -> Cow<'_, [f64]> {
+        match self {
+            Self::F64(a) => borrowed(a),
+            Self::F32(a) => widened(a),
+        }
+    }
+}
+
+/// A compiled paragraph-break rule for one vocabulary (see `repro_core.Delimiters`).
+#[pyclass(frozen, module = "repro_core._core")]
+struct DelimiterTable(Delimiters);
+
+#[pymethods]
+impl DelimiterTable {
+    #[staticmethod]
+    fn from_ids(ids: Ints1<'_>) -> PyResult<Self> {
+        Delimiters::from_ids(&ids.values()).map(Self).map_err(|e| ReproError::new_err(e.to_string()))
+    }
+
+    #[staticmethod]
+    fn from_text(
+        leading_newlines: PyReadonlyArray1<'_, u32>,
+        trailing_newlines: PyReadonlyArray1<'_, u32>,
+        whitespace_only: PyReadonlyArray1<'_, bool>,
+        min_newlines: u32,
+    ) -> PyResult<Self> {
+        let (leading, trailing, whitespace) = (leading_newlines.as_array(), trailing_newlines.as_array(), whitespace_only.as_array());
+        if leading.len() != trailing.len() || leading.len() != whitespace.len() {
+            return Err(ReproError::new_err(format!(
+                "delimiters: expected one table entry per token, got {} leading_newlines, {} trailing_newlines, {} whitespace_only",
+                leading.len(),
+                trailing.len(),
+                whitespace.len()
+            )));
+        }
+        let table = (0..leading.len())
+            .map(|i| TokenText { leading_newlines: leading[i], trailing_newlines: trailing[i], whitespace_only: whitespace[i] })
+            .collect();
+        Delimiters::from_text(table, min_newlines).map(Self).map_err(|e| ReproError::new_err(e.to_string()))
+    }
+
+    fn __repr__(&self) -> String {
+        match &self.0 {
+            Delimiters::Tokens { is_delimiter } => {
+                format!("DelimiterTable(ids={})", is_delimiter.iter().filter(|&&d| d).count())
+            }
+            Delimiters::Text { table, min_newlines } => {
+                format!("DelimiterTable(vocab={}, min_newlines={min_newlines})", table.len())
+            }
+        }
+    }
+}
+
+fn non_negative(argument: &str, value: i64) -> PyResult<usize> {
+    usize::try_from(value).map_err(|_| ReproError::new_err(format!("{argument}: expected an integer >= 0, got {value}")))
+}
+
+type Int64Array<'py> = Bound<'py, PyArray1<i64>>;
+type Float64Array<'py> = Bound<'py, PyArray1<f64>>;
+type Float32Matrix<'py> = Bound<'py, PyArray2<f32>>;
+
+#[pyfunction]
+#[pyo3(signature = (token_ids, response_mask, entropies, delimiters, k, think_end_id))]
+fn select_cuts<'py>(
+    py: Python<'py>,
+    token_ids: Ids2<'py>,
+    response_mask: Mask2<'py>,
+    entropies: Floats2<'py>,
+    delimiters: &DelimiterTable,
+    k: i64,
+    think_end_id: Option<i64>,
+) -> PyResult<(Int64Array<'py>, Int64Array<'py>, Int64Array<'py>)> {
+    let k = non_negative("k", k)?;
+    let (ids, mask, entropies) = (token_ids.rows(), response_mask.rows(), entropies.rows());
+    let (batch, width) = mask.shape();
+    let cuts = detach(py, batch * width, |parallel| {
+        repro_core::select_cuts(&*ids, &*mask, &*entropies, &delimiters.0, k, think_end_id, parallel)
+    })?;
+    Ok((cuts.offsets.into_pyarray(py), cuts.positions.into_pyarray(py), cuts.ends.into_pyarray(py)))
+}
+
+#[pyfunction]
+#[pyo3(signature = (token_ids, response_mask, delimiters, think_end_id))]
+fn segment_paragraphs<'py>(
+    py: Python<'py>,
+    token_ids: Ids2<'py>,
+    response_mask: Mask2<'py>,
+    delimiters: &DelimiterTable,
+    think_end_id: Option<i64>,
+) -> PyResult<(Int64Array<'py>, Int64Array<'py>, Int64Array<'py>)> {
+    let (ids, mask) = (token_ids.rows(), response_mask.rows());
+    let (batch, width) = mask.shape();
+    let segments = detach(py, batch * width, |parallel| {
+        repro_core::segment_paragraphs(&*ids, &*mask, &delimiters.0, think_end_id, parallel)
+    })?;
+    Ok((segments.offsets.into_pyarray(py), segments.starts.into_pyarray(py), segments.ends.into_pyarray(py)))
+}
+
+#[pyfunction]
+#[pyo3(signature = (j_values, offsets, w, stability_ema))]
+fn score_steps<'py>(
+    py: Python<'py>,
+    j_values: Floats1<'py>,
+    offsets: Ints1<'py>,
+    w: f64,
+    stability_ema: Option<f64>,
+) -> PyResult<(Float64Array<'py>, Float64Array<'py>, Float64Array<'py>, Float64Array<'py>)> {
+    let (j_values, offsets) = (j_values.values(), offsets.values());
+    let steps = detach(py, 0, |_| repro_core::score_steps(&j_values, &offsets, w, stability_ema))?;
+    Ok((
+        steps.magnitude.into_pyarray(py),
+        steps.stability.into_pyarray(py),
+        steps.score.into_pyarray(py),
+        steps.reward.into_pyarray(py),
+    ))
+}
+
+#[pyfunction]
+#[pyo3(signature = (
+    estimator, outcome_rewards, step_rewards, offsets, positions, response_mask, group_index,
+    alpha, gamma, lam, norm_by_std, values, token_rewards,
+))]
+#[allow(clippy::too_many_arguments)]
+fn compute_advantages<'py>(
+    py: Python<'py>,
+    estimator: &str,
+    outcome_rewards: Floats1<'py>,
+    step_rewards: Floats1<'py>,
+    offsets: Ints1<'py>,
+    positions: Ints1<'py>,
+    response_mask: Mask2<'py>,
+    group_index: Ints1<'py>,
+    alpha: f64,
+    gamma: f64,
+    lam: f64,
+    norm_by_std: bool,
+    values: Option<Floats2<'py>>,
+    token_rewards: Option<Floats2<'py>>,
+) -> PyResult<(Float32Matrix<'py>, Option<Float32Matrix<'py>>)> {
+    let estimator = Estimator::parse(estimator).map_err(|e| ReproError::new_err(e.to_string()))?;
+    let (outcome_rewards, step_rewards) = (outcome_rewards.values(), step_rewards.values());
+    let (offsets, positions, group_index) = (offsets.values(), positions.values(), group_index.values());
+    let mask = response_mask.rows();
+    let values = values.as_ref().map(Floats2::rows);
+    let token_rewards = token_rewards.as_ref().map(Floats2::rows);
+    let (rows, width) = mask.shape();
+    let options = Options { alpha, gamma, lam, norm_by_std };
+    let result = detach(py, rows * width, |parallel| {
+        let batch = Batch {
+            outcome_rewards: &outcome_rewards,
+            step_rewards: &step_rewards,
+            offsets: &offsets,
+            positions: &positions,
+            response_mask: &*mask,
+            group_index: &group_index,
+            values: values.as_deref(),
+            token_rewards: token_rewards.as_deref(),
+        };
+        repro_core::compute_advantages(estimator, &batch, &options, parallel)
+    })?;
+    Ok((result.advantages.into_pyarray(py), result.returns.map(|r| r.into_pyarray(py))))
+}
+
+#[pymodule(gil_used = false)]
+mod _core {
+    #[pymodule_export]
+    use super::{compute_advantages, score_steps, segment_paragraphs, select_cuts, DelimiterTable, ReproError};
+
+    #[pymodule_init]
+    fn init(module: &pyo3::Bound<'_, pyo3::types::PyModule>) -> pyo3::PyResult<()> {
+        use pyo3::types::PyModuleMethods;
+        module.add("PARALLEL_MIN_ELEMENTS", super::threads::PARALLEL_MIN_ELEMENTS)
+    }
+}

@@ -1,0 +1,244 @@
+"""The NumPy API (DESIGN.md): input normalisation around the Rust core in ``_core``.
+
+Each function turns its arguments into arrays the extension reads without copying (int32/int64,
+float32/float64, bool or 0/1 masks, any memory order), and wraps the results in frozen
+dataclasses. Every check on values lives in Rust; this layer only checks types and ndim, so the
+messages name the argument before the extension sees it.
+"""
+
+from __future__ import annotations
+
+import operator
+from collections.abc import Sequence
+from dataclasses import dataclass
+from numbers import Real
+from typing import Any, Literal
+
+import numpy as np
+
+from . import _core
+from ._core import ReproError
+from .delimiters import Delimiters
+
+__all__ = [
+    "Advantages",
+    "Cuts",
+    "Estimator",
+    "Segments",
+    "Steps",
+    "compute_advantages",
+    "score_steps",
+    "segment_paragraphs",
+    "select_cuts",
+]
+
+Estimator = Literal["grpo", "dr_grpo", "ppo", "reinforce_pp", "reinforce_pp_baseline"]
+
+
+@dataclass(frozen=True)
+class Cuts:
+    """Cut points: row b is ``positions[offsets[b]:offsets[b + 1]]``, sorted, first 0, last ``ends[b]``."""
+
+    offsets: np.ndarray
+    positions: np.ndarray
+    ends: np.ndarray
+
+
+@dataclass(frozen=True)
+class Steps:
+    """Per cut point (cuts order): magnitude M, stability S, composite score C and reward r; 0 at each p_0."""
+
+    magnitude: np.ndarray
+    stability: np.ndarray
+    score: np.ndarray
+    reward: np.ndarray
+
+
+@dataclass(frozen=True)
+class Advantages:
+    """Per-token advantages (B, T) float32; critic returns (B, T) for ``"ppo"``, else None."""
+
+    advantages: np.ndarray
+    returns: np.ndarray | None
+
+
+@dataclass(frozen=True)
+class Segments:
+    """Paragraph spans ``[starts[i], ends[i])`` of the thinking part; row b is ``offsets[b]:offsets[b + 1]``."""
+
+    offsets: np.ndarray
+    starts: np.ndarray
+    ends: np.ndarray
+
+
+_NATIVE = {
+    "ids": (np.dtype(np.int64), np.dtype(np.int32)),
+    "floats": (np.dtype(np.float64), np.dtype(np.float32)),
+    "mask": tuple(np.dtype(t) for t in (np.bool_, np.int64, np.int32, np.int8, np.uint8, np.float64, np.float32)),
+}
+# The dtype an array that is not native is converted to, by kind of the source dtype.
+_WIDEN = {
+    "ids": {"i": np.int64, "u": np.int64},
+    "floats": {"f": np.float64, "i": np.float64, "u": np.float64, "b": np.float64},
+    "mask": {"i": np.int64, "u": np.int64, "f": np.float64},
+}
+_EXPECTED = {"ids": "integers", "floats": "real numbers", "mask": "a bool or 0/1 mask"}
+
+
+def _array(value: Any, name: str, kind: str, ndim: int) -> np.ndarray:
+    """``value`` as an array the extension reads in place, or a ReproError naming ``name``."""
+    try:
+        array = np.asarray(value)
+    except (TypeError, ValueError) as error:
+        raise ReproError(f"{name}: expected a {ndim}-D array of {_EXPECTED[kind]}, got {type(value).__name__} ({error})") from None
+    if array.ndim != ndim:
+        raise ReproError(f"{name}: expected a {ndim}-D array, got shape {array.shape}")
+    dtype = array.dtype
+    if array.size == 0 and dtype == np.float64 and kind == "ids":
+        dtype = np.dtype(np.int64)  # np.asarray([]) is float64; an empty list of ids is fine
+        array = array.astype(dtype)
+    if dtype in _NATIVE[kind] and array.flags.aligned:
+        return array
+    target = _WIDEN[kind].get(dtype.kind)
+    if target is None:
+        raise ReproError(f"{name}: expected {_EXPECTED[kind]}, got dtype {dtype}")
+    if dtype.kind == "u" and target is np.int64 and array.size and array.max() > np.iinfo(np.int64).max:
+        raise ReproError(f"{name}: values above {np.iinfo(np.int64).max} do not fit int64")
+    return array.astype(target)
+
+
+def _integer(value: Any, name: str) -> int:
+    try:
+        return operator.index(value)
+    except TypeError:
+        raise ReproError(f"{name}: expected an integer, got {value!r}") from None
+
+
+def _number(value: Any, name: str) -> float:
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, Real):
+        raise ReproError(f"{name}: expected a real number, got {value!r}")
+    return float(value)
+
+
+def _flag(value: Any, name: str) -> bool:
+    if not isinstance(value, (bool, np.bool_)):
+        raise ReproError(f"{name}: expected True or False, got {value!r}")
+    return bool(value)
+
+
+def _table(delimiters: Delimiters | Sequence[int]) -> _core.DelimiterTable:
+    if isinstance(delimiters, Delimiters):
+        return delimiters.table()
+    if isinstance(delimiters, (str, bytes)):
+        raise ReproError(
+            f"delimiters: expected a Delimiters or a sequence of token ids, got {delimiters!r}; "
+            "build text rules with Delimiters.from_tokenizer(tokenizer, mode=...)"
+        )
+    return _core.DelimiterTable.from_ids(_array(delimiters, "delimiters", "ids", 1))
+
+
+def _think_end(think_end_id: int | None) -> int | None:
+    return None if think_end_id is None else _integer(think_end_id, "think_end_id")
+
+
+def select_cuts(
+    token_ids: Any,
+    response_mask: Any,
+    entropies: Any,
+    *,
+    delimiters: Delimiters | Sequence[int],
+    k: int = 20,
+    think_end_id: int | None = None,
+) -> Cuts:
+    """Cut points of every completion: 0, the k highest-entropy paragraph breaks, the end of thinking.
+
+    token_ids, response_mask, entropies: (B, T); the mask is right-padded. REPRO.md section 1,
+    steps 2 to 4: candidates are breaks inside the thinking part, ties in entropy go to the
+    smaller position.
+    """
+    offsets, positions, ends = _core.select_cuts(
+        _array(token_ids, "token_ids", "ids", 2),
+        _array(response_mask, "response_mask", "mask", 2),
+        _array(entropies, "entropies", "floats", 2),
+        _table(delimiters),
+        _integer(k, "k"),
+        _think_end(think_end_id),
+    )
+    return Cuts(offsets, positions, ends)
+
+
+def segment_paragraphs(
+    token_ids: Any,
+    response_mask: Any,
+    *,
+    delimiters: Delimiters | Sequence[int],
+    think_end_id: int | None = None,
+) -> Segments:
+    """Every paragraph span of the thinking part (not only the top-k), for analysis and plots."""
+    offsets, starts, ends = _core.segment_paragraphs(
+        _array(token_ids, "token_ids", "ids", 2),
+        _array(response_mask, "response_mask", "mask", 2),
+        _table(delimiters),
+        _think_end(think_end_id),
+    )
+    return Segments(offsets, starts, ends)
+
+
+def score_steps(j_values: Any, offsets: Any, *, w: float = 0.1, stability_ema: float | None = None) -> Steps:
+    """Magnitude, stability, composite score and process reward at every cut point (REPRO.md section 3).
+
+    j_values: (N,) J at each cut point in cuts order (mean answer log-probabilities, <= 0);
+    offsets: (B + 1,) from ``select_cuts``. w weighs stability; stability_ema smooths J for the
+    stability term only.
+    """
+    magnitude, stability, score, reward = _core.score_steps(
+        _array(j_values, "j_values", "floats", 1),
+        _array(offsets, "offsets", "ids", 1),
+        _number(w, "w"),
+        None if stability_ema is None else _number(stability_ema, "stability_ema"),
+    )
+    return Steps(magnitude, stability, score, reward)
+
+
+def compute_advantages(
+    estimator: Estimator,
+    outcome_rewards: Any,
+    step_rewards: Any,
+    offsets: Any,
+    positions: Any,
+    response_mask: Any,
+    group_index: Any,
+    *,
+    alpha: float = 0.1,
+    gamma: float = 1.0,
+    lam: float = 1.0,
+    norm_by_std: bool = True,
+    values: Any = None,
+    token_rewards: Any = None,
+) -> Advantages:
+    """Per-token advantages: the estimator's outcome advantage plus alpha times the normalised,
+    discounted sum of process rewards to the end of the completion (REPRO.md section 4).
+
+    outcome_rewards (B,), step_rewards (N,) (``Steps.reward``), offsets (B + 1,) and positions
+    (N,) (``Cuts``), response_mask (B, T), group_index (B,) (completions of one prompt share a
+    label). ``values`` (B, T) is the critic for ``"ppo"``; ``token_rewards`` (B, T) adds
+    per-token rewards (e.g. -beta * KL) for ``"ppo"`` and ``"reinforce_pp"``.
+    """
+    if not isinstance(estimator, str):
+        raise ReproError(f"estimator: expected a name such as 'grpo', got {estimator!r}")
+    advantages, returns = _core.compute_advantages(
+        estimator,
+        _array(outcome_rewards, "outcome_rewards", "floats", 1),
+        _array(step_rewards, "step_rewards", "floats", 1),
+        _array(offsets, "offsets", "ids", 1),
+        _array(positions, "positions", "ids", 1),
+        _array(response_mask, "response_mask", "mask", 2),
+        _array(group_index, "group_index", "ids", 1),
+        _number(alpha, "alpha"),
+        _number(gamma, "gamma"),
+        _number(lam, "lam"),
+        _flag(norm_by_std, "norm_by_std"),
+        None if values is None else _array(values, "values", "floats", 2),
+        None if token_rewards is None else _array(token_rewards, "token_rewards", "floats", 2),
+    )
+    return Advantages(advantages, returns)
