@@ -450,6 +450,24 @@ def test_from_ids():
     check_against([[10**9, 3, 10**9]], [[0, 2, 3]], d)
 
 
+def test_from_ids_huge_id():
+    """Any int64 id >= 0 is a valid delimiter (the exact rule has no vocabulary bound): the
+    compiled table must not be sized by the largest id. Run in a child process with a 4 GiB
+    address-space cap, since a failure here is an abort, not an exception."""
+    code = (
+        "import resource; resource.setrlimit(resource.RLIMIT_AS, (4 << 30, 4 << 30))\n"
+        "import numpy as np, repro_core as rc\n"
+        "for big in (2**40, 2**63 - 1):\n"
+        "    d = rc.Delimiters.from_ids([5, big])\n"
+        "    ids = np.array([[1, 5, 2, big, 3]]); mask = np.ones_like(ids, dtype=bool)\n"
+        "    cuts = rc.select_cuts(ids, mask, np.ones(ids.shape), delimiters=d, k=10)\n"
+        "    assert cuts.positions.tolist() == [0, 2, 4, 5], cuts\n"
+        "print('ok')\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr[:300]
+
+
 @pytest.mark.parametrize(
     "bad",
     [[-1], [1, -5], ["3"], [1.0], [True], [None], "12", 7, None, np.array([1.0, 2.0]), np.array([[1, 2]]),

@@ -82,6 +82,7 @@ _WIDEN = {
     "floats": {"f": np.float64, "i": np.float64, "u": np.float64, "b": np.float64},
     "mask": {"i": np.int64, "u": np.int64, "f": np.float64},
 }
+_INT64 = np.iinfo(np.int64)
 _EXPECTED = {"ids": "integers", "floats": "real numbers", "mask": "a bool or 0/1 mask"}
 
 
@@ -102,16 +103,19 @@ def _array(value: Any, name: str, kind: str, ndim: int) -> np.ndarray:
     target = _WIDEN[kind].get(dtype.kind)
     if target is None:
         raise ReproError(f"{name}: expected {_EXPECTED[kind]}, got dtype {dtype}")
-    if dtype.kind == "u" and target is np.int64 and array.size and array.max() > np.iinfo(np.int64).max:
-        raise ReproError(f"{name}: values above {np.iinfo(np.int64).max} do not fit int64")
+    if dtype.kind == "u" and target is np.int64 and array.size and array.max() > _INT64.max:
+        raise ReproError(f"{name}: values above {_INT64.max} do not fit int64")
     return array.astype(target)
 
 
 def _integer(value: Any, name: str) -> int:
     try:
-        return operator.index(value)
+        integer = operator.index(value)
     except TypeError:
         raise ReproError(f"{name}: expected an integer, got {value!r}") from None
+    if not _INT64.min <= integer <= _INT64.max:
+        raise ReproError(f"{name}: expected an integer that fits int64, got {integer}")
+    return integer
 
 
 def _number(value: Any, name: str) -> float:

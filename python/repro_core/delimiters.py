@@ -147,7 +147,7 @@ class Delimiters:
                     ids.append(encoded[0])
             if not ids:
                 _warn_no_delimiter("the tokenizer encodes none of the reference strings")
-            return cls(mode="reference", token_ids=_validate_ids(ids))
+            return cls(mode="reference", token_ids=np.unique(np.array(ids, dtype=np.int64)))
         if isinstance(mode, str) and mode not in _TEXT_MODES:
             raise _bad_mode(mode)
         if not isinstance(mode, str):

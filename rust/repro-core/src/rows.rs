@@ -55,7 +55,12 @@ impl<S: Widen<T>, T> Rows<T> for ArrayView2<'_, S> {
 }
 
 /// Checks that a (B, T) argument has the shape of the reference argument.
-pub fn check_shape<T>(argument: &'static str, rows: &dyn Rows<T>, expected: (usize, usize), reference: &str) -> Result<()> {
+pub fn check_shape<T>(
+    argument: &'static str,
+    rows: &dyn Rows<T>,
+    expected: (usize, usize),
+    reference: &str,
+) -> Result<()> {
     let shape = rows.shape();
     ensure(shape == expected, argument, || {
         format!("expected shape {expected:?} (the shape of {reference}), got {shape:?}")
@@ -65,8 +70,12 @@ pub fn check_shape<T>(argument: &'static str, rows: &dyn Rows<T>, expected: (usi
 /// Completion lengths from a right-padded 0/1 response mask, validated.
 pub fn lengths(mask: &dyn Rows<f64>) -> Result<Vec<usize>> {
     let (batch, width) = mask.shape();
-    ensure(batch > 0, "response_mask", || format!("empty batch: expected B >= 1 rows, got shape ({batch}, {width})"))?;
-    ensure(width > 0, "response_mask", || format!("zero width: expected T >= 1 columns, got shape ({batch}, {width})"))?;
+    ensure(batch > 0, "response_mask", || {
+        format!("empty batch: expected B >= 1 rows, got shape ({batch}, {width})")
+    })?;
+    ensure(width > 0, "response_mask", || {
+        format!("zero width: expected T >= 1 columns, got shape ({batch}, {width})")
+    })?;
     let mut row = Vec::with_capacity(width);
     (0..batch)
         .map(|b| {
@@ -76,11 +85,18 @@ pub fn lengths(mask: &dyn Rows<f64>) -> Result<Vec<usize>> {
                 None => Ok(len),
                 Some(i) if row[len + i] == 1.0 => Err(Error::new(
                     "response_mask",
-                    format!("row {b} is not right-padded: 1 at position {} after 0 at position {len}", len + i),
+                    format!(
+                        "row {b} is not right-padded: 1 at position {} after 0 at position {len}",
+                        len + i
+                    ),
                 )),
                 Some(i) => Err(Error::new(
                     "response_mask",
-                    format!("expected 0/1 values, got {} at row {b}, position {}", row[len + i], len + i),
+                    format!(
+                        "expected 0/1 values, got {} at row {b}, position {}",
+                        row[len + i],
+                        len + i
+                    ),
                 )),
             }
         })
@@ -88,13 +104,25 @@ pub fn lengths(mask: &dyn Rows<f64>) -> Result<Vec<usize>> {
 }
 
 /// Reads row `b` and fails on the first NaN or infinite value, naming row and position.
-pub(crate) fn read_finite_row(rows: &dyn Rows<f64>, argument: &'static str, b: usize, len: usize, out: &mut Vec<f64>) -> Result<()> {
+pub(crate) fn read_finite_row(
+    rows: &dyn Rows<f64>,
+    argument: &'static str,
+    b: usize,
+    len: usize,
+    out: &mut Vec<f64>,
+) -> Result<()> {
     rows.read_row(b, len, out);
     if out.iter().all(|v| v.is_finite()) {
         return Ok(());
     }
     let t = out.iter().position(|v| !v.is_finite()).unwrap_or_default();
-    Err(Error::new(argument, format!("expected finite values, got {} at row {b}, position {t}", out[t])))
+    Err(Error::new(
+        argument,
+        format!(
+            "expected finite values, got {} at row {b}, position {t}",
+            out[t]
+        ),
+    ))
 }
 
 #[cfg(test)]
@@ -104,7 +132,11 @@ mod tests {
 
     #[test]
     fn lengths_of_right_padded_masks() {
-        let mask = array![[true, true, false], [false, false, false], [true, true, true]];
+        let mask = array![
+            [true, true, false],
+            [false, false, false],
+            [true, true, true]
+        ];
         assert_eq!(lengths(&mask.view()).unwrap(), vec![2, 0, 3]);
         let ints = array![[1i64, 0, 0]];
         assert_eq!(lengths(&ints.view()).unwrap(), vec![1]);
@@ -113,7 +145,10 @@ mod tests {
     #[test]
     fn lengths_reject_holes_and_non_binary_values() {
         let holes = array![[1i32, 0, 1]];
-        assert!(lengths(&holes.view()).unwrap_err().message.contains("not right-padded"));
+        assert!(lengths(&holes.view())
+            .unwrap_err()
+            .message
+            .contains("not right-padded"));
         let twos = array![[1.0f64, 2.0, 0.0]];
         assert!(lengths(&twos.view()).unwrap_err().message.contains("0/1"));
         let empty = ndarray::Array2::<bool>::from_elem((0, 3), false);
