@@ -60,7 +60,8 @@ def text_table(texts, mode="paper"):
     """Independent Delimiters-like table from token texts (texts[i] = text of token id i).
 
     leading/trailing_newlines = number of "\\n" in the leading/trailing whitespace run of the text
-    (whitespace = Python's str.isspace); whitespace_only = text.isspace().
+    (whitespace = Python's str.isspace); whitespace_only = text.isspace() or text == "" (an empty
+    text is transparent: it neither ends a whitespace run nor starts a paragraph).
     """
     min_newlines = {"paper": 2, "line": 1}[mode]
     lead, trail, wsonly = [], [], []
@@ -73,7 +74,7 @@ def text_table(texts, mode="paper"):
             j -= 1
         lead.append(_newlines_in(s[:i]))
         trail.append(_newlines_in(s[j:]))
-        wsonly.append(s.isspace())
+        wsonly.append(s.isspace() or s == "")
     return SimpleNamespace(
         mode=mode,
         token_ids=None,
