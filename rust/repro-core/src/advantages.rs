@@ -22,13 +22,7 @@ pub enum Estimator {
 }
 
 impl Estimator {
-    pub const NAMES: [&'static str; 5] = [
-        "grpo",
-        "dr_grpo",
-        "ppo",
-        "reinforce_pp",
-        "reinforce_pp_baseline",
-    ];
+    pub const NAMES: [&'static str; 5] = ["grpo", "dr_grpo", "ppo", "reinforce_pp", "reinforce_pp_baseline"];
 
     pub fn parse(name: &str) -> Result<Self> {
         Ok(match name {
@@ -37,12 +31,7 @@ impl Estimator {
             "ppo" => Self::Ppo,
             "reinforce_pp" => Self::ReinforcePp,
             "reinforce_pp_baseline" => Self::ReinforcePpBaseline,
-            _ => {
-                return Err(Error::new(
-                    "estimator",
-                    format!("expected one of {:?}, got {name:?}", Self::NAMES),
-                ))
-            }
+            _ => return Err(Error::new("estimator", format!("expected one of {:?}, got {name:?}", Self::NAMES))),
         })
     }
 }
@@ -63,12 +52,7 @@ pub struct Options {
 
 impl Default for Options {
     fn default() -> Self {
-        Self {
-            alpha: 0.1,
-            gamma: 1.0,
-            lam: 1.0,
-            norm_by_std: true,
-        }
+        Self { alpha: 0.1, gamma: 1.0, lam: 1.0, norm_by_std: true }
     }
 }
 
@@ -122,105 +106,55 @@ fn groups(labels: &[i64]) -> Vec<Vec<usize>> {
 type Placed = Vec<(usize, f64)>;
 
 /// Checks every input; returns the completion lengths and the row ranges of the cut points.
-fn validate(
-    estimator: Estimator,
-    batch: &Batch,
-    options: &Options,
-) -> Result<(Vec<usize>, Vec<Range<usize>>)> {
+fn validate(estimator: Estimator, batch: &Batch, options: &Options) -> Result<(Vec<usize>, Vec<Range<usize>>)> {
     let lengths = lengths(batch.response_mask)?;
     let (n_rows, width) = batch.response_mask.shape();
-    let Options {
-        alpha,
-        gamma,
-        lam,
-        norm_by_std,
-    } = *options;
-    ensure(alpha.is_finite(), "alpha", || {
-        format!("expected a finite number, got {alpha}")
-    })?;
-    ensure((0.0..=1.0).contains(&gamma), "gamma", || {
-        format!("expected a discount in [0, 1], got {gamma}")
-    })?;
-    ensure((0.0..=1.0).contains(&lam), "lam", || {
-        format!("expected a GAE lambda in [0, 1], got {lam}")
-    })?;
+    let Options { alpha, gamma, lam, norm_by_std } = *options;
+    ensure(alpha.is_finite(), "alpha", || format!("expected a finite number, got {alpha}"))?;
+    ensure((0.0..=1.0).contains(&gamma), "gamma", || format!("expected a discount in [0, 1], got {gamma}"))?;
+    ensure((0.0..=1.0).contains(&lam), "lam", || format!("expected a GAE lambda in [0, 1], got {lam}"))?;
     ensure(lam == 1.0 || estimator == Estimator::Ppo, "lam", || {
         format!("only the 'ppo' estimator uses lam, got lam={lam} with {estimator:?}")
     })?;
-    ensure(
-        norm_by_std || matches!(estimator, Estimator::Grpo | Estimator::DrGrpo),
-        "norm_by_std",
-        || {
-            format!("only 'grpo' divides by a group std ('dr_grpo' never does); norm_by_std=False has no meaning for '{estimator}'")
-        },
-    )?;
+    ensure(norm_by_std || matches!(estimator, Estimator::Grpo | Estimator::DrGrpo), "norm_by_std", || {
+        format!("only 'grpo' divides by a group std ('dr_grpo' never does); norm_by_std=False has no meaning for '{estimator}'")
+    })?;
     match (estimator, batch.values) {
         (Estimator::Ppo, None) => {
-            return Err(Error::new(
-                "values",
-                "the 'ppo' estimator needs critic values (B, T), got None",
-            ))
+            return Err(Error::new("values", "the 'ppo' estimator needs critic values (B, T), got None"))
         }
-        (Estimator::Ppo, Some(values)) => {
-            check_shape("values", values, (n_rows, width), "response_mask")?
-        }
+        (Estimator::Ppo, Some(values)) => check_shape("values", values, (n_rows, width), "response_mask")?,
         (_, Some(_)) => {
             return Err(Error::new(
                 "values",
-                format!(
-                    "only the 'ppo' estimator uses critic values, got values with '{estimator}'"
-                ),
+                format!("only the 'ppo' estimator uses critic values, got values with '{estimator}'"),
             ))
         }
         (_, None) => {}
     }
     if let Some(token_rewards) = batch.token_rewards {
-        ensure(
-            matches!(estimator, Estimator::Ppo | Estimator::ReinforcePp),
-            "token_rewards",
-            || {
-                format!("only 'ppo' and 'reinforce_pp' use per-token rewards, got token_rewards with '{estimator}'")
-            },
-        )?;
-        check_shape(
-            "token_rewards",
-            token_rewards,
-            (n_rows, width),
-            "response_mask",
-        )?;
+        ensure(matches!(estimator, Estimator::Ppo | Estimator::ReinforcePp), "token_rewards", || {
+            format!("only 'ppo' and 'reinforce_pp' use per-token rewards, got token_rewards with '{estimator}'")
+        })?;
+        check_shape("token_rewards", token_rewards, (n_rows, width), "response_mask")?;
     }
-    for (argument, values) in [
-        ("outcome_rewards", batch.outcome_rewards),
-        ("step_rewards", batch.step_rewards),
-    ] {
+    for (argument, values) in [("outcome_rewards", batch.outcome_rewards), ("step_rewards", batch.step_rewards)] {
         if let Some(i) = values.iter().position(|v| !v.is_finite()) {
-            return Err(Error::new(
-                argument,
-                format!("expected finite values, got {} at index {i}", values[i]),
-            ));
+            return Err(Error::new(argument, format!("expected finite values, got {} at index {i}", values[i])));
         }
     }
-    for (argument, len) in [
-        ("outcome_rewards", batch.outcome_rewards.len()),
-        ("group_index", batch.group_index.len()),
-    ] {
+    for (argument, len) in [("outcome_rewards", batch.outcome_rewards.len()), ("group_index", batch.group_index.len())]
+    {
         ensure(len == n_rows, argument, || {
             format!("expected B = {n_rows} entries (the rows of response_mask), got {len}")
         })?;
     }
     ensure(batch.offsets.len() == n_rows + 1, "offsets", || {
-        format!(
-            "expected B + 1 = {} entries (B from response_mask), got {}",
-            n_rows + 1,
-            batch.offsets.len()
-        )
+        format!("expected B + 1 = {} entries (B from response_mask), got {}", n_rows + 1, batch.offsets.len())
     })?;
     let n_points = batch.step_rewards.len();
     ensure(batch.positions.len() == n_points, "positions", || {
-        format!(
-            "expected N = {n_points} entries (the length of step_rewards), got {}",
-            batch.positions.len()
-        )
+        format!("expected N = {n_points} entries (the length of step_rewards), got {}", batch.positions.len())
     })?;
     let ranges = row_ranges(batch.offsets, n_points, "step_rewards")?;
     for (b, range) in ranges.iter().enumerate() {
@@ -234,11 +168,7 @@ fn validate(
         if let Some(i) = row.windows(2).position(|w| w[1] <= w[0]) {
             return Err(Error::new(
                 "positions",
-                format!(
-                    "row {b}: expected strictly increasing positions, got {} then {}",
-                    row[i],
-                    row[i + 1]
-                ),
+                format!("row {b}: expected strictly increasing positions, got {} then {}", row[i], row[i + 1]),
             ));
         }
         if let Some(&last) = row.last() {
@@ -260,10 +190,7 @@ fn whitening(count: usize, sum: f64, squared_deviations: impl Fn(f64) -> f64) ->
     if count < 2 {
         return (mean, 1.0);
     }
-    (
-        mean,
-        1.0 / (squared_deviations(mean) / (count - 1) as f64 + VAR_EPSILON).sqrt(),
-    )
+    (mean, 1.0 / (squared_deviations(mean) / (count - 1) as f64 + VAR_EPSILON).sqrt())
 }
 
 /// Whitening over every masked token of the batch, summed in row order so that the result does
@@ -271,11 +198,7 @@ fn whitening(count: usize, sum: f64, squared_deviations: impl Fn(f64) -> f64) ->
 fn whiten_rows(rows: &[Vec<f64>]) -> (f64, f64) {
     let count = rows.iter().map(Vec::len).sum();
     let sum = rows.iter().map(|r| r.iter().sum::<f64>()).sum();
-    whitening(count, sum, |mean| {
-        rows.iter()
-            .map(|r| r.iter().map(|v| (v - mean).powi(2)).sum::<f64>())
-            .sum()
-    })
+    whitening(count, sum, |mean| rows.iter().map(|r| r.iter().map(|v| (v - mean).powi(2)).sum::<f64>()).sum())
 }
 
 /// revcumsum_gamma of a dense row.
@@ -343,24 +266,13 @@ pub fn compute_advantages(
 ) -> Result<Advantages> {
     let (lengths, ranges) = validate(estimator, batch, options)?;
     let (n_rows, width) = batch.response_mask.shape();
-    let Options {
-        alpha,
-        gamma,
-        lam,
-        norm_by_std,
-    } = *options;
+    let Options { alpha, gamma, lam, norm_by_std } = *options;
     let members = groups(batch.group_index);
 
     // Process rewards r_j (j >= 1) on token p_j - 1.
     let mut placed: Vec<Placed> = ranges
         .iter()
-        .map(|range| {
-            range
-                .clone()
-                .skip(1)
-                .map(|i| (batch.positions[i] as usize - 1, batch.step_rewards[i]))
-                .collect()
-        })
+        .map(|range| range.clone().skip(1).map(|i| (batch.positions[i] as usize - 1, batch.step_rewards[i])).collect())
         .collect();
 
     // Normalise process rewards per group (or over the batch for reinforce_pp).
@@ -370,13 +282,8 @@ pub fn compute_advantages(
         _ => members.clone(),
     };
     for rows in &process_groups {
-        let rewards: Vec<f64> = rows
-            .iter()
-            .flat_map(|&b| placed[b].iter().map(|&(_, r)| r))
-            .collect();
-        let (mu, sigma) = mean_std(&rewards)
-            .filter(|_| rows.len() >= 2)
-            .unwrap_or((0.0, 1.0));
+        let rewards: Vec<f64> = rows.iter().flat_map(|&b| placed[b].iter().map(|&(_, r)| r)).collect();
+        let (mu, sigma) = mean_std(&rewards).filter(|_| rows.len() >= 2).unwrap_or((0.0, 1.0));
         let scale = match estimator {
             Estimator::ReinforcePp => 1.0 / (sigma * sigma + VAR_EPSILON).sqrt(),
             _ if divide_by_std => 1.0 / (sigma + STD_EPSILON),
@@ -427,17 +334,10 @@ pub fn compute_advantages(
             let mut outcome = outcome_per_row();
             if estimator == Estimator::ReinforcePpBaseline {
                 // masked_whiten of a per-row constant: each row weighs by its length.
-                let weighted = || {
-                    outcome
-                        .iter()
-                        .zip(&lengths)
-                        .map(|(&x, &len)| (x, len as f64))
-                };
-                let (mean, inv_std) = whitening(
-                    lengths.iter().sum(),
-                    weighted().map(|(x, n)| x * n).sum(),
-                    |mean| weighted().map(|(x, n)| n * (x - mean).powi(2)).sum(),
-                );
+                let weighted = || outcome.iter().zip(&lengths).map(|(&x, &len)| (x, len as f64));
+                let (mean, inv_std) = whitening(lengths.iter().sum(), weighted().map(|(x, n)| x * n).sum(), |mean| {
+                    weighted().map(|(x, n)| n * (x - mean).powi(2)).sum()
+                });
                 outcome.iter_mut().for_each(|x| *x = (*x - mean) * inv_std);
             }
             write_rows(&mut advantages, &|b, row| {
@@ -457,9 +357,7 @@ pub fn compute_advantages(
             });
         }
         Estimator::Ppo => {
-            let Some(values) = batch.values else {
-                unreachable!("validate() requires values for ppo")
-            };
+            let Some(values) = batch.values else { unreachable!("validate() requires values for ppo") };
             let gaes = map_rows(
                 n_rows,
                 parallel,
@@ -481,12 +379,12 @@ pub fn compute_advantages(
             let (outcome, process): (Vec<_>, Vec<_>) = gaes.into_iter().unzip();
             let (outcome_mean, outcome_inv_std) = whiten_rows(&outcome);
             let (process_mean, process_inv_std) = whiten_rows(&process);
-            let advantage_row = |b: usize, row: &mut Vec<f64>| {
-                row.extend(outcome[b].iter().zip(&process[b]).map(|(o, p)| {
-                    (o - outcome_mean) * outcome_inv_std
-                        + alpha * (p - process_mean) * process_inv_std
-                }));
-            };
+            let advantage_row =
+                |b: usize, row: &mut Vec<f64>| {
+                    row.extend(outcome[b].iter().zip(&process[b]).map(|(o, p)| {
+                        (o - outcome_mean) * outcome_inv_std + alpha * (p - process_mean) * process_inv_std
+                    }));
+                };
             write_rows(&mut advantages, &advantage_row);
             let mut critic_returns = vec![0.0f32; n_rows * width];
             write_rows(&mut critic_returns, &|b, row| {
@@ -499,10 +397,6 @@ pub fn compute_advantages(
         }
     }
     let shape = (n_rows, width);
-    let to_array =
-        |data: Vec<f32>| Array2::from_shape_vec(shape, data).expect("buffer has B * T entries");
-    Ok(Advantages {
-        advantages: to_array(advantages),
-        returns: returns.map(to_array),
-    })
+    let to_array = |data: Vec<f32>| Array2::from_shape_vec(shape, data).expect("buffer has B * T entries");
+    Ok(Advantages { advantages: to_array(advantages), returns: returns.map(to_array) })
 }

@@ -33,12 +33,7 @@ struct Thinking {
     end: usize,
 }
 
-fn scan_row(
-    ids: &[i64],
-    delimiters: &Delimiters,
-    think_end_id: Option<i64>,
-    row: usize,
-) -> Result<Thinking> {
+fn scan_row(ids: &[i64], delimiters: &Delimiters, think_end_id: Option<i64>, row: usize) -> Result<Thinking> {
     let think_end = think_end_id.and_then(|tag| ids.iter().position(|&id| id == tag));
     let limit = think_end.unwrap_or(ids.len());
     let mut candidates = Vec::new();
@@ -47,20 +42,19 @@ fn scan_row(
             candidates.push(p);
         }
     })?;
-    Ok(Thinking {
-        candidates,
-        end: think_end.map_or(ids.len(), |t| t + 1),
-    })
+    Ok(Thinking { candidates, end: think_end.map_or(ids.len(), |t| t + 1) })
+}
+
+/// Completion lengths from the mask, once token_ids is known to have its shape.
+fn completion_lengths(token_ids: &dyn Rows<i64>, response_mask: &dyn Rows<f64>) -> Result<Vec<usize>> {
+    let lengths = lengths(response_mask)?;
+    check_shape("token_ids", token_ids, response_mask.shape(), "response_mask")?;
+    Ok(lengths)
 }
 
 /// Highest entropy first; ties go to the smaller position.
 fn by_entropy(entropies: &[f64]) -> impl Fn(&usize, &usize) -> Ordering + '_ {
-    |&a, &b| {
-        entropies[b]
-            .partial_cmp(&entropies[a])
-            .unwrap_or(Ordering::Equal)
-            .then(a.cmp(&b))
-    }
+    |&a, &b| entropies[b].partial_cmp(&entropies[a]).unwrap_or(Ordering::Equal).then(a.cmp(&b))
 }
 
 /// {0} ∪ top-k candidates by entropy ∪ {end}, sorted and de-duplicated.
@@ -92,19 +86,8 @@ pub fn select_cuts(
     think_end_id: Option<i64>,
     parallel: bool,
 ) -> Result<Cuts> {
-    let lengths = lengths(response_mask)?;
-    check_shape(
-        "token_ids",
-        token_ids,
-        response_mask.shape(),
-        "response_mask",
-    )?;
-    check_shape(
-        "entropies",
-        entropies,
-        response_mask.shape(),
-        "response_mask",
-    )?;
+    let lengths = completion_lengths(token_ids, response_mask)?;
+    check_shape("entropies", entropies, response_mask.shape(), "response_mask")?;
     let rows = map_rows(
         lengths.len(),
         parallel,
@@ -116,16 +99,9 @@ pub fn select_cuts(
             Ok(row_cut_points(thinking, entropy_row, k))
         },
     )?;
-    let ends = rows
-        .iter()
-        .map(|points| *points.last().unwrap_or(&0))
-        .collect();
+    let ends = rows.iter().map(|points| *points.last().unwrap_or(&0)).collect();
     let (offsets, positions) = flatten(rows);
-    Ok(Cuts {
-        offsets,
-        positions,
-        ends,
-    })
+    Ok(Cuts { offsets, positions, ends })
 }
 
 pub fn segment_paragraphs(
@@ -135,35 +111,19 @@ pub fn segment_paragraphs(
     think_end_id: Option<i64>,
     parallel: bool,
 ) -> Result<Segments> {
-    let lengths = lengths(response_mask)?;
-    check_shape(
-        "token_ids",
-        token_ids,
-        response_mask.shape(),
-        "response_mask",
-    )?;
+    let lengths = completion_lengths(token_ids, response_mask)?;
     let rows = map_rows(lengths.len(), parallel, Vec::new, |ids, b| {
         token_ids.read_row(b, lengths[b], ids);
         let Thinking { candidates, end } = scan_row(ids, delimiters, think_end_id, b)?;
         if end == 0 {
             return Ok((Vec::new(), Vec::new()));
         }
-        let starts: Vec<i64> = std::iter::once(0)
-            .chain(candidates.iter().map(|&p| p as i64))
-            .collect();
-        let ends = starts[1..]
-            .iter()
-            .copied()
-            .chain(std::iter::once(end as i64))
-            .collect();
+        let starts: Vec<i64> = std::iter::once(0).chain(candidates.iter().map(|&p| p as i64)).collect();
+        let ends = starts[1..].iter().copied().chain(std::iter::once(end as i64)).collect();
         Ok((starts, ends))
     })?;
     let (starts, ends): (Vec<_>, Vec<_>) = rows.into_iter().unzip();
     let (offsets, starts) = flatten(starts);
     let (_, ends) = flatten(ends);
-    Ok(Segments {
-        offsets,
-        starts,
-        ends,
-    })
+    Ok(Segments { offsets, starts, ends })
 }

@@ -19,19 +19,13 @@ pub enum Delimiters {
     Tokens { ids: Vec<i64> },
     /// Text rule: a break falls before a token that is not whitespace-only when the whitespace run
     /// around the boundary holds at least `min_newlines` newlines.
-    Text {
-        table: Vec<TokenText>,
-        min_newlines: u32,
-    },
+    Text { table: Vec<TokenText>, min_newlines: u32 },
 }
 
 impl Delimiters {
     pub fn from_ids(ids: &[i64]) -> Result<Self> {
         if let Some(&bad) = ids.iter().find(|&&id| id < 0) {
-            return Err(Error::new(
-                "delimiters",
-                format!("expected token ids >= 0, got {bad}"),
-            ));
+            return Err(Error::new("delimiters", format!("expected token ids >= 0, got {bad}")));
         }
         let mut ids = ids.to_vec();
         ids.sort_unstable();
@@ -40,23 +34,13 @@ impl Delimiters {
     }
 
     pub fn from_text(table: Vec<TokenText>, min_newlines: u32) -> Result<Self> {
-        ensure(min_newlines >= 1, "min_newlines", || {
-            format!("expected >= 1, got {min_newlines}")
-        })?;
-        Ok(Self::Text {
-            table,
-            min_newlines,
-        })
+        ensure(min_newlines >= 1, "min_newlines", || format!("expected >= 1, got {min_newlines}"))?;
+        Ok(Self::Text { table, min_newlines })
     }
 
     /// Calls `on_break(p)` for every break position 1 <= p < ids.len(), in order.
     /// `row` only names the row in errors.
-    pub fn for_each_break(
-        &self,
-        ids: &[i64],
-        row: usize,
-        mut on_break: impl FnMut(usize),
-    ) -> Result<()> {
+    pub fn for_each_break(&self, ids: &[i64], row: usize, mut on_break: impl FnMut(usize)) -> Result<()> {
         match self {
             Self::Tokens { ids: delimiters } => {
                 for (p, pair) in ids.windows(2).enumerate() {
@@ -65,10 +49,7 @@ impl Delimiters {
                     }
                 }
             }
-            Self::Text {
-                table,
-                min_newlines,
-            } => {
+            Self::Text { table, min_newlines } => {
                 let mut run = 0u32;
                 for (t, &id) in ids.iter().enumerate() {
                     let text = usize::try_from(id).ok().and_then(|i| table.get(i)).ok_or_else(|| {
@@ -112,8 +93,7 @@ mod tests {
     }
 
     fn breaks(vocab: &[&str], ids: &[i64], min_newlines: u32) -> Vec<usize> {
-        let d =
-            Delimiters::from_text(vocab.iter().map(|t| text(t)).collect(), min_newlines).unwrap();
+        let d = Delimiters::from_text(vocab.iter().map(|t| text(t)).collect(), min_newlines).unwrap();
         let mut out = vec![];
         d.for_each_break(ids, 0, |p| out.push(p)).unwrap();
         out
@@ -137,16 +117,12 @@ mod tests {
     fn exact_rule_breaks_after_delimiter_ids() {
         let d = Delimiters::from_ids(&[7]).unwrap();
         let mut out = vec![];
-        d.for_each_break(&[5, 7, 3, 4, 7, 6, 7, 8, 9, 2, 2, -1, 1000], 0, |p| {
-            out.push(p)
-        })
-        .unwrap();
+        d.for_each_break(&[5, 7, 3, 4, 7, 6, 7, 8, 9, 2, 2, -1, 1000], 0, |p| out.push(p)).unwrap();
         assert_eq!(out, vec![2, 5, 7]);
         // Ids are stored sparsely: a huge id costs nothing.
         let d = Delimiters::from_ids(&[i64::MAX, 5, 5]).unwrap();
         out.clear();
-        d.for_each_break(&[1, 5, 2, i64::MAX, 3], 0, |p| out.push(p))
-            .unwrap();
+        d.for_each_break(&[1, 5, 2, i64::MAX, 3], 0, |p| out.push(p)).unwrap();
         assert_eq!(out, vec![2, 4]);
         assert!(Delimiters::from_ids(&[-3]).is_err());
     }

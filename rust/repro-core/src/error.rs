@@ -9,10 +9,7 @@ pub struct Error {
 
 impl Error {
     pub fn new(argument: &'static str, message: impl Into<String>) -> Self {
-        Self {
-            argument,
-            message: message.into(),
-        }
+        Self { argument, message: message.into() }
     }
 }
 
@@ -27,11 +24,7 @@ impl std::error::Error for Error {}
 pub type Result<T> = std::result::Result<T, Error>;
 
 /// Fails with `argument: expected ...` unless `condition` holds.
-pub(crate) fn ensure(
-    condition: bool,
-    argument: &'static str,
-    message: impl FnOnce() -> String,
-) -> Result<()> {
+pub(crate) fn ensure(condition: bool, argument: &'static str, message: impl FnOnce() -> String) -> Result<()> {
     if condition {
         Ok(())
     } else {

@@ -70,9 +70,7 @@ pub fn check_shape<T>(
 /// Completion lengths from a right-padded 0/1 response mask, validated.
 pub fn lengths(mask: &dyn Rows<f64>) -> Result<Vec<usize>> {
     let (batch, width) = mask.shape();
-    ensure(batch > 0, "response_mask", || {
-        format!("empty batch: expected B >= 1 rows, got shape ({batch}, {width})")
-    })?;
+    ensure(batch > 0, "response_mask", || format!("empty batch: expected B >= 1 rows, got shape ({batch}, {width})"))?;
     ensure(width > 0, "response_mask", || {
         format!("zero width: expected T >= 1 columns, got shape ({batch}, {width})")
     })?;
@@ -85,18 +83,11 @@ pub fn lengths(mask: &dyn Rows<f64>) -> Result<Vec<usize>> {
                 None => Ok(len),
                 Some(i) if row[len + i] == 1.0 => Err(Error::new(
                     "response_mask",
-                    format!(
-                        "row {b} is not right-padded: 1 at position {} after 0 at position {len}",
-                        len + i
-                    ),
+                    format!("row {b} is not right-padded: 1 at position {} after 0 at position {len}", len + i),
                 )),
                 Some(i) => Err(Error::new(
                     "response_mask",
-                    format!(
-                        "expected 0/1 values, got {} at row {b}, position {}",
-                        row[len + i],
-                        len + i
-                    ),
+                    format!("expected 0/1 values, got {} at row {b}, position {}", row[len + i], len + i),
                 )),
             }
         })
@@ -116,13 +107,7 @@ pub(crate) fn read_finite_row(
         return Ok(());
     }
     let t = out.iter().position(|v| !v.is_finite()).unwrap_or_default();
-    Err(Error::new(
-        argument,
-        format!(
-            "expected finite values, got {} at row {b}, position {t}",
-            out[t]
-        ),
-    ))
+    Err(Error::new(argument, format!("expected finite values, got {} at row {b}, position {t}", out[t])))
 }
 
 #[cfg(test)]
@@ -132,11 +117,7 @@ mod tests {
 
     #[test]
     fn lengths_of_right_padded_masks() {
-        let mask = array![
-            [true, true, false],
-            [false, false, false],
-            [true, true, true]
-        ];
+        let mask = array![[true, true, false], [false, false, false], [true, true, true]];
         assert_eq!(lengths(&mask.view()).unwrap(), vec![2, 0, 3]);
         let ints = array![[1i64, 0, 0]];
         assert_eq!(lengths(&ints.view()).unwrap(), vec![1]);
@@ -145,10 +126,7 @@ mod tests {
     #[test]
     fn lengths_reject_holes_and_non_binary_values() {
         let holes = array![[1i32, 0, 1]];
-        assert!(lengths(&holes.view())
-            .unwrap_err()
-            .message
-            .contains("not right-padded"));
+        assert!(lengths(&holes.view()).unwrap_err().message.contains("not right-padded"));
         let twos = array![[1.0f64, 2.0, 0.0]];
         assert!(lengths(&twos.view()).unwrap_err().message.contains("0/1"));
         let empty = ndarray::Array2::<bool>::from_elem((0, 3), false);

@@ -28,56 +28,39 @@ fn sign(x: f64) -> f64 {
 fn stability(smoothed: &[f64], out: &mut [f64]) {
     let mut concordance = 0.0;
     for j in 1..smoothed.len() {
-        concordance += smoothed[..j]
-            .iter()
-            .map(|&earlier| sign(smoothed[j] - earlier))
-            .sum::<f64>();
+        concordance += smoothed[..j].iter().map(|&earlier| sign(smoothed[j] - earlier)).sum::<f64>();
         let pairs = (j * (j + 1) / 2) as f64;
         out[j] = (concordance / pairs + 1.0) / 2.0;
     }
 }
 
 fn validate(j_values: &[f64], w: f64, stability_ema: Option<f64>) -> Result<()> {
-    ensure((0.0..=1.0).contains(&w), "w", || {
-        format!("expected a weight in [0, 1], got {w}")
-    })?;
+    ensure((0.0..=1.0).contains(&w), "w", || format!("expected a weight in [0, 1], got {w}"))?;
     if let Some(beta) = stability_ema {
-        ensure(beta > 0.0 && beta <= 1.0, "stability_ema", || {
-            format!("expected beta in (0, 1], got {beta}")
-        })?;
+        ensure(beta > 0.0 && beta <= 1.0, "stability_ema", || format!("expected beta in (0, 1], got {beta}"))?;
     }
     for (i, &j) in j_values.iter().enumerate() {
         if !j.is_finite() {
-            return Err(Error::new(
-                "j_values",
-                format!("expected finite values, got {j} at index {i}"),
-            ));
+            return Err(Error::new("j_values", format!("expected finite values, got {j} at index {i}")));
         }
         if j > 0.0 {
             return Err(Error::new(
                 "j_values",
-                format!("expected mean log-probabilities <= 0, got {j} at index {i} (was the NLL -J passed instead of J?)"),
+                format!(
+                    "expected mean log-probabilities <= 0, got {j} at index {i} (was the NLL -J passed instead of J?)"
+                ),
             ));
         }
     }
     Ok(())
 }
 
-pub fn score_steps(
-    j_values: &[f64],
-    offsets: &[i64],
-    w: f64,
-    stability_ema: Option<f64>,
-) -> Result<Steps> {
+pub fn score_steps(j_values: &[f64], offsets: &[i64], w: f64, stability_ema: Option<f64>) -> Result<Steps> {
     validate(j_values, w, stability_ema)?;
     let rows = row_ranges(offsets, j_values.len(), "j_values")?;
     let n = j_values.len();
-    let mut steps = Steps {
-        magnitude: vec![0.0; n],
-        stability: vec![0.0; n],
-        score: vec![0.0; n],
-        reward: vec![0.0; n],
-    };
+    let mut steps =
+        Steps { magnitude: vec![0.0; n], stability: vec![0.0; n], score: vec![0.0; n], reward: vec![0.0; n] };
     let mut smoothed = Vec::new();
     for range in rows {
         let j = &j_values[range.clone()];
@@ -120,11 +103,7 @@ mod tests {
             (-2.0, -4.0, 0.035972),
             (-0.5, -0.1, 0.802623),
         ] {
-            assert!(
-                close(magnitude(jb, j), m),
-                "M({jb}, {j}) = {} != {m}",
-                magnitude(jb, j)
-            );
+            assert!(close(magnitude(jb, j), m), "M({jb}, {j}) = {} != {m}", magnitude(jb, j));
         }
     }
 
@@ -148,41 +127,11 @@ mod tests {
 
     #[test]
     fn bad_inputs_name_their_argument() {
-        assert_eq!(
-            score_steps(&[-1.0, 0.5], &[0, 2], 0.1, None)
-                .unwrap_err()
-                .argument,
-            "j_values"
-        );
-        assert_eq!(
-            score_steps(&[-1.0, f64::NAN], &[0, 2], 0.1, None)
-                .unwrap_err()
-                .argument,
-            "j_values"
-        );
-        assert_eq!(
-            score_steps(&[-1.0], &[0, 2], 0.1, None)
-                .unwrap_err()
-                .argument,
-            "offsets"
-        );
-        assert_eq!(
-            score_steps(&[-1.0, -1.0], &[0, 2, 1, 2], 0.1, None)
-                .unwrap_err()
-                .argument,
-            "offsets"
-        );
-        assert_eq!(
-            score_steps(&[-1.0], &[0, 1], 1.5, None)
-                .unwrap_err()
-                .argument,
-            "w"
-        );
-        assert_eq!(
-            score_steps(&[-1.0], &[0, 1], 0.1, Some(0.0))
-                .unwrap_err()
-                .argument,
-            "stability_ema"
-        );
+        assert_eq!(score_steps(&[-1.0, 0.5], &[0, 2], 0.1, None).unwrap_err().argument, "j_values");
+        assert_eq!(score_steps(&[-1.0, f64::NAN], &[0, 2], 0.1, None).unwrap_err().argument, "j_values");
+        assert_eq!(score_steps(&[-1.0], &[0, 2], 0.1, None).unwrap_err().argument, "offsets");
+        assert_eq!(score_steps(&[-1.0, -1.0], &[0, 2, 1, 2], 0.1, None).unwrap_err().argument, "offsets");
+        assert_eq!(score_steps(&[-1.0], &[0, 1], 1.5, None).unwrap_err().argument, "w");
+        assert_eq!(score_steps(&[-1.0], &[0, 1], 0.1, Some(0.0)).unwrap_err().argument, "stability_ema");
     }
 }

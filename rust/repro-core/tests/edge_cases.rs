@@ -2,8 +2,7 @@
 
 use ndarray::{array, Array2};
 use repro_core::{
-    compute_advantages, score_steps, segment_paragraphs, select_cuts, Batch, Delimiters, Estimator,
-    Options,
+    compute_advantages, score_steps, segment_paragraphs, select_cuts, Batch, Delimiters, Estimator, Options,
 };
 
 fn mask(lengths: &[usize], width: usize) -> Array2<bool> {
@@ -19,53 +18,20 @@ fn cuts(
 ) -> Vec<Vec<i64>> {
     let m = mask(lengths, ids.ncols());
     let delimiters = Delimiters::from_ids(&[7]).unwrap();
-    let cuts = select_cuts(
-        &ids.view(),
-        &m.view(),
-        &entropies.view(),
-        &delimiters,
-        k,
-        think_end,
-        false,
-    )
-    .unwrap();
-    cuts.offsets
-        .windows(2)
-        .map(|w| cuts.positions[w[0] as usize..w[1] as usize].to_vec())
-        .collect()
+    let cuts = select_cuts(&ids.view(), &m.view(), &entropies.view(), &delimiters, k, think_end, false).unwrap();
+    cuts.offsets.windows(2).map(|w| cuts.positions[w[0] as usize..w[1] as usize].to_vec()).collect()
 }
 
 #[test]
 fn degenerate_rows() {
-    let ids = array![
-        [7, 1, 7, 1, 7, 1],
-        [1, 1, 1, 1, 1, 1],
-        [9, 7, 1, 7, 1, 1],
-        [7, 1, 0, 0, 0, 0]
-    ];
+    let ids = array![[7, 1, 7, 1, 7, 1], [1, 1, 1, 1, 1, 1], [9, 7, 1, 7, 1, 1], [7, 1, 0, 0, 0, 0]];
     let flat = Array2::from_elem((4, 6), 0.5);
     let rows = cuts(&ids, &[6, 6, 6, 0], &flat, 20, Some(9));
-    assert_eq!(
-        rows[0],
-        vec![0, 1, 3, 5, 6],
-        "ties keep every candidate when k is large"
-    );
+    assert_eq!(rows[0], vec![0, 1, 3, 5, 6], "ties keep every candidate when k is large");
     assert_eq!(rows[1], vec![0, 6], "no delimiter: only 0 and e");
-    assert_eq!(
-        rows[2],
-        vec![0, 1],
-        "think-end at position 0: e = 1 and no candidate"
-    );
-    assert_eq!(
-        rows[3],
-        vec![0],
-        "empty completion: only the baseline point"
-    );
-    assert_eq!(
-        cuts(&ids, &[6, 6, 6, 0], &flat, 0, None)[0],
-        vec![0, 6],
-        "k = 0"
-    );
+    assert_eq!(rows[2], vec![0, 1], "think-end at position 0: e = 1 and no candidate");
+    assert_eq!(rows[3], vec![0], "empty completion: only the baseline point");
+    assert_eq!(cuts(&ids, &[6, 6, 6, 0], &flat, 0, None)[0], vec![0, 6], "k = 0");
 }
 
 #[test]
@@ -73,10 +39,7 @@ fn ties_go_to_the_smaller_position() {
     let ids = array![[7, 1, 7, 1, 7, 1, 7, 1]];
     let entropies = array![[0.0, 0.3, 0.0, 0.3, 0.0, 0.9, 0.0, 0.3]];
     assert_eq!(cuts(&ids, &[8], &entropies, 2, None)[0], vec![0, 1, 5, 8]);
-    assert_eq!(
-        cuts(&ids, &[8], &entropies, 3, None)[0],
-        vec![0, 1, 3, 5, 8]
-    );
+    assert_eq!(cuts(&ids, &[8], &entropies, 3, None)[0], vec![0, 1, 3, 5, 8]);
 }
 
 #[test]
@@ -85,16 +48,7 @@ fn non_finite_entropies_are_errors_inside_the_mask_only() {
     let m = mask(&[3], 4);
     let d = Delimiters::from_ids(&[7]).unwrap();
     let padding_nan = array![[0.1, 0.2, 0.3, f64::NAN]];
-    assert!(select_cuts(
-        &ids.view(),
-        &m.view(),
-        &padding_nan.view(),
-        &d,
-        2,
-        None,
-        false
-    )
-    .is_ok());
+    assert!(select_cuts(&ids.view(), &m.view(), &padding_nan.view(), &d, 2, None, false).is_ok());
     let inside = array![[0.1, f64::INFINITY, 0.3, 0.0]];
     let err = select_cuts(&ids.view(), &m.view(), &inside.view(), &d, 2, None, false).unwrap_err();
     assert_eq!(err.argument, "entropies");
@@ -137,9 +91,7 @@ fn one_completion_group_uses_mean_zero_std_one() {
     let m = mask(&[4], 5);
     let mv = m.view();
     let b = batch(&[1.0], &[0.0, 0.5, 0.25], &[0, 3], &[0, 2, 4], &mv, &[3]);
-    let adv = compute_advantages(Estimator::Grpo, &b, &Options::default(), false)
-        .unwrap()
-        .advantages;
+    let adv = compute_advantages(Estimator::Grpo, &b, &Options::default(), false).unwrap().advantages;
     let scale = 1.0 / (1.0 + 1e-6);
     let expected = [
         scale + 0.1 * 0.75 * scale,
@@ -159,35 +111,15 @@ fn ppo_returns_are_advantages_plus_values() {
     let mv = m.view();
     let values = array![[0.1, 0.2, 0.3], [0.5, -0.5, 9.0]];
     let vv = values.view();
-    let mut b = batch(
-        &[1.0, 0.0],
-        &[0.0, 0.3, 0.0, 0.2],
-        &[0, 2, 4],
-        &[0, 3, 0, 2],
-        &mv,
-        &[0, 0],
-    );
-    let options = Options {
-        gamma: 0.9,
-        lam: 0.8,
-        ..Options::default()
-    };
-    assert_eq!(
-        compute_advantages(Estimator::Ppo, &b, &options, false)
-            .unwrap_err()
-            .argument,
-        "values"
-    );
+    let mut b = batch(&[1.0, 0.0], &[0.0, 0.3, 0.0, 0.2], &[0, 2, 4], &[0, 3, 0, 2], &mv, &[0, 0]);
+    let options = Options { gamma: 0.9, lam: 0.8, ..Options::default() };
+    assert_eq!(compute_advantages(Estimator::Ppo, &b, &options, false).unwrap_err().argument, "values");
     b.values = Some(&vv);
     let result = compute_advantages(Estimator::Ppo, &b, &options, false).unwrap();
     let returns = result.returns.unwrap();
     for (bi, len) in [(0, 3), (1, 2)] {
         for t in 0..3 {
-            let expected = if t < len {
-                f64::from(result.advantages[[bi, t]]) + values[[bi, t]]
-            } else {
-                0.0
-            };
+            let expected = if t < len { f64::from(result.advantages[[bi, t]]) + values[[bi, t]] } else { 0.0 };
             assert!((f64::from(returns[[bi, t]]) - expected).abs() < 1e-6);
         }
     }
@@ -199,26 +131,10 @@ fn knobs_an_estimator_does_not_use_are_errors() {
     let m = mask(&[2], 2);
     let mv = m.view();
     let b = batch(&[1.0], &[0.0, 0.1], &[0, 2], &[0, 2], &mv, &[0]);
-    let lam = Options {
-        lam: 0.9,
-        ..Options::default()
-    };
-    assert_eq!(
-        compute_advantages(Estimator::Grpo, &b, &lam, false)
-            .unwrap_err()
-            .argument,
-        "lam"
-    );
-    let no_std = Options {
-        norm_by_std: false,
-        ..Options::default()
-    };
-    assert_eq!(
-        compute_advantages(Estimator::ReinforcePp, &b, &no_std, false)
-            .unwrap_err()
-            .argument,
-        "norm_by_std"
-    );
+    let lam = Options { lam: 0.9, ..Options::default() };
+    assert_eq!(compute_advantages(Estimator::Grpo, &b, &lam, false).unwrap_err().argument, "lam");
+    let no_std = Options { norm_by_std: false, ..Options::default() };
+    assert_eq!(compute_advantages(Estimator::ReinforcePp, &b, &no_std, false).unwrap_err().argument, "norm_by_std");
     // grpo without std is dr_grpo.
     let a = compute_advantages(Estimator::Grpo, &b, &no_std, false).unwrap();
     let d = compute_advantages(Estimator::DrGrpo, &b, &Options::default(), false).unwrap();
@@ -229,11 +145,9 @@ fn knobs_an_estimator_does_not_use_are_errors() {
 fn positions_must_fit_their_rows() {
     let m = mask(&[2], 4);
     let mv = m.view();
-    for (positions, needle) in [
-        ([0, 3], "beyond the completion length"),
-        ([1, 2], "baseline"),
-        ([0, 0], "strictly increasing"),
-    ] {
+    for (positions, needle) in
+        [([0, 3], "beyond the completion length"), ([1, 2], "baseline"), ([0, 0], "strictly increasing")]
+    {
         let b = batch(&[1.0], &[0.0, 0.1], &[0, 2], &positions, &mv, &[0]);
         let err = compute_advantages(Estimator::Grpo, &b, &Options::default(), false).unwrap_err();
         assert_eq!(err.argument, "positions");

@@ -27,8 +27,7 @@ fn detach<T: Send>(
     elements: usize,
     compute: impl FnOnce(bool) -> repro_core::Result<T> + Send,
 ) -> PyResult<T> {
-    py.detach(|| threads::run(elements, compute))
-        .map_err(|e| ReproError::new_err(e.to_string()))
+    py.detach(|| threads::run(elements, compute)).map_err(|e| ReproError::new_err(e.to_string()))
 }
 
 #[derive(FromPyObject)]
@@ -102,15 +101,11 @@ impl Mask2<'_> {
 
 /// The array's data when it is contiguous, else a copy.
 fn borrowed<'a, T: numpy::Element + Clone>(array: &'a PyReadonlyArray1<'_, T>) -> Cow<'a, [T]> {
-    array
-        .as_slice()
-        .map_or_else(|_| Cow::Owned(array.as_array().to_vec()), Cow::Borrowed)
+    array.as_slice().map_or_else(|_| Cow::Owned(array.as_array().to_vec()), Cow::Borrowed)
 }
 
 /// A widened copy of a narrower dtype.
-fn widened<T: Clone, S: numpy::Element + Widen<T>>(
-    array: &PyReadonlyArray1<'_, S>,
-) -> Cow<'static, [T]> {
+fn widened<T: Clone, S: numpy::Element + Widen<T>>(array: &PyReadonlyArray1<'_, S>) -> Cow<'static, [T]> {
     Cow::Owned(array.as_array().iter().map(|&v| v.widen()).collect())
 }
 
@@ -140,9 +135,7 @@ struct DelimiterTable(Delimiters);
 impl DelimiterTable {
     #[staticmethod]
     fn from_ids(ids: Ints1<'_>) -> PyResult<Self> {
-        Delimiters::from_ids(&ids.values())
-            .map(Self)
-            .map_err(|e| ReproError::new_err(e.to_string()))
+        Delimiters::from_ids(&ids.values()).map(Self).map_err(|e| ReproError::new_err(e.to_string()))
     }
 
     #[staticmethod]
@@ -152,11 +145,8 @@ impl DelimiterTable {
         whitespace_only: PyReadonlyArray1<'_, bool>,
         min_newlines: u32,
     ) -> PyResult<Self> {
-        let (leading, trailing, whitespace) = (
-            leading_newlines.as_array(),
-            trailing_newlines.as_array(),
-            whitespace_only.as_array(),
-        );
+        let (leading, trailing, whitespace) =
+            (leading_newlines.as_array(), trailing_newlines.as_array(), whitespace_only.as_array());
         if leading.len() != trailing.len() || leading.len() != whitespace.len() {
             return Err(ReproError::new_err(format!(
                 "delimiters: expected one table entry per token, got {} leading_newlines, {} trailing_newlines, {} whitespace_only",
@@ -172,31 +162,22 @@ impl DelimiterTable {
                 whitespace_only: whitespace[i],
             })
             .collect();
-        Delimiters::from_text(table, min_newlines)
-            .map(Self)
-            .map_err(|e| ReproError::new_err(e.to_string()))
+        Delimiters::from_text(table, min_newlines).map(Self).map_err(|e| ReproError::new_err(e.to_string()))
     }
 
     fn __repr__(&self) -> String {
         match &self.0 {
             Delimiters::Tokens { ids } => format!("DelimiterTable(ids={ids:?})"),
-            Delimiters::Text {
-                table,
-                min_newlines,
-            } => {
-                format!(
-                    "DelimiterTable(vocab={}, min_newlines={min_newlines})",
-                    table.len()
-                )
+            Delimiters::Text { table, min_newlines } => {
+                format!("DelimiterTable(vocab={}, min_newlines={min_newlines})", table.len())
             }
         }
     }
 }
 
 fn non_negative(argument: &str, value: i64) -> PyResult<usize> {
-    usize::try_from(value).map_err(|_| {
-        ReproError::new_err(format!("{argument}: expected an integer >= 0, got {value}"))
-    })
+    usize::try_from(value)
+        .map_err(|_| ReproError::new_err(format!("{argument}: expected an integer >= 0, got {value}")))
 }
 
 type Int64Array<'py> = Bound<'py, PyArray1<i64>>;
@@ -218,21 +199,9 @@ fn select_cuts<'py>(
     let (ids, mask, entropies) = (token_ids.rows(), response_mask.rows(), entropies.rows());
     let (batch, width) = mask.shape();
     let cuts = detach(py, batch * width, |parallel| {
-        repro_core::select_cuts(
-            &*ids,
-            &*mask,
-            &*entropies,
-            &delimiters.0,
-            k,
-            think_end_id,
-            parallel,
-        )
+        repro_core::select_cuts(&*ids, &*mask, &*entropies, &delimiters.0, k, think_end_id, parallel)
     })?;
-    Ok((
-        cuts.offsets.into_pyarray(py),
-        cuts.positions.into_pyarray(py),
-        cuts.ends.into_pyarray(py),
-    ))
+    Ok((cuts.offsets.into_pyarray(py), cuts.positions.into_pyarray(py), cuts.ends.into_pyarray(py)))
 }
 
 #[pyfunction]
@@ -249,11 +218,7 @@ fn segment_paragraphs<'py>(
     let segments = detach(py, batch * width, |parallel| {
         repro_core::segment_paragraphs(&*ids, &*mask, &delimiters.0, think_end_id, parallel)
     })?;
-    Ok((
-        segments.offsets.into_pyarray(py),
-        segments.starts.into_pyarray(py),
-        segments.ends.into_pyarray(py),
-    ))
+    Ok((segments.offsets.into_pyarray(py), segments.starts.into_pyarray(py), segments.ends.into_pyarray(py)))
 }
 
 #[pyfunction]
@@ -264,16 +229,9 @@ fn score_steps<'py>(
     offsets: Ints1<'py>,
     w: f64,
     stability_ema: Option<f64>,
-) -> PyResult<(
-    Float64Array<'py>,
-    Float64Array<'py>,
-    Float64Array<'py>,
-    Float64Array<'py>,
-)> {
+) -> PyResult<(Float64Array<'py>, Float64Array<'py>, Float64Array<'py>, Float64Array<'py>)> {
     let (j_values, offsets) = (j_values.values(), offsets.values());
-    let steps = detach(py, 0, |_| {
-        repro_core::score_steps(&j_values, &offsets, w, stability_ema)
-    })?;
+    let steps = detach(py, 0, |_| repro_core::score_steps(&j_values, &offsets, w, stability_ema))?;
     Ok((
         steps.magnitude.into_pyarray(py),
         steps.stability.into_pyarray(py),
@@ -306,18 +264,12 @@ fn compute_advantages<'py>(
 ) -> PyResult<(Float32Matrix<'py>, Option<Float32Matrix<'py>>)> {
     let estimator = Estimator::parse(estimator).map_err(|e| ReproError::new_err(e.to_string()))?;
     let (outcome_rewards, step_rewards) = (outcome_rewards.values(), step_rewards.values());
-    let (offsets, positions, group_index) =
-        (offsets.values(), positions.values(), group_index.values());
+    let (offsets, positions, group_index) = (offsets.values(), positions.values(), group_index.values());
     let mask = response_mask.rows();
     let values = values.as_ref().map(Floats2::rows);
     let token_rewards = token_rewards.as_ref().map(Floats2::rows);
     let (rows, width) = mask.shape();
-    let options = Options {
-        alpha,
-        gamma,
-        lam,
-        norm_by_std,
-    };
+    let options = Options { alpha, gamma, lam, norm_by_std };
     let result = detach(py, rows * width, |parallel| {
         let batch = Batch {
             outcome_rewards: &outcome_rewards,
@@ -331,26 +283,17 @@ fn compute_advantages<'py>(
         };
         repro_core::compute_advantages(estimator, &batch, &options, parallel)
     })?;
-    Ok((
-        result.advantages.into_pyarray(py),
-        result.returns.map(|r| r.into_pyarray(py)),
-    ))
+    Ok((result.advantages.into_pyarray(py), result.returns.map(|r| r.into_pyarray(py))))
 }
 
 #[pymodule(gil_used = false)]
 mod _core {
     #[pymodule_export]
-    use super::{
-        compute_advantages, score_steps, segment_paragraphs, select_cuts, DelimiterTable,
-        ReproError,
-    };
+    use super::{compute_advantages, score_steps, segment_paragraphs, select_cuts, DelimiterTable, ReproError};
 
     #[pymodule_init]
     fn init(module: &pyo3::Bound<'_, pyo3::types::PyModule>) -> pyo3::PyResult<()> {
         use pyo3::types::PyModuleMethods;
-        module.add(
-            "PARALLEL_MIN_ELEMENTS",
-            super::threads::PARALLEL_MIN_ELEMENTS,
-        )
+        module.add("PARALLEL_MIN_ELEMENTS", super::threads::PARALLEL_MIN_ELEMENTS)
     }
 }

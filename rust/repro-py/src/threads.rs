@@ -27,10 +27,7 @@ static POOL: Mutex<Option<Pool>> = Mutex::new(None);
 fn threads() -> Result<usize> {
     match std::env::var(THREADS_VARIABLE) {
         Ok(text) if !text.trim().is_empty() => match text.trim().parse::<usize>() {
-            Ok(0) | Err(_) => Err(Error::new(
-                THREADS_VARIABLE,
-                format!("expected a positive integer, got {text:?}"),
-            )),
+            Ok(0) | Err(_) => Err(Error::new(THREADS_VARIABLE, format!("expected a positive integer, got {text:?}"))),
             Ok(n) => Ok(n),
         },
         _ => Ok(std::thread::available_parallelism().map_or(1, usize::from)),
@@ -56,17 +53,8 @@ fn pool(threads: usize) -> Result<Arc<ThreadPool>> {
         .thread_name(|i| format!("repro-core-{i}"))
         .build()
         .map(Arc::new)
-        .map_err(|e| {
-            Error::new(
-                THREADS_VARIABLE,
-                format!("could not start {threads} threads: {e}"),
-            )
-        })?;
-    *slot = Some(Pool {
-        pid,
-        threads,
-        pool: pool.clone(),
-    });
+        .map_err(|e| Error::new(THREADS_VARIABLE, format!("could not start {threads} threads: {e}")))?;
+    *slot = Some(Pool { pid, threads, pool: pool.clone() });
     Ok(pool)
 }
 
