@@ -18,9 +18,7 @@ use std::time::Duration;
 use criterion::measurement::WallTime;
 use criterion::{criterion_group, criterion_main, BenchmarkGroup, Criterion, Throughput};
 use ndarray::Array2;
-use repro_core::{
-    compute_advantages, score_steps, select_cuts, Batch, Cuts, Delimiters, Estimator, Options,
-};
+use repro_core::{compute_advantages, score_steps, select_cuts, Batch, Cuts, Delimiters, Estimator, Options};
 
 const BATCH: usize = 256;
 const WIDTH: usize = 16_384;
@@ -89,8 +87,7 @@ fn input() -> Input {
                 }
             };
             // Gamma(2, 0.6)-like: the sum of two exponentials.
-            entropies[(b, t)] =
-                (-0.6 * ((1.0 - rng.uniform()).ln() + (1.0 - rng.uniform()).ln())) as f32;
+            entropies[(b, t)] = (-0.6 * ((1.0 - rng.uniform()).ln() + (1.0 - rng.uniform()).ln())) as f32;
         }
         if rng.uniform() < 0.5 && lengths[b] > 0 {
             let back = rng.below((WIDTH / 64) as u64) as usize;
@@ -98,16 +95,9 @@ fn input() -> Input {
         }
     }
     let mask = Array2::from_shape_fn((BATCH, WIDTH), |(b, t)| t < lengths[b]);
-    let values = Array2::from_shape_fn((BATCH, WIDTH), |(b, t)| {
-        if t < lengths[b] {
-            (rng.uniform() - 0.5) as f32
-        } else {
-            0.0
-        }
-    });
-    let outcome_rewards = (0..BATCH)
-        .map(|_| f64::from(u8::from(rng.uniform() < 0.4)))
-        .collect();
+    let values =
+        Array2::from_shape_fn((BATCH, WIDTH), |(b, t)| if t < lengths[b] { (rng.uniform() - 0.5) as f32 } else { 0.0 });
+    let outcome_rewards = (0..BATCH).map(|_| f64::from(u8::from(rng.uniform() < 0.4))).collect();
     let group_index = (0..BATCH).map(|b| (b / GROUP_SIZE) as i64).collect();
     Input {
         ids,
@@ -135,10 +125,8 @@ fn cuts(input: &Input, parallel: bool) -> Cuts {
 
 /// J (<= 0) at every cut point: the model's output, drawn once.
 fn j_values(n: usize) -> Vec<f64> {
-    let mut rng = Rng(0x0A11_CE);
-    (0..n)
-        .map(|_| -(-(1.0 - rng.uniform()).ln() - (1.0 - rng.uniform()).ln()))
-        .collect()
+    let mut rng = Rng(0xA11CE);
+    (0..n).map(|_| -(-(1.0 - rng.uniform()).ln() - (1.0 - rng.uniform()).ln())).collect()
 }
 
 fn batch<'a>(
@@ -165,23 +153,14 @@ fn pipeline(input: &Input, j: &[f64], parallel: bool) -> ndarray::Array2<f32> {
     let steps = score_steps(j, &cuts.offsets, 0.1, None).unwrap();
     let mask = input.mask.view();
     let batch = batch(input, &cuts, &steps.reward, &mask, None);
-    compute_advantages(Estimator::Grpo, &batch, &Options::default(), parallel)
-        .unwrap()
-        .advantages
+    compute_advantages(Estimator::Grpo, &batch, &Options::default(), parallel).unwrap().advantages
 }
 
 /// Runs `f(parallel)` sequentially and inside `pool`, as two benchmarks of `group`.
-fn both(
-    group: &mut BenchmarkGroup<'_, WallTime>,
-    pool: &rayon::ThreadPool,
-    name: &str,
-    f: impl Fn(bool),
-) {
+fn both(group: &mut BenchmarkGroup<'_, WallTime>, pool: &rayon::ThreadPool, name: &str, f: impl Fn(bool) + Sync) {
     group.bench_function(format!("{name}/sequential"), |b| b.iter(|| f(false)));
     let threads = pool.current_num_threads();
-    group.bench_function(format!("{name}/parallel-{threads}"), |b| {
-        b.iter(|| pool.install(|| f(true)))
-    });
+    group.bench_function(format!("{name}/parallel-{threads}"), |b| b.iter(|| pool.install(|| f(true))));
 }
 
 /// A vectorisable f32 sum (16 lanes, like NumPy's pairwise SIMD sum).
@@ -202,11 +181,17 @@ fn benches(c: &mut Criterion) {
     let layout = cuts(&input, false);
     let j = j_values(layout.positions.len());
     let steps = score_steps(&j, &layout.offsets, 0.1, None).unwrap();
+    // What the benches run on, and a checksum to compare implementations of the core with.
+    let advantages = pipeline(&input, &j, false);
+    let checksum = layout.positions.iter().fold(0u64, |h, &p| h.wrapping_mul(1_000_003).wrapping_add(p as u64));
+    eprintln!(
+        "input: {BATCH} x {WIDTH}, {} tokens in completions, {} cut points (k = {K}), positions hash {checksum:016x}, sum |advantages| {:.6}",
+        input.mask.iter().filter(|&&m| m).count(),
+        layout.positions.len(),
+        advantages.iter().map(|&a| f64::from(a).abs()).sum::<f64>(),
+    );
     let threads = std::thread::available_parallelism().map_or(1, usize::from);
-    let pool = rayon::ThreadPoolBuilder::new()
-        .num_threads(threads)
-        .build()
-        .unwrap();
+    let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
     let mask = input.mask.view();
     let values = input.values.view();
 
@@ -221,27 +206,11 @@ fn benches(c: &mut Criterion) {
     });
     both(&mut group, &pool, "compute_advantages_grpo", |parallel| {
         let batch = batch(&input, &layout, &steps.reward, &mask, None);
-        black_box(
-            compute_advantages(
-                Estimator::Grpo,
-                black_box(&batch),
-                &Options::default(),
-                parallel,
-            )
-            .unwrap(),
-        );
+        black_box(compute_advantages(Estimator::Grpo, black_box(&batch), &Options::default(), parallel).unwrap());
     });
     both(&mut group, &pool, "compute_advantages_ppo", |parallel| {
         let batch = batch(&input, &layout, &steps.reward, &mask, Some(&values));
-        black_box(
-            compute_advantages(
-                Estimator::Ppo,
-                black_box(&batch),
-                &Options::default(),
-                parallel,
-            )
-            .unwrap(),
-        );
+        black_box(compute_advantages(Estimator::Ppo, black_box(&batch), &Options::default(), parallel).unwrap());
     });
     both(&mut group, &pool, "pipeline_grpo", |parallel| {
         black_box(pipeline(black_box(&input), &j, parallel));
@@ -250,17 +219,8 @@ fn benches(c: &mut Criterion) {
     group.bench_function("yardstick_sum", |b| {
         b.iter(|| {
             let ids: i64 = black_box(&input.ids).as_slice().unwrap().iter().sum();
-            let mask: usize = black_box(&input.mask)
-                .as_slice()
-                .unwrap()
-                .iter()
-                .map(|&m| usize::from(m))
-                .sum();
-            black_box((
-                ids,
-                mask,
-                sum_f32(black_box(&input.entropies).as_slice().unwrap()),
-            ))
+            let mask: usize = black_box(&input.mask).as_slice().unwrap().iter().map(|&m| usize::from(m)).sum();
+            black_box((ids, mask, sum_f32(black_box(&input.entropies).as_slice().unwrap())))
         })
     });
     group.finish();

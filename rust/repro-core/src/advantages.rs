@@ -10,7 +10,7 @@ use rayon::prelude::*;
 use crate::error::{ensure, Error, Result};
 use crate::parallel::map_rows;
 use crate::ragged::row_ranges;
-use crate::rows::{check_shape, lengths, read_finite_row, Rows};
+use crate::rows::{check_finite, check_shape, lengths, Mask, Rows};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Estimator {
@@ -69,7 +69,7 @@ pub struct Batch<'a> {
     pub step_rewards: &'a [f64],
     pub offsets: &'a [i64],
     pub positions: &'a [i64],
-    pub response_mask: &'a dyn Rows<f64>,
+    pub response_mask: &'a dyn Mask,
     pub group_index: &'a [i64],
     pub values: Option<&'a dyn Rows<f64>>,
     pub token_rewards: Option<&'a dyn Rows<f64>>,
@@ -106,8 +106,13 @@ fn groups(labels: &[i64]) -> Vec<Vec<usize>> {
 type Placed = Vec<(usize, f64)>;
 
 /// Checks every input; returns the completion lengths and the row ranges of the cut points.
-fn validate(estimator: Estimator, batch: &Batch, options: &Options) -> Result<(Vec<usize>, Vec<Range<usize>>)> {
-    let lengths = lengths(batch.response_mask)?;
+fn validate(
+    estimator: Estimator,
+    batch: &Batch,
+    options: &Options,
+    parallel: bool,
+) -> Result<(Vec<usize>, Vec<Range<usize>>)> {
+    let lengths = lengths(batch.response_mask, parallel)?;
     let (n_rows, width) = batch.response_mask.shape();
     let Options { alpha, gamma, lam, norm_by_std } = *options;
     ensure(alpha.is_finite(), "alpha", || format!("expected a finite number, got {alpha}"))?;
@@ -216,17 +221,42 @@ fn discounted_sum(rewards: &[f64], gamma: f64) -> Vec<f64> {
     out
 }
 
-/// Adds `scale * revcumsum_gamma(placed)` to `out` (placed rewards are sparse and sorted).
-fn add_discounted_sum(out: &mut [f64], placed: &[(usize, f64)], gamma: f64, scale: f64) {
-    let mut pending = placed.iter().rev().peekable();
-    let mut acc = 0.0;
-    for t in (0..out.len()).rev() {
-        acc *= gamma;
-        while let Some(&(_, r)) = pending.next_if(|&&(token, _)| token == t) {
-            acc += r;
-        }
-        out[t] += scale * acc;
+/// Writes `base(t) + scale * revcumsum_gamma(placed)_t` on every token of `out` (one row's
+/// completion), from the end. Placed rewards are sparse and sorted by token.
+fn write_row(out: &mut [f32], base: impl Fn(usize) -> f64, placed: &[(usize, f64)], gamma: f64, scale: f64) {
+    let mut next = 0.0; // the discounted sum at token `end` (0 past the last token)
+    let mut end = out.len();
+    for &(token, reward) in placed.iter().rev() {
+        next = reward + gamma * fill_span(out, token + 1..end, next, &base, gamma, scale);
+        out[token] = (base(token) + scale * next) as f32;
+        end = token;
     }
+    fill_span(out, 0..end, next, &base, gamma, scale);
+}
+
+/// Tokens in `span` carry no reward, so the discounted sum only decays by gamma from `next`, its
+/// value right after the span. Returns its value at the span's first token (`next` if empty).
+fn fill_span(
+    out: &mut [f32],
+    span: Range<usize>,
+    next: f64,
+    base: impl Fn(usize) -> f64,
+    gamma: f64,
+    scale: f64,
+) -> f64 {
+    if gamma == 1.0 {
+        // The default: a constant over the span, which this loop writes vectorised.
+        for t in span {
+            out[t] = (base(t) + scale * next) as f32;
+        }
+        return next;
+    }
+    let mut sum = next;
+    for t in span.rev() {
+        sum *= gamma;
+        out[t] = (base(t) + scale * sum) as f32;
+    }
+    sum
 }
 
 /// Generalised advantage estimation over one completion (V after the last token is 0).
@@ -245,12 +275,14 @@ fn gae(rewards: &[f64], values: &[f64], gamma: f64, lam: f64, out: &mut Vec<f64>
 
 /// Outcome reward on the last valid token plus the optional per-token rewards.
 fn token_level_rewards(batch: &Batch, b: usize, len: usize, out: &mut Vec<f64>) -> Result<()> {
+    out.clear();
     match batch.token_rewards {
-        Some(rows) => read_finite_row(rows, "token_rewards", b, len, out)?,
-        None => {
-            out.clear();
-            out.resize(len, 0.0);
+        Some(rows) => {
+            check_finite(rows, "token_rewards", b, len)?;
+            let mut scratch = Vec::new();
+            out.extend_from_slice(rows.row(b, len, &mut scratch));
         }
+        None => out.resize(len, 0.0),
     }
     if let Some(last) = out.last_mut() {
         *last += batch.outcome_rewards[b];
@@ -264,7 +296,7 @@ pub fn compute_advantages(
     options: &Options,
     parallel: bool,
 ) -> Result<Advantages> {
-    let (lengths, ranges) = validate(estimator, batch, options)?;
+    let (lengths, ranges) = validate(estimator, batch, options, parallel)?;
     let (n_rows, width) = batch.response_mask.shape();
     let Options { alpha, gamma, lam, norm_by_std } = *options;
     let members = groups(batch.group_index);
@@ -313,22 +345,16 @@ pub fn compute_advantages(
     };
 
     let mut advantages = vec![0.0f32; n_rows * width];
-    let mut returns = None;
-    let write_rows = |target: &mut [f32], row_fn: &(dyn Fn(usize, &mut Vec<f64>) + Sync)| {
-        let fill = |(b, out): (usize, &mut [f32])| {
-            let mut row = Vec::with_capacity(lengths[b]);
-            row_fn(b, &mut row);
-            for (o, v) in out.iter_mut().zip(&row) {
-                *o = *v as f32;
-            }
-        };
+    // Each row writes the first `lengths[b]` values of its slice; the rest stays 0.
+    let fill_rows = |target: &mut [f32], fill: &(dyn Fn(usize, &mut [f32]) + Sync)| {
+        let fill_one = |(b, row): (usize, &mut [f32])| fill(b, &mut row[..lengths[b]]);
         if parallel {
-            target.par_chunks_mut(width).enumerate().for_each(fill);
+            target.par_chunks_mut(width).enumerate().for_each(fill_one);
         } else {
-            target.chunks_mut(width).enumerate().for_each(fill);
+            target.chunks_mut(width).enumerate().for_each(fill_one);
         }
     };
-
+    let mut returns = None;
     match estimator {
         Estimator::Grpo | Estimator::DrGrpo | Estimator::ReinforcePpBaseline => {
             let mut outcome = outcome_per_row();
@@ -340,10 +366,7 @@ pub fn compute_advantages(
                 });
                 outcome.iter_mut().for_each(|x| *x = (*x - mean) * inv_std);
             }
-            write_rows(&mut advantages, &|b, row| {
-                row.resize(lengths[b], outcome[b]);
-                add_discounted_sum(row, &placed[b], gamma, alpha);
-            });
+            fill_rows(&mut advantages, &|b, row| write_row(row, |_| outcome[b], &placed[b], gamma, alpha));
         }
         Estimator::ReinforcePp => {
             let discounted = map_rows(n_rows, parallel, Vec::new, |rewards, b| {
@@ -351,9 +374,8 @@ pub fn compute_advantages(
                 Ok(discounted_sum(rewards, gamma))
             })?;
             let (mean, inv_std) = whiten_rows(&discounted);
-            write_rows(&mut advantages, &|b, row| {
-                row.extend(discounted[b].iter().map(|v| (v - mean) * inv_std));
-                add_discounted_sum(row, &placed[b], gamma, alpha);
+            fill_rows(&mut advantages, &|b, row| {
+                write_row(row, |t| (discounted[b][t] - mean) * inv_std, &placed[b], gamma, alpha);
             });
         }
         Estimator::Ppo => {
@@ -362,8 +384,9 @@ pub fn compute_advantages(
                 n_rows,
                 parallel,
                 || (Vec::new(), Vec::new()),
-                |(rewards, v), b| {
-                    read_finite_row(values, "values", b, lengths[b], v)?;
+                |(rewards, scratch), b| {
+                    check_finite(values, "values", b, lengths[b])?;
+                    let v = values.row(b, lengths[b], scratch);
                     token_level_rewards(batch, b, lengths[b], rewards)?;
                     let mut outcome = Vec::new();
                     gae(rewards, v, gamma, lam, &mut outcome);
@@ -379,19 +402,18 @@ pub fn compute_advantages(
             let (outcome, process): (Vec<_>, Vec<_>) = gaes.into_iter().unzip();
             let (outcome_mean, outcome_inv_std) = whiten_rows(&outcome);
             let (process_mean, process_inv_std) = whiten_rows(&process);
-            let advantage_row =
-                |b: usize, row: &mut Vec<f64>| {
-                    row.extend(outcome[b].iter().zip(&process[b]).map(|(o, p)| {
-                        (o - outcome_mean) * outcome_inv_std + alpha * (p - process_mean) * process_inv_std
-                    }));
-                };
-            write_rows(&mut advantages, &advantage_row);
+            let advantage = |b: usize, t: usize| {
+                (outcome[b][t] - outcome_mean) * outcome_inv_std
+                    + alpha * (process[b][t] - process_mean) * process_inv_std
+            };
+            fill_rows(&mut advantages, &|b, row| {
+                row.iter_mut().enumerate().for_each(|(t, out)| *out = advantage(b, t) as f32);
+            });
             let mut critic_returns = vec![0.0f32; n_rows * width];
-            write_rows(&mut critic_returns, &|b, row| {
-                advantage_row(b, row);
-                let mut v = Vec::new();
-                values.read_row(b, lengths[b], &mut v);
-                row.iter_mut().zip(&v).for_each(|(r, v)| *r += v);
+            fill_rows(&mut critic_returns, &|b, row| {
+                let mut scratch = Vec::new();
+                let v = values.row(b, row.len(), &mut scratch);
+                row.iter_mut().enumerate().for_each(|(t, out)| *out = (advantage(b, t) + v[t]) as f32);
             });
             returns = Some(critic_returns);
         }

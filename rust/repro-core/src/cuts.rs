@@ -6,7 +6,7 @@ use crate::delimiters::Delimiters;
 use crate::error::Result;
 use crate::parallel::map_rows;
 use crate::ragged::flatten;
-use crate::rows::{check_shape, lengths, read_finite_row, Rows};
+use crate::rows::{check_finite, check_shape, lengths, Mask, Rows};
 
 /// Cut points of a batch: row b is `positions[offsets[b]..offsets[b + 1]]`, sorted, first 0,
 /// last `ends[b]` (the end of thinking).
@@ -35,43 +35,44 @@ struct Thinking {
 
 fn scan_row(ids: &[i64], delimiters: &Delimiters, think_end_id: Option<i64>, row: usize) -> Result<Thinking> {
     let think_end = think_end_id.and_then(|tag| ids.iter().position(|&id| id == tag));
-    let limit = think_end.unwrap_or(ids.len());
     let mut candidates = Vec::new();
-    delimiters.for_each_break(ids, row, |p| {
-        if p < limit {
-            candidates.push(p);
-        }
-    })?;
+    delimiters.for_each_break(ids, think_end.unwrap_or(ids.len()), row, |p| candidates.push(p))?;
     Ok(Thinking { candidates, end: think_end.map_or(ids.len(), |t| t + 1) })
 }
 
 /// Completion lengths from the mask, once token_ids is known to have its shape.
-fn completion_lengths(token_ids: &dyn Rows<i64>, response_mask: &dyn Rows<f64>) -> Result<Vec<usize>> {
-    let lengths = lengths(response_mask)?;
+fn completion_lengths(token_ids: &dyn Rows<i64>, response_mask: &dyn Mask, parallel: bool) -> Result<Vec<usize>> {
+    let lengths = lengths(response_mask, parallel)?;
     check_shape("token_ids", token_ids, response_mask.shape(), "response_mask")?;
     Ok(lengths)
 }
 
-/// Highest entropy first; ties go to the smaller position.
-fn by_entropy(entropies: &[f64]) -> impl Fn(&usize, &usize) -> Ordering + '_ {
-    |&a, &b| entropies[b].partial_cmp(&entropies[a]).unwrap_or(Ordering::Equal).then(a.cmp(&b))
-}
-
-/// {0} ∪ top-k candidates by entropy ∪ {end}, sorted and de-duplicated.
-fn row_cut_points(mut thinking: Thinking, entropies: &[f64], k: usize) -> Vec<i64> {
-    let candidates = &mut thinking.candidates;
+/// {0} ∪ the k candidates of highest entropy (ties: smaller position) ∪ {end}, sorted.
+fn row_cut_points(
+    thinking: Thinking,
+    entropy: impl Fn(usize) -> f64,
+    k: usize,
+    scored: &mut Vec<(f64, usize)>,
+) -> Vec<i64> {
+    let Thinking { mut candidates, end } = thinking;
     if candidates.len() > k {
+        scored.clear();
+        scored.extend(candidates.iter().map(|&p| (entropy(p), p)));
         if k > 0 {
-            candidates.select_nth_unstable_by(k - 1, by_entropy(entropies));
+            // Entropies are finite here, so partial_cmp is total (and -0.0 ties with 0.0).
+            scored.select_nth_unstable_by(k - 1, |a, b| {
+                b.0.partial_cmp(&a.0).unwrap_or(Ordering::Equal).then(a.1.cmp(&b.1))
+            });
         }
-        candidates.truncate(k);
+        candidates.clear();
+        candidates.extend(scored[..k].iter().map(|&(_, p)| p));
         candidates.sort_unstable();
     }
     let mut points = Vec::with_capacity(candidates.len() + 2);
     points.push(0);
     points.extend(candidates.iter().map(|&p| p as i64));
-    if thinking.end > 0 {
-        points.push(thinking.end as i64);
+    if end > 0 {
+        points.push(end as i64);
     }
     points
 }
@@ -79,24 +80,23 @@ fn row_cut_points(mut thinking: Thinking, entropies: &[f64], k: usize) -> Vec<i6
 #[allow(clippy::too_many_arguments)]
 pub fn select_cuts(
     token_ids: &dyn Rows<i64>,
-    response_mask: &dyn Rows<f64>,
+    response_mask: &dyn Mask,
     entropies: &dyn Rows<f64>,
     delimiters: &Delimiters,
     k: usize,
     think_end_id: Option<i64>,
     parallel: bool,
 ) -> Result<Cuts> {
-    let lengths = completion_lengths(token_ids, response_mask)?;
+    let lengths = completion_lengths(token_ids, response_mask, parallel)?;
     check_shape("entropies", entropies, response_mask.shape(), "response_mask")?;
     let rows = map_rows(
         lengths.len(),
         parallel,
         || (Vec::new(), Vec::new()),
-        |(ids, entropy_row), b| {
-            token_ids.read_row(b, lengths[b], ids);
-            read_finite_row(entropies, "entropies", b, lengths[b], entropy_row)?;
-            let thinking = scan_row(ids, delimiters, think_end_id, b)?;
-            Ok(row_cut_points(thinking, entropy_row, k))
+        |(ids, scored), b| {
+            check_finite(entropies, "entropies", b, lengths[b])?;
+            let thinking = scan_row(token_ids.row(b, lengths[b], ids), delimiters, think_end_id, b)?;
+            Ok(row_cut_points(thinking, |p| entropies.get(b, p), k, scored))
         },
     )?;
     let ends = rows.iter().map(|points| *points.last().unwrap_or(&0)).collect();
@@ -106,15 +106,14 @@ pub fn select_cuts(
 
 pub fn segment_paragraphs(
     token_ids: &dyn Rows<i64>,
-    response_mask: &dyn Rows<f64>,
+    response_mask: &dyn Mask,
     delimiters: &Delimiters,
     think_end_id: Option<i64>,
     parallel: bool,
 ) -> Result<Segments> {
-    let lengths = completion_lengths(token_ids, response_mask)?;
+    let lengths = completion_lengths(token_ids, response_mask, parallel)?;
     let rows = map_rows(lengths.len(), parallel, Vec::new, |ids, b| {
-        token_ids.read_row(b, lengths[b], ids);
-        let Thinking { candidates, end } = scan_row(ids, delimiters, think_end_id, b)?;
+        let Thinking { candidates, end } = scan_row(token_ids.row(b, lengths[b], ids), delimiters, think_end_id, b)?;
         if end == 0 {
             return Ok((Vec::new(), Vec::new()));
         }

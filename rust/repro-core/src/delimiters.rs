@@ -38,14 +38,16 @@ impl Delimiters {
         Ok(Self::Text { table, min_newlines })
     }
 
-    /// Calls `on_break(p)` for every break position 1 <= p < ids.len(), in order.
+    /// Calls `on_break(p)` for every break position 1 <= p < `limit` (<= ids.len()), in order.
+    /// The text rule reads every id, so that an id outside its table is an error wherever it is;
     /// `row` only names the row in errors.
-    pub fn for_each_break(&self, ids: &[i64], row: usize, mut on_break: impl FnMut(usize)) -> Result<()> {
+    pub fn for_each_break(&self, ids: &[i64], limit: usize, row: usize, mut on_break: impl FnMut(usize)) -> Result<()> {
         match self {
             Self::Tokens { ids: delimiters } => {
-                for (p, pair) in ids.windows(2).enumerate() {
-                    if delimiters.binary_search(&pair[0]).is_ok() {
-                        on_break(p + 1);
+                // A break before p is a delimiter at p - 1: tokens 0..limit - 1 decide.
+                for (t, id) in ids[..limit.saturating_sub(1)].iter().enumerate() {
+                    if delimiters.binary_search(id).is_ok() {
+                        on_break(t + 1);
                     }
                 }
             }
@@ -65,7 +67,7 @@ impl Delimiters {
                     if text.whitespace_only {
                         run = run.saturating_add(text.leading_newlines);
                     } else {
-                        if t > 0 && run.saturating_add(text.leading_newlines) >= *min_newlines {
+                        if t > 0 && t < limit && run.saturating_add(text.leading_newlines) >= *min_newlines {
                             on_break(t);
                         }
                         run = text.trailing_newlines;
@@ -95,7 +97,7 @@ mod tests {
     fn breaks(vocab: &[&str], ids: &[i64], min_newlines: u32) -> Vec<usize> {
         let d = Delimiters::from_text(vocab.iter().map(|t| text(t)).collect(), min_newlines).unwrap();
         let mut out = vec![];
-        d.for_each_break(ids, 0, |p| out.push(p)).unwrap();
+        d.for_each_break(ids, ids.len(), 0, |p| out.push(p)).unwrap();
         out
     }
 
@@ -117,12 +119,12 @@ mod tests {
     fn exact_rule_breaks_after_delimiter_ids() {
         let d = Delimiters::from_ids(&[7]).unwrap();
         let mut out = vec![];
-        d.for_each_break(&[5, 7, 3, 4, 7, 6, 7, 8, 9, 2, 2, -1, 1000], 0, |p| out.push(p)).unwrap();
+        d.for_each_break(&[5, 7, 3, 4, 7, 6, 7, 8, 9, 2, 2, -1, 1000], 13, 0, |p| out.push(p)).unwrap();
         assert_eq!(out, vec![2, 5, 7]);
         // Ids are stored sparsely: a huge id costs nothing.
         let d = Delimiters::from_ids(&[i64::MAX, 5, 5]).unwrap();
         out.clear();
-        d.for_each_break(&[1, 5, 2, i64::MAX, 3], 0, |p| out.push(p)).unwrap();
+        d.for_each_break(&[1, 5, 2, i64::MAX, 3], 5, 0, |p| out.push(p)).unwrap();
         assert_eq!(out, vec![2, 4]);
         assert!(Delimiters::from_ids(&[-3]).is_err());
     }
@@ -130,7 +132,7 @@ mod tests {
     #[test]
     fn ids_outside_the_text_table_are_errors() {
         let d = Delimiters::from_text(vec![text("a")], 2).unwrap();
-        let err = d.for_each_break(&[0, 5], 3, |_| {}).unwrap_err();
+        let err = d.for_each_break(&[0, 5], 1, 3, |_| {}).unwrap_err();
         assert_eq!(err.argument, "token_ids");
         assert!(err.message.contains("row 3, position 1"));
     }

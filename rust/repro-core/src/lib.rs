@@ -2,8 +2,8 @@
 //!
 //! Data flows one way: token ids and entropies -> [`select_cuts`] -> J at the cut points
 //! (computed by the caller's model) -> [`score_steps`] -> [`compute_advantages`]. Inputs are
-//! (B, T) buffers of any numeric dtype and memory order behind [`Rows`], completion lengths from
-//! [`lengths`], and ragged per-row lists as (offsets, values).
+//! (B, T) buffers of any numeric dtype and memory order behind [`Rows`] (and [`Mask`] for the
+//! response mask), and ragged per-row lists as (offsets, values).
 
 mod advantages;
 mod cuts;
@@ -19,5 +19,5 @@ pub use cuts::{segment_paragraphs, select_cuts, Cuts, Segments};
 pub use delimiters::{Delimiters, TokenText};
 pub use error::{Error, Result};
 pub use ragged::row_ranges;
-pub use rows::{lengths, Rows, Widen};
+pub use rows::{lengths, Mask, MaskValue, Rows, Widen};
 pub use scores::{magnitude, score_steps, Steps};

@@ -1,55 +1,126 @@
 //! Row access over (B, T) buffers of any numeric dtype and memory order.
 //!
-//! The core reads one row at a time into a scratch buffer of its working type (i64 ids, f64
-//! values). That keeps every algorithm free of dtype generics, lets strided (F-ordered or sliced)
-//! arrays work without copying the whole array, and costs one pass over a row that is then hot in
-//! cache.
+//! The core reads one row at a time. A row stored contiguously in the working type (i64 ids,
+//! f64 values) is borrowed; any other row (int32, float32, F-ordered or sliced arrays) is
+//! widened into a per-thread scratch buffer. Checks that read every value (finiteness, the 0/1
+//! mask) run on the stored dtype, so they copy nothing.
 
-use ndarray::ArrayView2;
+use std::fmt::Display;
+
+use ndarray::{s, ArrayView2};
 
 use crate::error::{ensure, Error, Result};
+use crate::parallel::map_rows;
 
 /// A (B, T) buffer that can be read row by row as values of type `T`.
 pub trait Rows<T>: Sync {
     fn shape(&self) -> (usize, usize);
-    /// Replaces `out` with the first `len` values of row `row`.
-    fn read_row(&self, row: usize, len: usize, out: &mut Vec<T>);
+    /// The first `len` values of row `row`: borrowed when stored contiguously as `T`, else
+    /// widened into `scratch`.
+    fn row<'a>(&'a self, row: usize, len: usize, scratch: &'a mut Vec<T>) -> &'a [T];
+    fn get(&self, row: usize, column: usize) -> T;
+    /// Position and value of the first NaN or infinity among the first `len` values of `row`.
+    fn first_non_finite(&self, row: usize, len: usize) -> Option<(usize, String)>;
 }
 
-/// Lossless conversion of a stored element into the core's working type.
-pub trait Widen<T>: Copy + Sync {
+/// A stored element type and its lossless conversion into the core's working type `T`.
+pub trait Widen<T>: Copy + Sync + Display {
     fn widen(self) -> T;
+    /// `slice` itself when the stored type is the working type.
+    fn as_working(slice: &[Self]) -> Option<&[T]>;
+    fn is_finite(self) -> bool;
 }
 
-macro_rules! widen {
-    ($to:ty: $($from:ty),*) => {$(
-        impl Widen<$to> for $from {
-            #[inline(always)]
-            fn widen(self) -> $to { self as $to }
-        }
-    )*};
-}
-widen!(i64: i32, i64);
-widen!(f64: f32, f64, u8, i8, i32, i64);
-
-impl Widen<f64> for bool {
-    #[inline(always)]
-    fn widen(self) -> f64 {
-        f64::from(u8::from(self))
+impl Widen<i64> for i64 {
+    fn widen(self) -> i64 {
+        self
+    }
+    fn as_working(slice: &[Self]) -> Option<&[i64]> {
+        Some(slice)
+    }
+    fn is_finite(self) -> bool {
+        true
     }
 }
 
-impl<S: Widen<T>, T> Rows<T> for ArrayView2<'_, S> {
+impl Widen<i64> for i32 {
+    fn widen(self) -> i64 {
+        i64::from(self)
+    }
+    fn as_working(_: &[Self]) -> Option<&[i64]> {
+        None
+    }
+    fn is_finite(self) -> bool {
+        true
+    }
+}
+
+impl Widen<f64> for f64 {
+    fn widen(self) -> f64 {
+        self
+    }
+    fn as_working(slice: &[Self]) -> Option<&[f64]> {
+        Some(slice)
+    }
+    fn is_finite(self) -> bool {
+        f64::is_finite(self)
+    }
+}
+
+impl Widen<f64> for f32 {
+    fn widen(self) -> f64 {
+        f64::from(self)
+    }
+    fn as_working(_: &[Self]) -> Option<&[f64]> {
+        None
+    }
+    fn is_finite(self) -> bool {
+        f32::is_finite(self)
+    }
+}
+
+impl<S: Widen<T>, T: Copy> Rows<T> for ArrayView2<'_, S> {
     fn shape(&self) -> (usize, usize) {
         self.dim()
     }
 
-    fn read_row(&self, row: usize, len: usize, out: &mut Vec<T>) {
-        out.clear();
-        let row = self.row(row);
-        match row.as_slice() {
-            Some(contiguous) => out.extend(contiguous[..len].iter().map(|&v| v.widen())),
-            None => out.extend(row.iter().take(len).map(|&v| v.widen())),
+    fn row<'a>(&'a self, row: usize, len: usize, scratch: &'a mut Vec<T>) -> &'a [T] {
+        let stored = self.slice(s![row, ..len]);
+        if let Some(working) = stored.to_slice().and_then(S::as_working) {
+            return working;
+        }
+        scratch.clear();
+        match stored.to_slice() {
+            Some(contiguous) => scratch.extend(contiguous.iter().map(|&v| v.widen())),
+            None => scratch.extend(stored.iter().map(|&v| v.widen())),
+        }
+        scratch
+    }
+
+    fn get(&self, row: usize, column: usize) -> T {
+        self[[row, column]].widen()
+    }
+
+    fn first_non_finite(&self, row: usize, len: usize) -> Option<(usize, String)> {
+        let stored = self.slice(s![row, ..len]);
+        // The branch-free count vectorises; the position is looked for only when there is one.
+        let bad = match stored.to_slice() {
+            Some(contiguous) => contiguous.iter().filter(|v| !v.is_finite()).count(),
+            None => stored.iter().filter(|v| !v.is_finite()).count(),
+        };
+        if bad == 0 {
+            return None;
+        }
+        stored.iter().position(|v| !v.is_finite()).map(|t| (t, stored[t].to_string()))
+    }
+}
+
+/// Fails on the first NaN or infinity of row `b`, naming the argument, row and position.
+pub(crate) fn check_finite<T>(rows: &dyn Rows<T>, argument: &'static str, b: usize, len: usize) -> Result<()> {
+    match rows.first_non_finite(b, len) {
+        None => Ok(()),
+        Some((t, value)) => {
+            Err(Error::new(argument, format!("expected finite values, got {value} at row {b}, position {t}")))
         }
     }
 }
@@ -67,47 +138,65 @@ pub fn check_shape<T>(
     })
 }
 
+/// A 0/1 response mask of any dtype.
+pub trait Mask: Sync {
+    fn shape(&self) -> (usize, usize);
+    /// The number of leading ones of row `row`, once the row is known to be 0/1 and right-padded.
+    fn length(&self, row: usize) -> Result<usize>;
+}
+
+/// A mask element: bool, or a number that must be 0 or 1.
+pub trait MaskValue: Copy + Sync + PartialEq + Display {
+    const ZERO: Self;
+    const ONE: Self;
+}
+
+macro_rules! mask_value {
+    ($($t:ty: $zero:expr, $one:expr);*) => {$(
+        impl MaskValue for $t {
+            const ZERO: Self = $zero;
+            const ONE: Self = $one;
+        }
+    )*};
+}
+mask_value!(bool: false, true; u8: 0, 1; i8: 0, 1; i32: 0, 1; i64: 0, 1; f32: 0.0, 1.0; f64: 0.0, 1.0);
+
+fn row_length<'a, S: MaskValue + 'a>(values: impl Iterator<Item = &'a S> + Clone, row: usize) -> Result<usize> {
+    let len = values.clone().take_while(|&&v| v == S::ONE).count();
+    match values.enumerate().skip(len).find(|&(_, &v)| v != S::ZERO) {
+        None => Ok(len),
+        Some((t, &v)) if v == S::ONE => Err(Error::new(
+            "response_mask",
+            format!("row {row} is not right-padded: 1 at position {t} after 0 at position {len}"),
+        )),
+        Some((t, &v)) => {
+            Err(Error::new("response_mask", format!("expected 0/1 values, got {v} at row {row}, position {t}")))
+        }
+    }
+}
+
+impl<S: MaskValue> Mask for ArrayView2<'_, S> {
+    fn shape(&self) -> (usize, usize) {
+        self.dim()
+    }
+
+    fn length(&self, row: usize) -> Result<usize> {
+        let stored = self.row(row);
+        match stored.to_slice() {
+            Some(contiguous) => row_length(contiguous.iter(), row),
+            None => row_length(stored.iter(), row),
+        }
+    }
+}
+
 /// Completion lengths from a right-padded 0/1 response mask, validated.
-pub fn lengths(mask: &dyn Rows<f64>) -> Result<Vec<usize>> {
+pub fn lengths(mask: &dyn Mask, parallel: bool) -> Result<Vec<usize>> {
     let (batch, width) = mask.shape();
     ensure(batch > 0, "response_mask", || format!("empty batch: expected B >= 1 rows, got shape ({batch}, {width})"))?;
     ensure(width > 0, "response_mask", || {
         format!("zero width: expected T >= 1 columns, got shape ({batch}, {width})")
     })?;
-    let mut row = Vec::with_capacity(width);
-    (0..batch)
-        .map(|b| {
-            mask.read_row(b, width, &mut row);
-            let len = row.iter().take_while(|&&v| v == 1.0).count();
-            match row[len..].iter().position(|&v| v != 0.0) {
-                None => Ok(len),
-                Some(i) if row[len + i] == 1.0 => Err(Error::new(
-                    "response_mask",
-                    format!("row {b} is not right-padded: 1 at position {} after 0 at position {len}", len + i),
-                )),
-                Some(i) => Err(Error::new(
-                    "response_mask",
-                    format!("expected 0/1 values, got {} at row {b}, position {}", row[len + i], len + i),
-                )),
-            }
-        })
-        .collect()
-}
-
-/// Reads row `b` and fails on the first NaN or infinite value, naming row and position.
-pub(crate) fn read_finite_row(
-    rows: &dyn Rows<f64>,
-    argument: &'static str,
-    b: usize,
-    len: usize,
-    out: &mut Vec<f64>,
-) -> Result<()> {
-    rows.read_row(b, len, out);
-    if out.iter().all(|v| v.is_finite()) {
-        return Ok(());
-    }
-    let t = out.iter().position(|v| !v.is_finite()).unwrap_or_default();
-    Err(Error::new(argument, format!("expected finite values, got {} at row {b}, position {t}", out[t])))
+    map_rows(batch, parallel, || (), |_, b| mask.length(b))
 }
 
 #[cfg(test)]
@@ -118,31 +207,39 @@ mod tests {
     #[test]
     fn lengths_of_right_padded_masks() {
         let mask = array![[true, true, false], [false, false, false], [true, true, true]];
-        assert_eq!(lengths(&mask.view()).unwrap(), vec![2, 0, 3]);
+        assert_eq!(lengths(&mask.view(), false).unwrap(), vec![2, 0, 3]);
         let ints = array![[1i64, 0, 0]];
-        assert_eq!(lengths(&ints.view()).unwrap(), vec![1]);
+        assert_eq!(lengths(&ints.view(), false).unwrap(), vec![1]);
+        let fortran = ints.t().to_owned();
+        assert_eq!(lengths(&fortran.t(), true).unwrap(), vec![1]);
     }
 
     #[test]
     fn lengths_reject_holes_and_non_binary_values() {
         let holes = array![[1i32, 0, 1]];
-        assert!(lengths(&holes.view()).unwrap_err().message.contains("not right-padded"));
+        assert!(lengths(&holes.view(), false).unwrap_err().message.contains("not right-padded"));
         let twos = array![[1.0f64, 2.0, 0.0]];
-        assert!(lengths(&twos.view()).unwrap_err().message.contains("0/1"));
+        assert!(lengths(&twos.view(), false).unwrap_err().message.contains("0/1"));
         let empty = ndarray::Array2::<bool>::from_elem((0, 3), false);
-        assert!(lengths(&empty.view()).is_err());
+        assert!(lengths(&empty.view(), false).is_err());
     }
 
     #[test]
-    fn strided_rows_read_like_contiguous_ones() {
+    fn rows_are_borrowed_or_widened_alike() {
         let c = array![[1i32, 2, 3], [4, 5, 6]];
-        let f = c.t().to_owned();
-        let f = f.t();
-        let mut a: Vec<i64> = Vec::new();
-        let mut b: Vec<i64> = Vec::new();
-        c.view().read_row(1, 2, &mut a);
-        f.read_row(1, 2, &mut b);
-        assert_eq!(a, vec![4, 5]);
-        assert_eq!(a, b);
+        let wide = c.mapv(i64::from);
+        let fortran = c.t().to_owned();
+        let (mut s1, mut s2, mut s3) = (Vec::new(), Vec::new(), Vec::new());
+        assert_eq!(Rows::<i64>::row(&c.view(), 1, 2, &mut s1), &[4, 5]);
+        assert_eq!(Rows::<i64>::row(&wide.view(), 1, 2, &mut s2), &[4, 5]);
+        assert!(s2.is_empty(), "an i64 row is borrowed, not copied");
+        assert_eq!(Rows::<i64>::row(&fortran.t(), 1, 2, &mut s3), &[4, 5]);
+    }
+
+    #[test]
+    fn non_finite_values_are_found_in_the_stored_dtype() {
+        let values = array![[0.5f32, f32::INFINITY, f32::NAN], [0.0, 1.0, f32::NAN]];
+        assert_eq!(Rows::<f64>::first_non_finite(&values.view(), 0, 3), Some((1, "inf".to_string())));
+        assert_eq!(Rows::<f64>::first_non_finite(&values.view(), 1, 2), None);
     }
 }

@@ -71,7 +71,7 @@ fn batch<'a>(
     steps: &'a [f64],
     offsets: &'a [i64],
     positions: &'a [i64],
-    m: &'a dyn repro_core::Rows<f64>,
+    m: &'a dyn repro_core::Mask,
     groups: &'a [i64],
 ) -> Batch<'a> {
     Batch {

@@ -9,7 +9,7 @@ use numpy::{IntoPyArray, PyArray1, PyArray2, PyReadonlyArray1, PyReadonlyArray2}
 use pyo3::create_exception;
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
-use repro_core::{Batch, Delimiters, Estimator, Options, Rows, TokenText, Widen};
+use repro_core::{Batch, Delimiters, Estimator, Mask, Options, Rows, TokenText, Widen};
 
 mod threads;
 
@@ -86,7 +86,7 @@ impl Floats2<'_> {
 }
 
 impl Mask2<'_> {
-    fn rows(&self) -> RowsRef<'_, f64> {
+    fn rows(&self) -> Box<dyn Mask + '_> {
         match self {
             Self::Bool(a) => Box::new(a.as_array()),
             Self::I64(a) => Box::new(a.as_array()),
