@@ -34,9 +34,8 @@ struct Thinking {
 }
 
 fn scan_row(ids: &[i64], delimiters: &Delimiters, think_end_id: Option<i64>, row: usize) -> Result<Thinking> {
-    let think_end = think_end_id.and_then(|tag| ids.iter().position(|&id| id == tag));
     let mut candidates = Vec::new();
-    delimiters.for_each_break(ids, think_end.unwrap_or(ids.len()), row, |p| candidates.push(p))?;
+    let think_end = delimiters.scan(ids, think_end_id, row, &mut candidates)?;
     Ok(Thinking { candidates, end: think_end.map_or(ids.len(), |t| t + 1) })
 }
 

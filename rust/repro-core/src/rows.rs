@@ -175,6 +175,20 @@ fn row_length<'a, S: MaskValue + 'a>(values: impl Iterator<Item = &'a S> + Clone
     }
 }
 
+/// `row_length` for a contiguous row: whole blocks are compared without branches (which
+/// vectorises) and only the block where the ones end, or a bad value, is walked one by one.
+fn contiguous_row_length<S: MaskValue>(values: &[S], row: usize) -> Result<usize> {
+    const BLOCK: usize = 64;
+    let all = |block: &[S], expected: S| block.iter().fold(true, |all, &v| all & (v == expected));
+    let full: usize = values.chunks(BLOCK).take_while(|block| all(block, S::ONE)).map(<[S]>::len).sum();
+    let len = full + values[full..].iter().take_while(|&&v| v == S::ONE).count();
+    if all(&values[len..], S::ZERO) {
+        Ok(len)
+    } else {
+        row_length(values.iter(), row)
+    }
+}
+
 impl<S: MaskValue> Mask for ArrayView2<'_, S> {
     fn shape(&self) -> (usize, usize) {
         self.dim()
@@ -183,7 +197,7 @@ impl<S: MaskValue> Mask for ArrayView2<'_, S> {
     fn length(&self, row: usize) -> Result<usize> {
         let stored = self.row(row);
         match stored.to_slice() {
-            Some(contiguous) => row_length(contiguous.iter(), row),
+            Some(contiguous) => contiguous_row_length(contiguous, row),
             None => row_length(stored.iter(), row),
         }
     }
@@ -212,12 +226,20 @@ mod tests {
         assert_eq!(lengths(&ints.view(), false).unwrap(), vec![1]);
         let fortran = ints.t().to_owned();
         assert_eq!(lengths(&fortran.t(), true).unwrap(), vec![1]);
+        // Around the 64-value blocks of the contiguous scan.
+        for (width, len) in [(64, 64), (130, 129), (130, 64), (130, 63), (200, 0), (65, 65)] {
+            let mask = ndarray::Array2::from_shape_fn((1, width), |(_, t)| t < len);
+            assert_eq!(lengths(&mask.view(), false).unwrap(), vec![len], "width {width}");
+        }
     }
 
     #[test]
     fn lengths_reject_holes_and_non_binary_values() {
         let holes = array![[1i32, 0, 1]];
         assert!(lengths(&holes.view(), false).unwrap_err().message.contains("not right-padded"));
+        let late_hole = ndarray::Array2::from_shape_fn((1, 150), |(_, t)| u8::from(t < 70 || t == 149));
+        let err = lengths(&late_hole.view(), false).unwrap_err();
+        assert!(err.message.contains("1 at position 149 after 0 at position 70"), "{err}");
         let twos = array![[1.0f64, 2.0, 0.0]];
         assert!(lengths(&twos.view(), false).unwrap_err().message.contains("0/1"));
         let empty = ndarray::Array2::<bool>::from_elem((0, 3), false);
