@@ -185,40 +185,82 @@ fn validate(
     Ok((lengths, ranges))
 }
 
-/// (mean, 1 / sqrt(var + 1e-8)) of masked_whiten over `count` values with the given sum;
-/// `squared_deviations(mean)` sums (x - mean)^2. Below two values it only subtracts the mean.
-fn whitening(count: usize, sum: f64, squared_deviations: impl Fn(f64) -> f64) -> (f64, f64) {
-    if count == 0 {
-        return (0.0, 1.0);
-    }
-    let mean = sum / count as f64;
-    if count < 2 {
-        return (mean, 1.0);
-    }
-    (mean, 1.0 / (squared_deviations(mean) / (count - 1) as f64 + VAR_EPSILON).sqrt())
+/// Count, mean and sum of squared deviations of some values. Merging them in row order (Chan
+/// et al.) gives batch statistics without keeping the values, independent of scheduling.
+#[derive(Debug, Clone, Copy, Default)]
+struct Moments {
+    count: f64,
+    mean: f64,
+    squared_deviations: f64,
 }
 
-/// Whitening over every masked token of the batch, summed in row order so that the result does
-/// not depend on scheduling.
-fn whiten_rows(rows: &[Vec<f64>]) -> (f64, f64) {
-    let count = rows.iter().map(Vec::len).sum();
-    let sum = rows.iter().map(|r| r.iter().sum::<f64>()).sum();
-    whitening(count, sum, |mean| rows.iter().map(|r| r.iter().map(|v| (v - mean).powi(2)).sum::<f64>()).sum())
+impl Moments {
+    fn of(values: &[f64]) -> Self {
+        if values.is_empty() {
+            return Self::default();
+        }
+        let count = values.len() as f64;
+        let mean = values.iter().sum::<f64>() / count;
+        Self { count, mean, squared_deviations: values.iter().map(|v| (v - mean).powi(2)).sum() }
+    }
+
+    /// `count` copies of `value`.
+    fn repeated(value: f64, count: usize) -> Self {
+        Self { count: count as f64, mean: value, squared_deviations: 0.0 }
+    }
+
+    fn merge(self, other: Self) -> Self {
+        let count = self.count + other.count;
+        if count == 0.0 {
+            return self;
+        }
+        let delta = other.mean - self.mean;
+        Self {
+            count,
+            mean: self.mean + delta * other.count / count,
+            squared_deviations: self.squared_deviations
+                + other.squared_deviations
+                + delta * delta * self.count * other.count / count,
+        }
+    }
+
+    /// (mean, 1 / sqrt(var + 1e-8)) of masked_whiten; below two values it only subtracts the mean.
+    fn whitening(self) -> (f64, f64) {
+        if self.count < 2.0 {
+            return (self.mean, 1.0);
+        }
+        (self.mean, 1.0 / (self.squared_deviations / (self.count - 1.0) + VAR_EPSILON).sqrt())
+    }
 }
 
 /// revcumsum_gamma of a dense row.
-fn discounted_sum(rewards: &[f64], gamma: f64) -> Vec<f64> {
+fn discounted_sum(rewards: &[f64], gamma: f64, out: &mut Vec<f64>) {
+    out.clear();
+    out.resize(rewards.len(), 0.0);
     let mut acc = 0.0;
-    let mut out: Vec<f64> = rewards
-        .iter()
-        .rev()
-        .map(|r| {
-            acc = r + gamma * acc;
-            acc
-        })
-        .collect();
-    out.reverse();
-    out
+    for t in (0..rewards.len()).rev() {
+        acc = rewards[t] + gamma * acc;
+        out[t] = acc;
+    }
+}
+
+/// Runs `fill(state, b, row)` on every row of a (B, T) output, `row` cut to the completion (the
+/// rest stays 0); rows run in parallel when asked, each worker with its own scratch state.
+fn fill_rows<S>(
+    target: &mut [f32],
+    lengths: &[usize],
+    parallel: bool,
+    init: impl Fn() -> S + Send + Sync,
+    fill: impl Fn(&mut S, usize, &mut [f32]) + Send + Sync,
+) {
+    let width = target.len() / lengths.len();
+    let fill_one = |state: &mut S, (b, row): (usize, &mut [f32])| fill(state, b, &mut row[..lengths[b]]);
+    if parallel {
+        target.par_chunks_mut(width).enumerate().for_each_init(init, fill_one);
+    } else {
+        let mut state = init();
+        target.chunks_mut(width).enumerate().for_each(|row| fill_one(&mut state, row));
+    }
 }
 
 /// Writes `base(t) + scale * revcumsum_gamma(placed)_t` on every token of `out` (one row's
@@ -236,6 +278,7 @@ fn write_row(out: &mut [f32], base: impl Fn(usize) -> f64, placed: &[(usize, f64
 
 /// Tokens in `span` carry no reward, so the discounted sum only decays by gamma from `next`, its
 /// value right after the span. Returns its value at the span's first token (`next` if empty).
+#[inline(always)]
 fn fill_span(
     out: &mut [f32],
     span: Range<usize>,
@@ -244,17 +287,19 @@ fn fill_span(
     gamma: f64,
     scale: f64,
 ) -> f64 {
+    let start = span.start;
+    let out = &mut out[span];
     if gamma == 1.0 {
-        // The default: a constant over the span, which this loop writes vectorised.
-        for t in span {
-            out[t] = (base(t) + scale * next) as f32;
+        // The default: the sum is constant over the span, and this loop vectorises.
+        for (i, value) in out.iter_mut().enumerate() {
+            *value = (base(start + i) + scale * next) as f32;
         }
         return next;
     }
     let mut sum = next;
-    for t in span.rev() {
+    for (i, value) in out.iter_mut().enumerate().rev() {
         sum *= gamma;
-        out[t] = (base(t) + scale * sum) as f32;
+        *value = (base(start + i) + scale * sum) as f32;
     }
     sum
 }
@@ -273,21 +318,25 @@ fn gae(rewards: &[f64], values: &[f64], gamma: f64, lam: f64, out: &mut Vec<f64>
     }
 }
 
-/// Outcome reward on the last valid token plus the optional per-token rewards.
-fn token_level_rewards(batch: &Batch, b: usize, len: usize, out: &mut Vec<f64>) -> Result<()> {
+/// Outcome reward on the last valid token plus the optional per-token rewards (checked finite).
+fn token_level_rewards(batch: &Batch, b: usize, len: usize, out: &mut Vec<f64>, scratch: &mut Vec<f64>) {
     out.clear();
     match batch.token_rewards {
-        Some(rows) => {
-            check_finite(rows, "token_rewards", b, len)?;
-            let mut scratch = Vec::new();
-            out.extend_from_slice(rows.row(b, len, &mut scratch));
-        }
+        Some(rows) => out.extend_from_slice(rows.row(b, len, scratch)),
         None => out.resize(len, 0.0),
     }
     if let Some(last) = out.last_mut() {
         *last += batch.outcome_rewards[b];
     }
-    Ok(())
+}
+
+/// Scratch rows of one worker.
+#[derive(Default)]
+struct Scratch {
+    rewards: Vec<f64>,
+    widened: Vec<f64>,
+    first: Vec<f64>,
+    second: Vec<f64>,
 }
 
 pub fn compute_advantages(
@@ -344,76 +393,88 @@ pub fn compute_advantages(
         out
     };
 
-    let mut advantages = vec![0.0f32; n_rows * width];
-    // Each row writes the first `lengths[b]` values of its slice; the rest stays 0.
-    let fill_rows = |target: &mut [f32], fill: &(dyn Fn(usize, &mut [f32]) + Sync)| {
-        let fill_one = |(b, row): (usize, &mut [f32])| fill(b, &mut row[..lengths[b]]);
-        if parallel {
-            target.par_chunks_mut(width).enumerate().for_each(fill_one);
-        } else {
-            target.chunks_mut(width).enumerate().for_each(fill_one);
+    // Checked once here, so that the passes below cannot fail.
+    for (argument, rows) in [("values", batch.values), ("token_rewards", batch.token_rewards)] {
+        if let Some(rows) = rows {
+            map_rows(n_rows, parallel, || (), |_, b| check_finite(rows, argument, b, lengths[b]))?;
         }
-    };
+    }
+    let merge_in_row_order = |moments: Vec<Moments>| moments.into_iter().fold(Moments::default(), Moments::merge);
+
+    let mut advantages = vec![0.0f32; n_rows * width];
     let mut returns = None;
     match estimator {
         Estimator::Grpo | Estimator::DrGrpo | Estimator::ReinforcePpBaseline => {
             let mut outcome = outcome_per_row();
             if estimator == Estimator::ReinforcePpBaseline {
-                // masked_whiten of a per-row constant: each row weighs by its length.
-                let weighted = || outcome.iter().zip(&lengths).map(|(&x, &len)| (x, len as f64));
-                let (mean, inv_std) = whitening(lengths.iter().sum(), weighted().map(|(x, n)| x * n).sum(), |mean| {
-                    weighted().map(|(x, n)| n * (x - mean).powi(2)).sum()
-                });
+                // masked_whiten of a per-row constant: each row counts once per token.
+                let rows = outcome.iter().zip(&lengths).map(|(&x, &len)| Moments::repeated(x, len)).collect();
+                let (mean, inv_std) = merge_in_row_order(rows).whitening();
                 outcome.iter_mut().for_each(|x| *x = (*x - mean) * inv_std);
             }
-            fill_rows(&mut advantages, &|b, row| write_row(row, |_| outcome[b], &placed[b], gamma, alpha));
+            fill_rows(
+                &mut advantages,
+                &lengths,
+                parallel,
+                || (),
+                |_, b, row| write_row(row, |_| outcome[b], &placed[b], gamma, alpha),
+            );
         }
         Estimator::ReinforcePp => {
-            let discounted = map_rows(n_rows, parallel, Vec::new, |rewards, b| {
-                token_level_rewards(batch, b, lengths[b], rewards)?;
-                Ok(discounted_sum(rewards, gamma))
+            // Discounted token rewards, computed twice rather than kept for the whole batch:
+            // once for their moments, once to write them whitened.
+            let discounted = |s: &mut Scratch, b: usize| {
+                token_level_rewards(batch, b, lengths[b], &mut s.rewards, &mut s.widened);
+                discounted_sum(&s.rewards, gamma, &mut s.first);
+            };
+            let moments = map_rows(n_rows, parallel, Scratch::default, |s, b| {
+                discounted(s, b);
+                Ok(Moments::of(&s.first))
             })?;
-            let (mean, inv_std) = whiten_rows(&discounted);
-            fill_rows(&mut advantages, &|b, row| {
-                write_row(row, |t| (discounted[b][t] - mean) * inv_std, &placed[b], gamma, alpha);
+            let (mean, inv_std) = merge_in_row_order(moments).whitening();
+            fill_rows(&mut advantages, &lengths, parallel, Scratch::default, |s, b, row| {
+                discounted(s, b);
+                write_row(row, |t| (s.first[t] - mean) * inv_std, &placed[b], gamma, alpha);
             });
         }
         Estimator::Ppo => {
             let Some(values) = batch.values else { unreachable!("validate() requires values for ppo") };
-            let gaes = map_rows(
-                n_rows,
-                parallel,
-                || (Vec::new(), Vec::new()),
-                |(rewards, scratch), b| {
-                    check_finite(values, "values", b, lengths[b])?;
-                    let v = values.row(b, lengths[b], scratch);
-                    token_level_rewards(batch, b, lengths[b], rewards)?;
-                    let mut outcome = Vec::new();
-                    gae(rewards, v, gamma, lam, &mut outcome);
-                    rewards.iter_mut().for_each(|r| *r = 0.0);
-                    for &(t, r) in &placed[b] {
-                        rewards[t] = r;
-                    }
-                    let mut process = Vec::new();
-                    gae(rewards, v, gamma, lam, &mut process);
-                    Ok((outcome, process))
-                },
-            )?;
-            let (outcome, process): (Vec<_>, Vec<_>) = gaes.into_iter().unzip();
-            let (outcome_mean, outcome_inv_std) = whiten_rows(&outcome);
-            let (process_mean, process_inv_std) = whiten_rows(&process);
-            let advantage = |b: usize, t: usize| {
-                (outcome[b][t] - outcome_mean) * outcome_inv_std
-                    + alpha * (process[b][t] - process_mean) * process_inv_std
+            // GAE of the outcome rewards into `first` and of the process rewards into `second`,
+            // recomputed in each pass rather than kept for the whole batch.
+            let gaes = |s: &mut Scratch, b: usize| {
+                let len = lengths[b];
+                token_level_rewards(batch, b, len, &mut s.rewards, &mut s.widened);
+                let v = values.row(b, len, &mut s.widened);
+                gae(&s.rewards, v, gamma, lam, &mut s.first);
+                s.rewards.iter_mut().for_each(|r| *r = 0.0);
+                for &(t, r) in &placed[b] {
+                    s.rewards[t] = r;
+                }
+                gae(&s.rewards, v, gamma, lam, &mut s.second);
             };
-            fill_rows(&mut advantages, &|b, row| {
-                row.iter_mut().enumerate().for_each(|(t, out)| *out = advantage(b, t) as f32);
+            let moments = map_rows(n_rows, parallel, Scratch::default, |s, b| {
+                gaes(s, b);
+                Ok((Moments::of(&s.first), Moments::of(&s.second)))
+            })?;
+            let (outcome, process): (Vec<_>, Vec<_>) = moments.into_iter().unzip();
+            let (outcome_mean, outcome_inv_std) = merge_in_row_order(outcome).whitening();
+            let (process_mean, process_inv_std) = merge_in_row_order(process).whitening();
+            let advantage = |outcome: f64, process: f64| {
+                (outcome - outcome_mean) * outcome_inv_std + alpha * (process - process_mean) * process_inv_std
+            };
+            fill_rows(&mut advantages, &lengths, parallel, Scratch::default, |s, b, row| {
+                gaes(s, b);
+                for (t, out) in row.iter_mut().enumerate() {
+                    *out = advantage(s.first[t], s.second[t]) as f32;
+                }
             });
             let mut critic_returns = vec![0.0f32; n_rows * width];
-            fill_rows(&mut critic_returns, &|b, row| {
-                let mut scratch = Vec::new();
-                let v = values.row(b, row.len(), &mut scratch);
-                row.iter_mut().enumerate().for_each(|(t, out)| *out = (advantage(b, t) + v[t]) as f32);
+            fill_rows(&mut critic_returns, &lengths, parallel, Scratch::default, |s, b, row| {
+                gaes(s, b);
+                let v = values.row(b, row.len(), &mut s.widened);
+                for (t, out) in row.iter_mut().enumerate() {
+                    *out = (advantage(s.first[t], s.second[t]) + v[t]) as f32;
+                }
             });
             returns = Some(critic_returns);
         }
