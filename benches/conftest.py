@@ -1,0 +1,76 @@
+"""Shared state of the bench suite: the bench input, built once, and the ratio table printed at the end.
+
+``bench_pipeline.py`` records timings in ``RESULTS`` (pytest-benchmark minima of the "pipeline"
+group, and the interleaved perf_counter minima of ``test_ratios``); ``pytest_terminal_summary``
+prints them side by side with the ratios numpy/rust and rust/yardstick for both thread settings.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+from types import SimpleNamespace
+
+import pytest
+
+RESULTS: dict[str, dict[str, float]] = {"pytest-benchmark": {}, "interleaved": {}}
+
+LABELS = {
+    "rust": "rust pipeline (default threads)",
+    "rust_1": "rust pipeline (REPRO_NUM_THREADS=1)",
+    "numpy": "numpy pipeline",
+    "numpy_checked": "numpy pipeline + the Rust input checks",
+    "yardstick": "yardstick: .sum() of ids, mask, entropies",
+}
+
+
+def cpu_model() -> str:
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown CPU"
+
+
+def ratio_table(times: dict[str, float]) -> list[str]:
+    """Lines of the table: times in ms and the ratios the issue asks for."""
+    lines = [f"    {LABELS[key]:<45s} {times[key] * 1e3:9.2f} ms" for key in LABELS if key in times]
+    if all(key in times for key in ("rust", "rust_1", "numpy", "yardstick")):
+        for key, threads in (("rust", f"default ({os.cpu_count()} cores)"), ("rust_1", "1")):
+            speedup = times["numpy"] / times[key]
+            over = times[key] / times["yardstick"]
+            checked = f"   (numpy+checks)/rust = {times['numpy_checked'] / times[key]:5.2f}x" if "numpy_checked" in times else ""
+            lines.append(
+                f"    threads {threads:<16s} numpy/rust = {speedup:5.2f}x (target >= 10: {'met' if speedup >= 10 else 'MISSED'})"
+                f"   rust/yardstick = {over:5.2f}x (target <= 5: {'met' if over <= 5 else 'MISSED'}){checked}"
+            )
+    return lines
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus, config):
+    if not any(RESULTS.values()):
+        return
+    write = terminalreporter.write_line
+    terminalreporter.section("RePro pipeline: ratios (256 x 16,384, k = 20)")
+    write(f"machine: {cpu_model()}, {os.cpu_count()} logical CPUs, {platform.python_implementation()} {platform.python_version()}")
+    for source, times in RESULTS.items():
+        if times:
+            write(f"  {source} (minimum per call):")
+            for line in ratio_table(times):
+                write(line)
+
+
+def pytest_collect_file(file_path, parent):
+    """Collects ``bench_*.py`` (pytest's default pattern only takes ``test_*.py``)."""
+    if file_path.suffix == ".py" and file_path.name.startswith("bench_"):
+        return pytest.Module.from_parent(parent, path=file_path)
+    return None
+
+
+@pytest.fixture(scope="session")
+def report():
+    """Where benches record timings (``report.results``) and how the table is made (``report.table``)."""
+    return SimpleNamespace(results=RESULTS, table=ratio_table)
