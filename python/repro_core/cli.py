@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 from collections.abc import Sequence
@@ -105,6 +106,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ReproError as error:
         print(f"repro: error: {error}", file=sys.stderr)
         return 2
+    except BrokenPipeError:  # the reader went away (`repro demo | head`): stop quietly
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
 
 
 if __name__ == "__main__":
