@@ -288,10 +288,9 @@ def _group_stats(values, groups, n_groups):
     return count, mean, std
 
 
-def compute_advantages_grpo(outcome_rewards, step_rewards, offsets, positions, response_mask, group_index, *, alpha=0.1, norm_by_std=True):
-    """Advantages (B, T) float32, as ``repro_core.compute_advantages("grpo", ..., gamma=1)``."""
-    batch, width = response_mask.shape
-    lengths = _lengths(response_mask)
+def _grpo_parts(outcome_rewards, step_rewards, offsets, positions, group_index, norm_by_std):
+    """GRPO's outcome advantage per row, and the placed process rewards r_j (j >= 1) normalised
+    over their group: (a_out (B,), counts (B,), rows (N,), placed (N,) bool, r_hat (placed,))."""
     _, group = np.unique(group_index, return_inverse=True)
     group = group.reshape(-1)
     n_groups = int(group.max()) + 1
@@ -302,10 +301,8 @@ def compute_advantages_grpo(outcome_rewards, step_rewards, offsets, positions, r
     a_out = outcome - mean[group]
     if norm_by_std:
         a_out /= std[group] + EPS_STD
-
-    # Placed process rewards r_j (j >= 1), normalised over the group's placed rewards.
     counts = np.diff(offsets)
-    rows = np.repeat(np.arange(batch), counts)
+    rows = np.repeat(np.arange(len(counts)), counts)
     placed = np.ones(positions.size, dtype=bool)
     placed[offsets[:-1][counts > 0]] = False
     r = np.asarray(step_rewards, dtype=np.float64)[placed]
@@ -316,6 +313,14 @@ def compute_advantages_grpo(outcome_rewards, step_rewards, offsets, positions, r
     r_hat = r - mu[r_group]
     if norm_by_std:
         r_hat /= sigma[r_group] + EPS_STD
+    return a_out, counts, rows, placed, r_hat
+
+
+def compute_advantages_grpo(outcome_rewards, step_rewards, offsets, positions, response_mask, group_index, *, alpha=0.1, norm_by_std=True):
+    """Advantages (B, T) float32, as ``repro_core.compute_advantages("grpo", ..., gamma=1)``."""
+    batch, width = response_mask.shape
+    lengths = _lengths(response_mask)
+    a_out, counts, rows, placed, r_hat = _grpo_parts(outcome_rewards, step_rewards, offsets, positions, group_index, norm_by_std)
     # Suffix sums of the placed rewards at each cut point (gamma = 1), in a padded (B, K) layout.
     pslot = np.arange(positions.size) - offsets[rows]
     prow = rows
@@ -355,28 +360,7 @@ def revcumsum_dense(placed_rewards: np.ndarray) -> np.ndarray:
 def compute_advantages_grpo_dense(outcome_rewards, step_rewards, offsets, positions, response_mask, group_index, *, alpha=0.1, norm_by_std=True):
     """Same as ``compute_advantages_grpo`` through a dense (B, T) float64 reverse cumsum."""
     batch, width = response_mask.shape
-    _, group = np.unique(group_index, return_inverse=True)
-    group = group.reshape(-1)
-    n_groups = int(group.max()) + 1
-    outcome = np.asarray(outcome_rewards, dtype=np.float64)
-    members, mean, std = _group_stats(outcome, group, n_groups)
-    single = members < 2
-    mean[single], std[single] = 0.0, 1.0
-    a_out = outcome - mean[group]
-    if norm_by_std:
-        a_out /= std[group] + EPS_STD
-    counts = np.diff(offsets)
-    rows = np.repeat(np.arange(batch), counts)
-    placed = np.ones(positions.size, dtype=bool)
-    placed[offsets[:-1][counts > 0]] = False
-    r = np.asarray(step_rewards, dtype=np.float64)[placed]
-    r_group = group[rows[placed]]
-    n_placed, mu, sigma = _group_stats(r, r_group, n_groups)
-    degenerate = single | (n_placed < 2)
-    mu[degenerate], sigma[degenerate] = 0.0, 1.0
-    r_hat = r - mu[r_group]
-    if norm_by_std:
-        r_hat /= sigma[r_group] + EPS_STD
+    a_out, _, rows, placed, r_hat = _grpo_parts(outcome_rewards, step_rewards, offsets, positions, group_index, norm_by_std)
     dense = np.zeros((batch, width), dtype=np.float64)
     dense[rows[placed], positions[placed] - 1] = r_hat
     out = revcumsum_dense(dense)
