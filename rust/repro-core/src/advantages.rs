@@ -78,16 +78,6 @@ pub struct Batch<'a> {
 const STD_EPSILON: f64 = 1e-6;
 const VAR_EPSILON: f64 = 1e-8;
 
-/// Mean and unbiased std; `None` below two values.
-fn mean_std(values: &[f64]) -> Option<(f64, f64)> {
-    (values.len() >= 2).then(|| {
-        let n = values.len() as f64;
-        let mean = values.iter().sum::<f64>() / n;
-        let var = values.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / (n - 1.0);
-        (mean, var.sqrt())
-    })
-}
-
 /// The rows of each group, groups in order of first appearance.
 fn groups(labels: &[i64]) -> Vec<Vec<usize>> {
     let mut index = HashMap::new();
@@ -100,6 +90,23 @@ fn groups(labels: &[i64]) -> Vec<Vec<usize>> {
         members[g].push(b);
     }
     members
+}
+
+/// R_b minus its group's mean, divided by the group's std + 1e-6 when asked (a one-completion
+/// group uses mean 0, std 1).
+fn outcome_advantages(outcome_rewards: &[f64], groups: &[Vec<usize>], divide_by_std: bool) -> Vec<f64> {
+    let mut out = vec![0.0; outcome_rewards.len()];
+    for rows in groups {
+        let rewards: Vec<f64> = rows.iter().map(|&b| outcome_rewards[b]).collect();
+        let (mean, std) = Moments::of(&rewards).mean_std().unwrap_or((0.0, 1.0));
+        for &b in rows {
+            out[b] = outcome_rewards[b] - mean;
+            if divide_by_std {
+                out[b] /= std + STD_EPSILON;
+            }
+        }
+    }
+    out
 }
 
 /// Process rewards of one completion, each on the token that closes its span.
@@ -222,6 +229,11 @@ impl Moments {
                 + other.squared_deviations
                 + delta * delta * self.count * other.count / count,
         }
+    }
+
+    /// Mean and unbiased std; `None` below two values.
+    fn mean_std(self) -> Option<(f64, f64)> {
+        (self.count >= 2.0).then(|| (self.mean, (self.squared_deviations / (self.count - 1.0)).sqrt()))
     }
 
     /// (mean, 1 / sqrt(var + 1e-8)) of masked_whiten; below two values it only subtracts the mean.
@@ -358,13 +370,11 @@ pub fn compute_advantages(
 
     // Normalise process rewards per group (or over the batch for reinforce_pp).
     let divide_by_std = norm_by_std && matches!(estimator, Estimator::Grpo | Estimator::Ppo);
-    let process_groups: Vec<Vec<usize>> = match estimator {
-        Estimator::ReinforcePp => vec![(0..n_rows).collect()],
-        _ => members.clone(),
-    };
-    for rows in &process_groups {
+    let whole_batch = [(0..n_rows).collect::<Vec<_>>()];
+    let process_groups = if estimator == Estimator::ReinforcePp { &whole_batch[..] } else { &members[..] };
+    for rows in process_groups {
         let rewards: Vec<f64> = rows.iter().flat_map(|&b| placed[b].iter().map(|&(_, r)| r)).collect();
-        let (mu, sigma) = mean_std(&rewards).filter(|_| rows.len() >= 2).unwrap_or((0.0, 1.0));
+        let (mu, sigma) = Moments::of(&rewards).mean_std().filter(|_| rows.len() >= 2).unwrap_or((0.0, 1.0));
         let scale = match estimator {
             Estimator::ReinforcePp => 1.0 / (sigma * sigma + VAR_EPSILON).sqrt(),
             _ if divide_by_std => 1.0 / (sigma + STD_EPSILON),
@@ -376,22 +386,6 @@ pub fn compute_advantages(
             }
         }
     }
-
-    // Outcome advantage per completion, from group statistics of R.
-    let outcome_per_row = || -> Vec<f64> {
-        let mut out = vec![0.0; n_rows];
-        for rows in &members {
-            let rewards: Vec<f64> = rows.iter().map(|&b| batch.outcome_rewards[b]).collect();
-            let (mean, std) = mean_std(&rewards).unwrap_or((0.0, 1.0));
-            for &b in rows {
-                out[b] = batch.outcome_rewards[b] - mean;
-                if estimator == Estimator::Grpo && norm_by_std {
-                    out[b] /= std + STD_EPSILON;
-                }
-            }
-        }
-        out
-    };
 
     // Checked once here, so that the passes below cannot fail.
     for (argument, rows) in [("values", batch.values), ("token_rewards", batch.token_rewards)] {
@@ -405,7 +399,8 @@ pub fn compute_advantages(
     let mut returns = None;
     match estimator {
         Estimator::Grpo | Estimator::DrGrpo | Estimator::ReinforcePpBaseline => {
-            let mut outcome = outcome_per_row();
+            let mut outcome =
+                outcome_advantages(batch.outcome_rewards, &members, estimator == Estimator::Grpo && norm_by_std);
             if estimator == Estimator::ReinforcePpBaseline {
                 // masked_whiten of a per-row constant: each row counts once per token.
                 let rows = outcome.iter().zip(&lengths).map(|(&x, &len)| Moments::repeated(x, len)).collect();
