@@ -20,6 +20,11 @@ create_exception!(
     "Bad input to repro_core: the message names the argument, what was expected and what was found."
 );
 
+/// The one mapping of core errors to Python.
+fn raise(error: repro_core::Error) -> PyErr {
+    ReproError::new_err(error.to_string())
+}
+
 /// Runs `compute` without the GIL, in parallel when `elements` is large enough, mapping core
 /// errors to `ReproError`.
 fn detach<T: Send>(
@@ -27,7 +32,7 @@ fn detach<T: Send>(
     elements: usize,
     compute: impl FnOnce(bool) -> repro_core::Result<T> + Send,
 ) -> PyResult<T> {
-    py.detach(|| threads::run(elements, compute)).map_err(|e| ReproError::new_err(e.to_string()))
+    py.detach(|| threads::run(elements, compute)).map_err(raise)
 }
 
 #[derive(FromPyObject)]
@@ -135,7 +140,7 @@ struct DelimiterTable(Delimiters);
 impl DelimiterTable {
     #[staticmethod]
     fn from_ids(ids: Ints1<'_>) -> PyResult<Self> {
-        Delimiters::from_ids(&ids.values()).map(Self).map_err(|e| ReproError::new_err(e.to_string()))
+        Delimiters::from_ids(&ids.values()).map(Self).map_err(raise)
     }
 
     #[staticmethod]
@@ -148,11 +153,14 @@ impl DelimiterTable {
         let (leading, trailing, whitespace) =
             (leading_newlines.as_array(), trailing_newlines.as_array(), whitespace_only.as_array());
         if leading.len() != trailing.len() || leading.len() != whitespace.len() {
-            return Err(ReproError::new_err(format!(
-                "delimiters: expected one table entry per token, got {} leading_newlines, {} trailing_newlines, {} whitespace_only",
-                leading.len(),
-                trailing.len(),
-                whitespace.len()
+            return Err(raise(repro_core::Error::new(
+                "delimiters",
+                format!(
+                    "expected one table entry per token, got {} leading_newlines, {} trailing_newlines, {} whitespace_only",
+                    leading.len(),
+                    trailing.len(),
+                    whitespace.len()
+                ),
             )));
         }
         let table = (0..leading.len())
@@ -162,7 +170,7 @@ impl DelimiterTable {
                 whitespace_only: whitespace[i],
             })
             .collect();
-        Delimiters::from_text(table, min_newlines).map(Self).map_err(|e| ReproError::new_err(e.to_string()))
+        Delimiters::from_text(table, min_newlines).map(Self).map_err(raise)
     }
 
     fn __repr__(&self) -> String {
@@ -173,11 +181,6 @@ impl DelimiterTable {
             }
         }
     }
-}
-
-fn non_negative(argument: &str, value: i64) -> PyResult<usize> {
-    usize::try_from(value)
-        .map_err(|_| ReproError::new_err(format!("{argument}: expected an integer >= 0, got {value}")))
 }
 
 type Int64Array<'py> = Bound<'py, PyArray1<i64>>;
@@ -195,7 +198,8 @@ fn select_cuts<'py>(
     k: i64,
     think_end_id: Option<i64>,
 ) -> PyResult<(Int64Array<'py>, Int64Array<'py>, Int64Array<'py>)> {
-    let k = non_negative("k", k)?;
+    let k = usize::try_from(k)
+        .map_err(|_| raise(repro_core::Error::new("k", format!("expected an integer >= 0, got {k}"))))?;
     let (ids, mask, entropies) = (token_ids.rows(), response_mask.rows(), entropies.rows());
     let (batch, width) = mask.shape();
     let cuts = detach(py, batch * width, |parallel| {
@@ -262,7 +266,7 @@ fn compute_advantages<'py>(
     values: Option<Floats2<'py>>,
     token_rewards: Option<Floats2<'py>>,
 ) -> PyResult<(Float32Matrix<'py>, Option<Float32Matrix<'py>>)> {
-    let estimator = Estimator::parse(estimator).map_err(|e| ReproError::new_err(e.to_string()))?;
+    let estimator = Estimator::parse(estimator).map_err(raise)?;
     let (outcome_rewards, step_rewards) = (outcome_rewards.values(), step_rewards.values());
     let (offsets, positions, group_index) = (offsets.values(), positions.values(), group_index.values());
     let mask = response_mask.rows();
