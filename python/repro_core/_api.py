@@ -77,7 +77,7 @@ _NATIVE = {
     "mask": tuple(np.dtype(t) for t in (np.bool_, np.int64, np.int32, np.int8, np.uint8, np.float64, np.float32)),
 }
 # The dtype an array that is not native is converted to, by kind of the source dtype.
-_WIDEN = {
+_WIDEN: dict[str, dict[str, type[np.generic]]] = {
     "ids": {"i": np.int64, "u": np.int64},
     "floats": {"f": np.float64, "i": np.float64, "u": np.float64, "b": np.float64},
     "mask": {"i": np.int64, "u": np.int64, "f": np.float64},

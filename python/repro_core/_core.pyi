@@ -1,14 +1,25 @@
 # Hand-written stubs of the extension module built from rust/repro-py.
-from typing import Final
+from typing import Final, final
 
 import numpy as np
 import numpy.typing as npt
+
+__all__ = [
+    "PARALLEL_MIN_ELEMENTS",
+    "DelimiterTable",
+    "ReproError",
+    "compute_advantages",
+    "score_steps",
+    "segment_paragraphs",
+    "select_cuts",
+]
 
 PARALLEL_MIN_ELEMENTS: Final[int]
 
 class ReproError(ValueError):
     """Bad input: the message names the argument, what was expected and what was found."""
 
+@final
 class DelimiterTable:
     """A compiled paragraph-break rule for one vocabulary (build it through ``Delimiters``)."""
 

@@ -9,6 +9,7 @@ passes in.
 from __future__ import annotations
 
 import sys
+import types
 import warnings
 from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, Any
@@ -197,13 +198,16 @@ class Delimiters:
             if self.token_ids is not None:
                 self._table = _core.DelimiterTable.from_ids(self.token_ids)
             else:
-                self._table = _core.DelimiterTable.from_text(
-                    self.leading_newlines,
-                    self.trailing_newlines,
-                    self.whitespace_only,
-                    int(self.min_newlines),
-                )
+                self._table = _core.DelimiterTable.from_text(*self._text_table())
         return self._table
+
+    def _text_table(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
+        # Every constructor sets either token_ids or all four text-rule fields.
+        leading, trailing, whitespace, min_newlines = (
+            self.leading_newlines, self.trailing_newlines, self.whitespace_only, self.min_newlines
+        )
+        assert leading is not None and trailing is not None and whitespace is not None and min_newlines is not None
+        return leading, trailing, whitespace, min_newlines
 
     def __getstate__(self) -> dict[str, Any]:
         state = self.__dict__.copy()
@@ -221,7 +225,8 @@ class Delimiters:
             shown = repr(ids) if len(ids) <= 8 else f"[{', '.join(map(str, ids[:8]))}, ...] (n={len(ids)})"
             extra = f", strings={list(self.strings)!r}" if self.strings is not None else ""
             return f"Delimiters(mode={self.mode!r}{extra}, ids={shown})"
-        n_nl = int(np.count_nonzero((self.leading_newlines > 0) | (self.trailing_newlines > 0)))
+        leading, trailing, _, _ = self._text_table()
+        n_nl = int(np.count_nonzero((leading > 0) | (trailing > 0)))
         return (
             f"Delimiters(mode={self.mode!r}, min_newlines={self.min_newlines}, "
             f"vocab_size={self.vocab_size}, newline_tokens={n_nl})"
@@ -272,7 +277,8 @@ def _bad_mode(mode: object) -> ReproError:
 
 def _warn(message: str) -> None:
     # Point the warning at the caller's line, however deep inside this module it was raised.
-    frame, level = sys._getframe(0), 1
+    frame: types.FrameType | None = sys._getframe(0)
+    level = 1
     while frame is not None and frame.f_code.co_filename == __file__:
         frame, level = frame.f_back, level + 1
     warnings.warn(message, UserWarning, stacklevel=level)
