@@ -107,12 +107,14 @@ class ObjectiveScorer:
         if max_batch_tokens < 1:
             raise ReproError(f"max_batch_tokens: expected a positive int, got {max_batch_tokens}")
         try:
-            answer_template.format(answer="0")
-        except (AttributeError, IndexError, KeyError, ValueError) as exc:
+            has_answer = "\0" in answer_template.format(answer="\0")
+        except (AttributeError, IndexError, KeyError, ValueError):
+            has_answer = False
+        if not has_answer:
             raise ReproError(
-                f"answer_template: expected a str.format template with one {{answer}} field, "
-                f"got {answer_template!r} ({exc!r})"
-            ) from None
+                f"answer_template: expected a str.format template with an {{answer}} field (literal braces "
+                f"doubled), got {answer_template!r}"
+            )
         self.model = model
         self.tokenizer = tokenizer
         self.answer_template = answer_template

@@ -1,0 +1,353 @@
+"""ObjectiveScorer (REPRO.md sections 1, 2, 6): J and entropies against direct computations, the
+shared-prefix path against the per-cut oracle, and bad input."""
+
+from __future__ import annotations
+
+import os
+
+os.environ["HF_HUB_OFFLINE"] = "1"
+
+import functools
+import random
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+torch = pytest.importorskip("torch")
+
+import repro_core as rc  # noqa: E402
+from repro_core import ReproError  # noqa: E402
+from repro_core.objective import ObjectiveScorer  # noqa: E402
+
+import tiny  # noqa: E402
+
+TEMPLATE = "\\boxed{{{answer}}}"
+
+
+@pytest.fixture(scope="module")
+def tok():
+    return tiny.tokenizer()
+
+
+@pytest.fixture(scope="module", params=["qwen2", "llama"])
+def model(request, tok):
+    return tiny.model(len(tok), arch=request.param)
+
+
+def rollouts(tok, seed: int, rows: int = 4):
+    """Prompts of different lengths, completions of different lengths (one empty), answers."""
+    rng = random.Random(seed)
+    prompts = [tok(tiny.reasoning_text(rng, 2))["input_ids"][: rng.randint(1, 20)] for _ in range(rows)]
+    completions = [tok(tiny.reasoning_text(rng, 6))["input_ids"][: rng.randint(0, 80)] for _ in range(rows)]
+    completions[rows // 2] = []
+    answers = [str(rng.randint(0, 999)) for _ in range(rows)]
+    return prompts, completions, answers
+
+
+def random_cuts(completions, seed: int, per_row: int = 5):
+    rng = np.random.default_rng(seed)
+    rows = [np.unique(np.r_[0, rng.integers(0, len(c) + 1, per_row)]) for c in completions]
+    offsets = np.r_[0, np.cumsum([len(r) for r in rows])]
+    return offsets, np.concatenate(rows)
+
+
+def direct_j(model, tok, prompt, completion, p, answer) -> float:
+    """One unpadded forward over prompt + completion[:p] + answer, full log-softmax."""
+    answer_ids = tok(TEMPLATE.format(answer=answer), add_special_tokens=False)["input_ids"]
+    ids = torch.tensor([prompt + completion[:p] + answer_ids])
+    with torch.no_grad():
+        logp = torch.log_softmax(model(ids).logits[0].double(), -1)
+    start = len(prompt) + p
+    return float(np.mean([logp[start + i - 1, a].item() for i, a in enumerate(answer_ids)]))
+
+
+def direct_entropies(model, prompt, completion, temperature: float) -> np.ndarray:
+    ids = torch.tensor([prompt + completion])
+    with torch.no_grad():
+        logits = model(ids).logits[0].double() / temperature
+    logp = torch.log_softmax(logits, -1)
+    entropy = -(logp.exp() * logp).sum(-1)
+    return entropy[len(prompt) - 1 : len(prompt) + len(completion) - 1].numpy()
+
+
+# ------------------------------------------------------------------------------ correctness
+
+
+@pytest.mark.parametrize("mode", ["shared", "per_cut"])
+def test_j_equals_direct_forward(model, tok, mode):
+    prompts, completions, answers = rollouts(tok, seed=1)
+    offsets, positions = random_cuts(completions, seed=1)
+    j = ObjectiveScorer(model, tok, mode=mode).score(prompts, completions, answers, offsets, positions)
+    assert j.dtype == np.float64 and j.shape == positions.shape
+    expected = [
+        direct_j(model, tok, prompts[b], completions[b], int(p), answers[b])
+        for b in range(len(prompts))
+        for p in positions[offsets[b] : offsets[b + 1]]
+    ]
+    np.testing.assert_allclose(j, expected, atol=1e-5, rtol=0)
+    assert np.all(j <= 0)
+
+
+@pytest.mark.parametrize("temperature", [1.0, 0.7])
+def test_entropies_equal_full_softmax(model, tok, temperature):
+    prompts, completions, _ = rollouts(tok, seed=2)
+    entropies, mask = ObjectiveScorer(model, tok, temperature=temperature, max_batch_tokens=64).entropies(
+        prompts, completions
+    )
+    width = max(map(len, completions))
+    assert entropies.shape == mask.shape == (len(prompts), width)
+    assert entropies.dtype == np.float32 and mask.dtype == np.bool_
+    for b, completion in enumerate(completions):
+        assert mask[b].sum() == len(completion) and mask[b, : len(completion)].all()
+        np.testing.assert_allclose(
+            entropies[b, : len(completion)], direct_entropies(model, prompts[b], completion, temperature), atol=1e-5
+        )
+        assert np.all(entropies[b, len(completion) :] == 0)
+
+
+@pytest.mark.parametrize("budget", [1, 50, 300, 100_000])
+def test_shared_equals_per_cut_for_any_budget(model, tok, budget):
+    """Tiny budgets force one row per chunk and one probe per call."""
+    prompts, completions, answers = rollouts(tok, seed=3, rows=6)
+    offsets, positions = random_cuts(completions, seed=3, per_row=8)
+    shared = ObjectiveScorer(model, tok, max_batch_tokens=budget).score(prompts, completions, answers, offsets, positions)
+    per_cut = ObjectiveScorer(model, tok, mode="per_cut", max_batch_tokens=budget).score(
+        prompts, completions, answers, offsets, positions
+    )
+    np.testing.assert_allclose(shared, per_cut, atol=1e-4, rtol=0)
+
+
+@settings(max_examples=15)
+@given(
+    prompt_lengths=st.lists(st.integers(1, 12), min_size=1, max_size=5),
+    data=st.data(),
+)
+def test_shared_equals_per_cut_property(tok, prompt_lengths, data):
+    model = tiny.model(len(tok))
+    rows = len(prompt_lengths)
+    completion_lengths = data.draw(st.lists(st.integers(0, 40), min_size=rows, max_size=rows))
+    rng = random.Random(data.draw(st.integers(0, 2**16)))
+    prompts = [[rng.randrange(len(tok)) for _ in range(n)] for n in prompt_lengths]
+    completions = [[rng.randrange(len(tok)) for _ in range(n)] for n in completion_lengths]
+    answers = data.draw(st.lists(st.sampled_from(["1", "42", "x + y", "-3.5", ""]), min_size=rows, max_size=rows))
+    cuts = [sorted(data.draw(st.sets(st.integers(0, n), max_size=6))) for n in completion_lengths]
+    offsets = np.r_[0, np.cumsum([len(c) for c in cuts])]
+    positions = np.array([p for c in cuts for p in c], dtype=np.int64)
+    budget = data.draw(st.integers(1, 200))
+    shared = ObjectiveScorer(model, tok, max_batch_tokens=budget).score(prompts, completions, answers, offsets, positions)
+    per_cut = ObjectiveScorer(model, tok, mode="per_cut").score(prompts, completions, answers, offsets, positions)
+    assert shared.shape == positions.shape
+    np.testing.assert_allclose(shared, per_cut, atol=1e-4, rtol=0)
+
+
+def test_batch_composition_changes_nothing(model, tok):
+    prompts, completions, answers = rollouts(tok, seed=4, rows=5)
+    offsets, positions = random_cuts(completions, seed=4)
+    scorer = ObjectiveScorer(model, tok)
+    together = scorer.score(prompts, completions, answers, offsets, positions)
+    entropies, _ = scorer.entropies(prompts, completions)
+    order = [3, 0, 4, 1, 2]
+    for b in range(len(prompts)):
+        alone = scorer.score([prompts[b]], [completions[b]], [answers[b]], [0, offsets[b + 1] - offsets[b]],
+                             positions[offsets[b] : offsets[b + 1]])
+        np.testing.assert_allclose(alone, together[offsets[b] : offsets[b + 1]], atol=1e-5, rtol=0)
+        alone_entropies, _ = scorer.entropies([prompts[b]], [completions[b]])
+        n = len(completions[b])
+        np.testing.assert_allclose(alone_entropies[0, :n], entropies[b, :n], atol=1e-5)
+    shuffled_offsets = np.r_[0, np.cumsum([offsets[b + 1] - offsets[b] for b in order])]
+    shuffled_positions = np.concatenate([positions[offsets[b] : offsets[b + 1]] for b in order])
+    shuffled = scorer.score([prompts[b] for b in order], [completions[b] for b in order], [answers[b] for b in order],
+                            shuffled_offsets, shuffled_positions)
+    np.testing.assert_allclose(shuffled, np.concatenate([together[offsets[b] : offsets[b + 1]] for b in order]),
+                               atol=1e-5, rtol=0)
+
+
+@pytest.mark.parametrize("mode", ["shared", "per_cut"])
+def test_evaluate_equals_the_separate_calls(model, tok, mode):
+    prompts, completions, answers = rollouts(tok, seed=5, rows=5)
+    completions[0] = tok(".\n\n".join(["So x is two"] * 6) + "</think> done")["input_ids"]
+    select = functools.partial(rc.select_cuts, delimiters=rc.Delimiters.from_tokenizer(tok), k=3,
+                               think_end_id=rc.think_end_id(tok))
+    scorer = ObjectiveScorer(model, tok, mode=mode, max_batch_tokens=120)
+    result = scorer.evaluate(prompts, completions, answers, select)
+    entropies, mask = scorer.entropies(prompts, completions)
+    np.testing.assert_allclose(result.entropies, entropies, atol=1e-6)
+    np.testing.assert_array_equal(result.mask, mask)
+    ids = np.zeros(mask.shape, dtype=np.int64)
+    for b, c in enumerate(completions):
+        ids[b, : len(c)] = c
+    cuts = select(ids, mask, entropies)
+    np.testing.assert_array_equal(result.cuts.offsets, cuts.offsets)
+    np.testing.assert_array_equal(result.cuts.positions, cuts.positions)
+    np.testing.assert_array_equal(result.cuts.ends, cuts.ends)
+    assert len(result.cuts.positions) > 2 * len(prompts)  # the paragraphs produced real cut points
+    j = ObjectiveScorer(model, tok, mode="per_cut").score(prompts, completions, answers, cuts.offsets, cuts.positions)
+    np.testing.assert_allclose(result.j, j, atol=1e-4, rtol=0)
+
+
+def test_model_mode_and_grad_are_restored(tok):
+    model = tiny.model(len(tok)).train()
+    model.model.layers[0].eval()  # a mixed state must come back as it was
+    prompts, completions, answers = rollouts(tok, seed=6)
+    offsets, positions = random_cuts(completions, seed=6)
+    before = {name: m.training for name, m in model.named_modules()}
+    scorer = ObjectiveScorer(model, tok)
+    j = scorer.score(prompts, completions, answers, offsets, positions)
+    entropies, _ = scorer.entropies(prompts, completions)
+    assert {name: m.training for name, m in model.named_modules()} == before
+    assert all(p.grad is None for p in model.parameters())
+    model.eval()  # dropout is off during scoring, so eval mode gives the same numbers
+    np.testing.assert_allclose(scorer.score(prompts, completions, answers, offsets, positions), j, atol=1e-6)
+    np.testing.assert_allclose(scorer.entropies(prompts, completions)[0], entropies, atol=1e-6)
+
+
+def test_dropout_is_off(tok):
+    model = tiny.model(len(tok), attention_dropout=0.5).train()
+    prompts, completions, answers = rollouts(tok, seed=7)
+    offsets, positions = random_cuts(completions, seed=7)
+    scorer = ObjectiveScorer(model, tok)
+    first = scorer.score(prompts, completions, answers, offsets, positions)
+    np.testing.assert_array_equal(first, scorer.score(prompts, completions, answers, offsets, positions))
+
+
+def test_eager_attention(tok):
+    model = tiny.model(len(tok), attn_implementation="eager")
+    prompts, completions, answers = rollouts(tok, seed=8)
+    offsets, positions = random_cuts(completions, seed=8)
+    shared = ObjectiveScorer(model, tok).score(prompts, completions, answers, offsets, positions)
+    per_cut = ObjectiveScorer(model, tok, mode="per_cut").score(prompts, completions, answers, offsets, positions)
+    np.testing.assert_allclose(shared, per_cut, atol=1e-4, rtol=0)
+
+
+def test_bfloat16(tok):
+    model32 = tiny.model(len(tok))
+    model16 = tiny.model(len(tok), dtype=torch.bfloat16)
+    prompts, completions, answers = rollouts(tok, seed=9)
+    offsets, positions = random_cuts(completions, seed=9)
+    shared = ObjectiveScorer(model16, tok).score(prompts, completions, answers, offsets, positions)
+    per_cut = ObjectiveScorer(model16, tok, mode="per_cut").score(prompts, completions, answers, offsets, positions)
+    exact = ObjectiveScorer(model32, tok, mode="per_cut").score(prompts, completions, answers, offsets, positions)
+    assert shared.dtype == np.float64
+    np.testing.assert_allclose(shared, per_cut, atol=0.1, rtol=0)
+    np.testing.assert_allclose(shared, exact, atol=0.2, rtol=0)
+    entropies, mask = ObjectiveScorer(model16, tok).entropies(prompts, completions)
+    assert entropies.dtype == np.float32 and np.isfinite(entropies).all()
+
+
+def test_peft_model(tok):
+    peft = pytest.importorskip("peft")
+    base = tiny.model(len(tok))
+    lora = peft.LoraConfig(r=4, target_modules=["q_proj", "v_proj"], init_lora_weights=False)
+    model = peft.get_peft_model(base, lora)
+    prompts, completions, answers = rollouts(tok, seed=10)
+    offsets, positions = random_cuts(completions, seed=10)
+    shared = ObjectiveScorer(model, tok).score(prompts, completions, answers, offsets, positions)
+    per_cut = ObjectiveScorer(model, tok, mode="per_cut").score(prompts, completions, answers, offsets, positions)
+    np.testing.assert_allclose(shared, per_cut, atol=1e-4, rtol=0)
+    plain = ObjectiveScorer(tiny.model(len(tok)), tok).score(prompts, completions, answers, offsets, positions)
+    assert np.abs(shared - plain).max() > 1e-3  # the adapters are in the computation
+    merged = ObjectiveScorer(model.merge_and_unload(), tok).score(prompts, completions, answers, offsets, positions)
+    np.testing.assert_allclose(shared, merged, atol=1e-4, rtol=0)
+
+
+def test_non_finite_entropies_name_row_and_position(tok):
+    model = tiny.model(len(tok))
+    with torch.no_grad():
+        model.lm_head.weight[5] = float("nan")
+    with pytest.raises(ReproError, match=r"entropies: non-finite value nan at row 0, position 0"):
+        ObjectiveScorer(model, tok).entropies([[1, 2]], [[3, 4]])
+
+
+# ------------------------------------------------------------------------------ bad input
+
+
+@pytest.fixture(scope="module")
+def scorer(tok):
+    return ObjectiveScorer(tiny.model(len(tok)), tok)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        (dict(mode="fast"), "mode: expected 'shared' or 'per_cut'"),
+        (dict(temperature=0), "temperature: expected a finite number > 0"),
+        (dict(temperature=float("nan")), "temperature"),
+        (dict(temperature="1"), "temperature: expected a positive number"),
+        (dict(max_batch_tokens=0), "max_batch_tokens: expected a positive int"),
+        (dict(max_batch_tokens=2.5), "max_batch_tokens: expected a positive int"),
+        (dict(answer_template="{solution}"), "answer_template"),
+        (dict(answer_template="\\boxed{{x}}"), "answer_template: expected a str.format template"),
+        (dict(answer_template=None), "answer_template"),
+    ],
+)
+def test_bad_options(tok, kwargs, message):
+    with pytest.raises(ReproError, match=message):
+        ObjectiveScorer(tiny.model(len(tok)), tok, **kwargs)
+
+
+def test_bad_rollouts(scorer, tok):
+    vocab = len(tok)
+    cases = [
+        (([], []), "prompt_ids: expected at least one row"),
+        (([[1]], [[2], [3]]), r"completion_ids: expected 1 rows \(as prompt_ids\), got 2"),
+        (([[]], [[2]]), r"prompt_ids\[0\]: is empty"),
+        (([[1], [vocab]], [[2], [3]]), rf"prompt_ids\[1\]: token id {vocab} is outside"),
+        (([[1]], [[2, -1]]), r"completion_ids\[0\]: token id -1 is outside"),
+        (([[1]], [[2.5]]), r"completion_ids\[0\]: expected a 1-D sequence of ints"),
+        (([[1]], "abc"), "completion_ids: expected a sequence of token-id sequences"),
+    ]
+    for (prompts, completions), message in cases:
+        with pytest.raises(ReproError, match=message):
+            scorer.entropies(prompts, completions)
+
+
+def test_bad_cuts_and_answers(scorer):
+    prompts, completions = [[1, 2], [3]], [[4, 5, 6], []]
+    cases = [
+        ((["1"], [0, 1, 2], [0, 0]), r"answers: expected 2 answers \(one per row\), got 1"),
+        (("12", [0, 1, 2], [0, 0]), "answers: expected 2 answers .* got a string"),
+        ((["1", None], [0, 1, 2], [0, 0]), r"answers\[1\]: expected an answer, got None"),
+        ((["1", "2"], [0, 2], [0, 0]), r"offsets: expected \(3,\) ints"),
+        ((["1", "2"], [0, 1, 3], [0, 0]), "offsets: expected non-decreasing values from 0 to len"),
+        ((["1", "2"], [0, 2, 1], [0, 0]), "offsets: expected non-decreasing"),
+        ((["1", "2"], [0, 1, 2], [4, 0]), r"positions: row 0 has cut point 4 outside \[0, 3\]"),
+        ((["1", "2"], [0, 1, 2], [0, 1]), r"positions: row 1 has cut point 1 outside \[0, 0\]"),
+        ((["1", "2"], [0, 1, 2], [0.0, 0.0]), "positions: expected"),
+    ]
+    for (answers, offsets, positions), message in cases:
+        with pytest.raises(ReproError, match=message):
+            scorer.score(prompts, completions, answers, np.array(offsets), np.array(positions))
+
+
+def test_empty_answer_text_is_an_error(tok):
+    scorer = ObjectiveScorer(tiny.model(len(tok)), tok, answer_template="{answer}")
+    with pytest.raises(ReproError, match=r"answers\[0\]: '' tokenizes to no tokens"):
+        scorer.score([[1]], [[2]], [""], [0, 1], [0])
+
+
+def test_accepts_arrays_and_tensors(scorer):
+    prompts = [np.array([1, 2], dtype=np.int32), torch.tensor([3])]
+    completions = [torch.tensor([4, 5, 6]), np.array([], dtype=np.int64)]
+    j = scorer.score(prompts, completions, [7, 8.5], np.array([0, 2, 3]), np.array([0, 3, 0]))
+    expected = scorer.score([[1, 2], [3]], [[4, 5, 6], []], ["7", "8.5"], [0, 2, 3], [0, 3, 0])
+    np.testing.assert_array_equal(j, expected)
+
+
+# ------------------------------------------------------------------------------ GPU
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_cuda_matches_cpu(tok, dtype):
+    cpu = tiny.model(len(tok))
+    gpu = tiny.model(len(tok), dtype=dtype).cuda()
+    prompts, completions, answers = rollouts(tok, seed=11, rows=8)
+    offsets, positions = random_cuts(completions, seed=11)
+    expected = ObjectiveScorer(cpu, tok, mode="per_cut").score(prompts, completions, answers, offsets, positions)
+    tolerance = 1e-4 if dtype == torch.float32 else 0.1
+    for mode in ("shared", "per_cut"):
+        j = ObjectiveScorer(gpu, tok, mode=mode).score(prompts, completions, answers, offsets, positions)
+        np.testing.assert_allclose(j, expected, atol=tolerance, rtol=0)
