@@ -51,11 +51,13 @@ _MASKABLE_ATTENTION = ("sdpa", "eager")
 class Evaluation:
     """Entropy pass and J in one go (``ObjectiveScorer.evaluate``).
 
-    ``entropies`` (B, T) float32 and ``mask`` (B, T) bool as from ``entropies()``; ``cuts`` as
+    ``token_ids`` (B, T) int64 are the right-padded completions (0 past the end); ``entropies``
+    (B, T) float32 and ``mask`` (B, T) bool as from ``entropies()``; ``cuts`` as
     returned by the selection callback, stitched over chunks in row order; ``j`` (N,) float64 in
     ``cuts.positions`` order.
     """
 
+    token_ids: np.ndarray
     entropies: np.ndarray
     mask: np.ndarray
     cuts: Cuts
@@ -182,7 +184,8 @@ class ObjectiveScorer:
         chunk's cache is alive at a time.
         """
         rows = _Rows.build(self, prompt_ids, completion_ids, answers)
-        entropies = np.zeros((rows.count, rows.width), dtype=np.float32)
+        token_ids = rows.completion_matrix()
+        entropies = np.zeros(token_ids.shape, dtype=np.float32)
         mask = rows.mask()
         cuts: list[np.ndarray] = [np.empty(0, np.int64)] * rows.count
         ends = np.zeros(rows.count, dtype=np.int64)
@@ -190,11 +193,9 @@ class ObjectiveScorer:
         with self._inference() as lm:
             for chunk in rows.chunks(self.max_batch_tokens):
                 hidden, cache = lm.prefix(chunk, keep_cache=self.mode == "shared")
-                chunk_entropies = lm.entropies(chunk, hidden, self.temperature)
+                entropies[chunk.rows, : chunk.completion_width] = lm.entropies(chunk, hidden, self.temperature)
                 del hidden
-                width = chunk.completion_width
-                entropies[chunk.rows, :width] = chunk_entropies
-                chosen = select(rows.completion_matrix(chunk.rows, width), mask[chunk.rows, :width], chunk_entropies)
+                chosen = select(token_ids[chunk.rows], mask[chunk.rows], entropies[chunk.rows])
                 chunk_cuts = [chosen.positions[chosen.offsets[i] : chosen.offsets[i + 1]] for i in range(len(chunk.rows))]
                 ends[chunk.rows] = chosen.ends
                 if cache is None:
@@ -211,7 +212,7 @@ class ObjectiveScorer:
                 j = _concat(j_by_row, np.float64)
         offsets = np.zeros(rows.count + 1, dtype=np.int64)
         np.cumsum([len(c) for c in cuts], out=offsets[1:])
-        return Evaluation(entropies, mask, Cuts(offsets, _concat(cuts, np.int64), ends), j)
+        return Evaluation(token_ids, entropies, mask, Cuts(offsets, _concat(cuts, np.int64), ends), j)
 
     # ------------------------------------------------------------------------------ internals
 
@@ -308,16 +309,17 @@ class _Rows:
 
     @property
     def width(self) -> int:
-        return max(len(c) for c in self.completions)
+        """T: the longest completion, and at least 1 so that (B, T) arrays are never empty."""
+        return max(1, *(len(c) for c in self.completions))
 
     def mask(self) -> np.ndarray:
         lengths = np.array([len(c) for c in self.completions])
         return np.arange(self.width) < lengths[:, None]
 
-    def completion_matrix(self, rows: list[int], width: int) -> np.ndarray:
-        ids = np.zeros((len(rows), width), dtype=np.int64)
-        for i, row in enumerate(rows):
-            ids[i, : len(self.completions[row])] = self.completions[row]
+    def completion_matrix(self) -> np.ndarray:
+        ids = np.zeros((self.count, self.width), dtype=np.int64)
+        for row, completion in enumerate(self.completions):
+            ids[row, : len(completion)] = completion
         return ids
 
     def chunks(self, budget: int, prefix_lengths: Sequence[int] | None = None) -> Iterator[_Chunk]:
