@@ -139,7 +139,7 @@ class ObjectiveScorer:
         entropies = np.zeros((rows.count, rows.width), dtype=np.float32)
         with self._inference() as lm:
             for chunk in rows.chunks(self.max_batch_tokens):
-                hidden, _ = lm.prefix(chunk, keep_cache=False)
+                hidden = lm.prefix(chunk)
                 entropies[chunk.rows, : chunk.completion_width] = lm.entropies(chunk, hidden, self.temperature)
         return entropies, rows.mask()
 
@@ -164,7 +164,7 @@ class ObjectiveScorer:
             if self.mode == "per_cut":
                 return lm.per_cut(rows, cuts, self.max_batch_tokens)
             for chunk in rows.chunks(self.max_batch_tokens, prefix_lengths=[int(c.max(initial=0)) for c in cuts]):
-                _, cache = lm.prefix(chunk, keep_cache=True)
+                _, cache = lm.prefix_with_cache(chunk)
                 for row, j in zip(chunk.rows, lm.probes(chunk, cache, [cuts[r] for r in chunk.rows], self.max_batch_tokens)):
                     j_by_row[row] = j
         return _concat(j_by_row, np.float64)
@@ -192,7 +192,7 @@ class ObjectiveScorer:
         j_by_row: list[np.ndarray] = [np.empty(0)] * rows.count
         with self._inference() as lm:
             for chunk in rows.chunks(self.max_batch_tokens):
-                hidden, cache = lm.prefix(chunk, keep_cache=self.mode == "shared")
+                hidden, cache = lm.prefix_with_cache(chunk) if self.mode == "shared" else (lm.prefix(chunk), None)
                 entropies[chunk.rows, : chunk.completion_width] = lm.entropies(chunk, hidden, self.temperature)
                 del hidden
                 chosen = select(token_ids[chunk.rows], mask[chunk.rows], entropies[chunk.rows])
@@ -436,15 +436,22 @@ class _Model:
         for start in range(0, count, step):
             yield slice(start, min(start + step, count))
 
-    def prefix(self, chunk: _Chunk, *, keep_cache: bool) -> tuple[torch.Tensor, DynamicCache | None]:
-        """Final hidden states (b, P + T, d) of the chunk's rows, and the KV cache when asked."""
-        out = self.decoder(
+    def prefix(self, chunk: _Chunk) -> torch.Tensor:
+        """Final hidden states (b, P + T, d) of the chunk's rows."""
+        return self._decode(chunk, use_cache=False).last_hidden_state
+
+    def prefix_with_cache(self, chunk: _Chunk) -> tuple[torch.Tensor, DynamicCache]:
+        """Final hidden states (b, P + T, d) and the KV cache the probes run against."""
+        out = self._decode(chunk, use_cache=True)
+        return out.last_hidden_state, out.past_key_values
+
+    def _decode(self, chunk: _Chunk, *, use_cache: bool) -> Any:
+        return self.decoder(
             input_ids=chunk.input_ids,
             attention_mask=chunk.attention_mask,
             position_ids=chunk.position_ids,
-            use_cache=keep_cache,
+            use_cache=use_cache,
         )
-        return out.last_hidden_state, out.past_key_values if keep_cache else None
 
     def entropies(self, chunk: _Chunk, hidden: torch.Tensor, temperature: float) -> np.ndarray:
         """(b, T) float32 entropies of the completion tokens (0 past each completion's end)."""

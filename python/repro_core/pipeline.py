@@ -199,11 +199,12 @@ class ReproScorer:
 
 
 def _delimiters(tokenizer: Any, spec: str | list[str] | list[int]) -> Delimiters:
-    if isinstance(spec, Delimiters):
-        return spec
-    if not isinstance(spec, str) and len(spec) > 0 and all(isinstance(i, int) for i in spec):
-        return Delimiters.from_ids(spec)
-    return Delimiters.from_tokenizer(tokenizer, spec)
+    if isinstance(spec, str):
+        return Delimiters.from_tokenizer(tokenizer, spec)
+    items: list[Any] = list(spec)
+    if items and all(isinstance(i, int) for i in items):
+        return Delimiters.from_ids(items)
+    return Delimiters.from_tokenizer(tokenizer, items)
 
 
 def _check_int(name: str, value: Any, *, minimum: int) -> None:
