@@ -351,3 +351,53 @@ def test_cuda_matches_cpu(tok, dtype):
     for mode in ("shared", "per_cut"):
         j = ObjectiveScorer(gpu, tok, mode=mode).score(prompts, completions, answers, offsets, positions)
         np.testing.assert_allclose(j, expected, atol=tolerance, rtol=0)
+
+
+# ------------------------------------------------------------------------------ the real embedded model
+
+SOLUTIONS = [
+    "Each box holds 12 apples.\n\nThere are 4 boxes, so 4 * 12 = 48 apples.\n\nWait, 3 apples are rotten.\n\n"
+    "48 - 3 = 45.",
+    "Let x be the number.\n\nThen 2x + 6 = 20, so 2x = 14.\n\nHmm, let me re-check: 2 * 7 + 6 = 20. Yes.\n\nx = 7.",
+    "We add the numbers step by step.\n\n17 + 25 = 42.",
+    "",
+]
+QUESTIONS = ["How many good apples are there?", "Solve 2x + 6 = 20.", "What is 17 + 25?", "What is 1 + 1?"]
+
+
+@pytest.fixture(scope="module")
+def smollm2():
+    from repro_core.assets import load_default_model
+
+    return load_default_model()
+
+
+def test_smollm2_shared_equals_per_cut_and_direct(smollm2):
+    model, tokenizer = smollm2
+    prompts = [
+        tokenizer.apply_chat_template([{"role": "user", "content": q}], add_generation_prompt=True, tokenize=True,
+                                      return_dict=True)["input_ids"]
+        for q in QUESTIONS
+    ]
+    assert len({len(p) for p in prompts}) > 1  # prompts of different lengths share a batch
+    completions = [tokenizer(s, add_special_tokens=False)["input_ids"] for s in SOLUTIONS]
+    answers = ["45", "7", "42", "2"]
+    offsets, positions = random_cuts(completions, seed=12, per_row=6)
+    shared = ObjectiveScorer(model, tokenizer).score(prompts, completions, answers, offsets, positions)
+    per_cut = ObjectiveScorer(model, tokenizer, mode="per_cut").score(prompts, completions, answers, offsets, positions)
+    np.testing.assert_allclose(shared, per_cut, atol=1e-4, rtol=0)
+    for n in (0, offsets[1] - 1, offsets[2]):  # the baseline and the end of row 0, the baseline of row 1
+        b = int(np.searchsorted(offsets, n, side="right") - 1)
+        expected = direct_j(model, tokenizer, prompts[b], completions[b], int(positions[n]), answers[b])
+        assert abs(shared[n] - expected) < 1e-4
+
+
+def test_smollm2_entropies_equal_full_softmax(smollm2):
+    model, tokenizer = smollm2
+    prompts = [tokenizer(q)["input_ids"] for q in QUESTIONS[:3]]
+    completions = [tokenizer(s, add_special_tokens=False)["input_ids"] for s in SOLUTIONS[:3]]
+    entropies, mask = ObjectiveScorer(model, tokenizer).entropies(prompts, completions)
+    for b in range(3):
+        n = len(completions[b])
+        np.testing.assert_allclose(entropies[b, :n], direct_entropies(model, prompts[b], completions[b], 1.0),
+                                   atol=1e-4)
