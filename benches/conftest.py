@@ -9,11 +9,14 @@ from __future__ import annotations
 
 import os
 import platform
+from collections import defaultdict
 from types import SimpleNamespace
 
 import pytest
 
 RESULTS: dict[str, dict[str, float]] = {"pytest-benchmark": {}, "interleaved": {}}
+#: bench_objective.py: model name -> method -> minimum seconds per call.
+OBJECTIVE_RESULTS: dict[str, dict[str, float]] = defaultdict(dict)
 
 LABELS = {
     "rust": "rust pipeline (default threads)",
@@ -51,23 +54,39 @@ def ratio_table(times: dict[str, float]) -> list[str]:
 
 
 def pytest_terminal_summary(terminalreporter, exitstatus, config):
-    if not any(RESULTS.values()):
-        return
     write = terminalreporter.write_line
-    terminalreporter.section("RePro pipeline: ratios (256 x 16,384, k = 20)")
-    write(f"machine: {cpu_model()}, {os.cpu_count()} logical CPUs, {platform.python_implementation()} {platform.python_version()}")
-    for source, times in RESULTS.items():
-        if times:
-            write(f"  {source} (minimum per call):")
-            for line in ratio_table(times):
+    machine = f"machine: {cpu_model()}, {os.cpu_count()} logical CPUs, {platform.python_implementation()} {platform.python_version()}"
+    if any(RESULTS.values()):
+        terminalreporter.section("RePro pipeline: ratios (256 x 16,384, k = 20)")
+        write(machine)
+        for source, times in RESULTS.items():
+            if times:
+                write(f"  {source} (minimum per call):")
+                for line in ratio_table(times):
+                    write(line)
+    if OBJECTIVE_RESULTS:
+        from objective_workload import ratio_lines
+
+        terminalreporter.section("J on CPU: ratios (4 rollouts, completions 512 to 2,048 tokens, k = 20)")
+        write(machine)
+        for model, times in OBJECTIVE_RESULTS.items():
+            write(f"  {model} (pytest-benchmark minimum per call):")
+            for line in ratio_lines(times):
                 write(line)
 
 
 def pytest_collect_file(file_path, parent):
     """Collects ``bench_*.py`` (pytest's default pattern only takes ``test_*.py``)."""
-    if file_path.suffix == ".py" and file_path.name.startswith("bench_"):
+    # Files named on the command line are collected by pytest itself.
+    if file_path.suffix == ".py" and file_path.name.startswith("bench_") and not parent.session.isinitpath(file_path):
         return pytest.Module.from_parent(parent, path=file_path)
     return None
+
+
+@pytest.fixture(scope="session")
+def objective_report():
+    """Where bench_objective.py records its minima, per model."""
+    return OBJECTIVE_RESULTS
 
 
 @pytest.fixture(scope="session")

@@ -401,3 +401,33 @@ def test_smollm2_entropies_equal_full_softmax(smollm2):
         n = len(completions[b])
         np.testing.assert_allclose(entropies[b, :n], direct_entropies(model, prompts[b], completions[b], 1.0),
                                    atol=1e-4)
+
+
+@pytest.mark.parametrize(
+    ("config_name", "extra"),
+    [
+        ("Gemma2Config", dict(final_logit_softcapping=3.0, head_dim=16, sliding_window=16)),
+        ("CohereConfig", dict(logit_scale=0.5)),
+        ("GraniteConfig", dict(logits_scaling=4.0)),
+        ("MistralConfig", dict(sliding_window=16)),
+    ],
+)
+def test_architectures_with_their_own_logits_and_attention(tok, config_name, extra):
+    import transformers
+
+    config = getattr(transformers, config_name)(
+        vocab_size=len(tok), hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
+        num_key_value_heads=2, max_position_embeddings=512, initializer_range=0.2, attn_implementation="sdpa",
+        **extra,
+    )
+    torch.manual_seed(0)
+    model = transformers.AutoModelForCausalLM.from_config(config).eval()
+    prompts, completions, answers = rollouts(tok, seed=13)
+    offsets, positions = random_cuts(completions, seed=13)
+    shared = ObjectiveScorer(model, tok).score(prompts, completions, answers, offsets, positions)
+    per_cut = ObjectiveScorer(model, tok, mode="per_cut").score(prompts, completions, answers, offsets, positions)
+    np.testing.assert_allclose(shared, per_cut, atol=1e-4, rtol=0)
+    entropies, _ = ObjectiveScorer(model, tok).entropies(prompts, completions)
+    b = int(np.argmax([len(c) for c in completions]))
+    np.testing.assert_allclose(entropies[b, : len(completions[b])],
+                               direct_entropies(model, prompts[b], completions[b], 1.0), atol=1e-4)

@@ -234,6 +234,11 @@ class ObjectiveScorer:
         modes = [(module, module.training) for module in self.model.modules()]
         lm = _Model(self.model)
         restore_attention = None
+        unsupported = lm.layer_types - {"full_attention", "sliding_attention"}
+        if self.mode == "shared" and unsupported:
+            raise ReproError(
+                f"mode: 'shared' cannot mask the model's {', '.join(sorted(unsupported))} layers; use mode='per_cut'"
+            )
         if self.mode == "shared" and lm.attention not in _MASKABLE_ATTENTION:
             # Flash-attention kernels take no arbitrary 4-D mask: SDPA for the call, then back.
             restore_attention = lm.attention
@@ -420,13 +425,23 @@ class _Model:
         self.decoder = self.causal_lm.base_model
         self.head = self.causal_lm.get_output_embeddings()
         config = self.causal_lm.config.get_text_config()
+        # What some architectures' forwards do to the lm_head output (Gemma 2/3, Cohere, Granite).
         self.softcap = getattr(config, "final_logit_softcapping", None)
+        self.scale = getattr(config, "logit_scale", None) or 1.0
+        self.scale /= getattr(config, "logits_scaling", None) or 1.0
         self.attention = self.causal_lm.config._attn_implementation
+        # Sliding-window layers see only the last `window` positions; Mistral-style configs slide
+        # in every layer without naming layer types.
+        self.window = getattr(config, "sliding_window", None)
+        kinds = getattr(config, "layer_types", None) or ["sliding_attention" if self.window else "full_attention"]
+        self.layer_types = frozenset(kinds)
         self.vocab_size = self.causal_lm.get_input_embeddings().num_embeddings
 
     def logits(self, hidden: torch.Tensor) -> torch.Tensor:
         """float32 logits of a (n, d) slice of hidden states, as the model's own forward makes them."""
         logits = self.head(hidden).float()
+        if self.scale != 1.0:
+            logits = logits * self.scale
         if self.softcap:
             logits = torch.tanh(logits / self.softcap) * self.softcap
         return logits
@@ -442,14 +457,16 @@ class _Model:
 
     def prefix_with_cache(self, chunk: _Chunk) -> tuple[torch.Tensor, DynamicCache]:
         """Final hidden states (b, P + T, d) and the KV cache the probes run against."""
-        out = self._decode(chunk, use_cache=True)
+        # A cache of full layers: sliding-window layers would drop the keys that early probes see.
+        out = self._decode(chunk, use_cache=True, cache=DynamicCache())
         return out.last_hidden_state, out.past_key_values
 
-    def _decode(self, chunk: _Chunk, *, use_cache: bool) -> Any:
+    def _decode(self, chunk: _Chunk, *, use_cache: bool, cache: DynamicCache | None = None) -> Any:
         return self.decoder(
             input_ids=chunk.input_ids,
             attention_mask=chunk.attention_mask,
             position_ids=chunk.position_ids,
+            past_key_values=cache,
             use_cache=use_cache,
         )
 
@@ -516,12 +533,12 @@ class _Model:
             allowed = torch.cat(
                 [sees_cache.reshape(rows, count * width, cache_width), sees_probe.expand(rows, -1, -1)], dim=2
             )
-            dtype = self.decoder.get_input_embeddings().weight.dtype
-            mask = torch.zeros(allowed.shape, dtype=dtype, device=device).masked_fill_(~allowed, torch.finfo(dtype).min)
+            position_ids = position_ids.reshape(rows, -1)
+            key_positions = torch.cat([chunk.position_ids, position_ids], dim=1)
             out = self.decoder(
                 input_ids=input_ids.reshape(rows, -1),
-                attention_mask=mask[:, None],
-                position_ids=position_ids.reshape(rows, -1),
+                attention_mask=self.probe_masks(allowed, position_ids, key_positions),
+                position_ids=position_ids,
                 past_key_values=cache,
                 use_cache=True,
             )
@@ -538,6 +555,22 @@ class _Model:
             totals[:, probes] = placed.sum(-1)
         j = (totals / answer_len[:, None]).cpu().numpy()
         return [j[i, : len(c)] for i, c in enumerate(cuts)]
+
+    def probe_masks(
+        self, allowed: torch.Tensor, query_positions: torch.Tensor, key_positions: torch.Tensor
+    ) -> torch.Tensor | dict[str, torch.Tensor]:
+        """Additive 4-D masks from ``allowed`` (b, q, k): one tensor, or one per layer type."""
+        dtype = self.decoder.get_input_embeddings().weight.dtype
+        masks = {}
+        for kind in self.layer_types:
+            if kind == "sliding_attention":
+                kind_allowed = allowed & (key_positions[:, None, :] > query_positions[:, :, None] - self.window)
+            else:
+                kind_allowed = allowed
+            mask = torch.zeros(allowed.shape, dtype=dtype, device=allowed.device)
+            masks[kind] = mask.masked_fill_(~kind_allowed, torch.finfo(dtype).min)[:, None]
+        # Models with several layer types take a mapping; the others one tensor.
+        return masks if len(masks) > 1 else next(iter(masks.values()))
 
     def per_cut(self, rows: _Rows, cuts: Sequence[np.ndarray], budget: int) -> np.ndarray:
         """J with one sequence ``prompt + completion[:p] + answer`` per cut point (the oracle)."""
