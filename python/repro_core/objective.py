@@ -432,7 +432,7 @@ class _Model:
         self.attention = self.causal_lm.config._attn_implementation
         # Sliding-window layers see only the last `window` positions; Mistral-style configs slide
         # in every layer without naming layer types.
-        self.window = getattr(config, "sliding_window", None)
+        self.window: int = getattr(config, "sliding_window", None) or 0
         kinds = getattr(config, "layer_types", None) or ["sliding_attention" if self.window else "full_attention"]
         self.layer_types = frozenset(kinds)
         self.vocab_size = self.causal_lm.get_input_embeddings().num_embeddings
