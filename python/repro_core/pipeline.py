@@ -19,7 +19,7 @@ import numpy as np
 from ._api import Advantages, Cuts, Estimator, Steps, compute_advantages, score_steps, segment_paragraphs, select_cuts
 from ._core import ReproError
 from .delimiters import Delimiters, think_end_id
-from .objective import ObjectiveMode, ObjectiveScorer
+from .objective import Evaluation, ObjectiveMode, ObjectiveScorer
 
 __all__ = ["ReproConfig", "ReproResult", "ReproScorer"]
 
@@ -145,6 +145,46 @@ class ReproScorer:
             select_cuts, delimiters=self.delimiters, k=config.k, think_end_id=self.think_end_id
         )
 
+    def evaluate(
+        self, prompt_ids: Sequence[Sequence[int]], completion_ids: Sequence[Sequence[int]], answers: Sequence[Any]
+    ) -> tuple[Evaluation, Steps]:
+        """The per-completion part: entropies, cut points, J and scores (no batch statistics).
+
+        A trainer whose batch is spread over processes runs this on its own rows, gathers the
+        results and calls ``advantages`` once on the whole batch.
+        """
+        evaluation = self.objective.evaluate(prompt_ids, completion_ids, answers, self._select)
+        steps = score_steps(evaluation.j, evaluation.cuts.offsets, w=self.config.w, stability_ema=self.config.stability_ema)
+        return evaluation, steps
+
+    def advantages(
+        self,
+        outcome_rewards: Any,
+        step_rewards: Any,
+        offsets: Any,
+        positions: Any,
+        response_mask: Any,
+        group_index: Any,
+        values: Any = None,
+        token_rewards: Any = None,
+    ) -> Advantages:
+        """``compute_advantages`` with the config's estimator, alpha, gamma and lam."""
+        config = self.config
+        return compute_advantages(
+            config.estimator,
+            outcome_rewards,
+            step_rewards,
+            offsets,
+            positions,
+            response_mask,
+            group_index,
+            alpha=config.alpha,
+            gamma=config.gamma,
+            lam=config.lam,
+            values=values,
+            token_rewards=token_rewards,
+        )
+
     def score(
         self,
         prompt_ids: Sequence[Sequence[int]],
@@ -163,23 +203,11 @@ class ReproScorer:
         ``token_rewards`` (B, T) extra per-token rewards (ppo and reinforce_pp), where T is the
         longest completion.
         """
-        config = self.config
-        evaluation = self.objective.evaluate(prompt_ids, completion_ids, answers, self._select)
+        evaluation, steps = self.evaluate(prompt_ids, completion_ids, answers)
         cuts = evaluation.cuts
-        steps = score_steps(evaluation.j, cuts.offsets, w=config.w, stability_ema=config.stability_ema)
-        advantages = compute_advantages(
-            config.estimator,
-            outcome_rewards,
-            steps.reward,
-            cuts.offsets,
-            cuts.positions,
-            evaluation.mask,
-            group_index,
-            alpha=config.alpha,
-            gamma=config.gamma,
-            lam=config.lam,
-            values=values,
-            token_rewards=token_rewards,
+        advantages = self.advantages(
+            outcome_rewards, steps.reward, cuts.offsets, cuts.positions, evaluation.mask, group_index, values,
+            token_rewards,
         )
         paragraphs = segment_paragraphs(
             evaluation.token_ids, evaluation.mask, delimiters=self.delimiters, think_end_id=self.think_end_id
