@@ -209,3 +209,18 @@ def test_two_processes_equal_one(tmp_path):
     )
     assert result.returncode == 0, result.stderr[-3000:]
     assert "max abs difference" in result.stdout, result.stdout[-2000:]
+
+
+def sometimes_unscorable(completions, answer, **kwargs):
+    """None (not applicable) for every other completion."""
+    return [None if i % 2 else float(a in c) + 0.05 * c.count(" ") for i, (c, a) in enumerate(zip(completions, answer))]
+
+
+@pytest.mark.parametrize("estimator", ["grpo", "reinforce_pp"])
+def test_unscorable_rows_get_no_advantage(tok, tmp_path, estimator):
+    trainer = make_trainer(tok, tmp_path, repro_estimator=estimator)
+    trainer.reward_funcs = [sometimes_unscorable]
+    output = trainer._generate_and_score_completions(generation_batch(trainer))
+    advantages = output["advantages"]
+    assert torch.all(advantages[1::2] == 0)
+    assert torch.any(advantages[0::2] != 0)

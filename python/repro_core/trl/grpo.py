@@ -99,16 +99,15 @@ class ReproGRPOTrainer(GRPOTrainer):
         width = max(1, int(batch["lengths"].max()))
         mask = np.arange(width) < batch["lengths"][:, None]
         group_index = np.arange(len(mask)) // group_size
+        rewards, unscorable = self._outcome_rewards()
         if self.args.repro_estimator == "grpo":
-            outcome_rewards = np.zeros(len(mask))  # the outcome part is TRL's advantage, added below
-        else:
-            outcome_rewards = self._outcome_rewards()
-        total = self.repro.advantages(outcome_rewards, batch["reward"], offsets, batch["positions"], mask,
+            rewards = np.zeros(len(mask))  # the outcome part is TRL's advantage, added below
+        total = self.repro.advantages(rewards, batch["reward"], offsets, batch["positions"], mask,
                                       group_index).advantages
         if self.args.repro_estimator == "grpo":
             total = total + batch["outcome"][:, None] * mask
         # Rows whose every reward function returned None carry no signal (TRL zeroes them too).
-        total[~np.isfinite(batch["outcome"])] = 0.0
+        total[unscorable] = 0.0
         first = self.accelerator.process_index * len(inputs)
         advantages = torch.zeros(completion_mask.shape, dtype=torch.float32)
         kept = min(width, completion_mask.shape[1])
@@ -116,12 +115,14 @@ class ReproGRPOTrainer(GRPOTrainer):
         advantages = advantages.to(completion_mask.device) * completion_mask
         return advantages, self._metrics_of(batch, offsets, mask, total)
 
-    def _outcome_rewards(self) -> np.ndarray:
-        """The weighted sum of the reward functions over the whole batch; unscorable rows count 0."""
+    def _outcome_rewards(self) -> tuple[np.ndarray, np.ndarray]:
+        """The weighted sum of the reward functions over the whole batch, and the rows no function
+        scored (every one returned None); those count 0 in the statistics."""
         assert self._rewards_per_func is not None, "the parent computes rewards before advantages"
         weights = self.reward_weights.to(self._rewards_per_func.device)
         rewards = (self._rewards_per_func * weights).nansum(dim=1)
-        return rewards.double().cpu().numpy()
+        unscorable = torch.isnan(self._rewards_per_func).all(dim=1)
+        return rewards.double().cpu().numpy(), unscorable.cpu().numpy()
 
     @staticmethod
     def _metrics_of(batch: dict[str, np.ndarray], offsets: np.ndarray, mask: np.ndarray, total: np.ndarray) -> dict:
