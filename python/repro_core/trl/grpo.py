@@ -49,71 +49,101 @@ class ReproGRPOTrainer(GRPOTrainer):
     def _generate_and_score_completions(self, inputs: list[dict[str, Any]]) -> dict[str, Any]:
         start = time.perf_counter()
         output = super()._generate_and_score_completions(inputs)
-        if not self.args.repro_enabled:
+        if not self._needs_own_advantages():
             return output
-        repro_start = time.perf_counter()
-        advantages, metrics = self._repro_advantages(inputs, output)
-        output["advantages"] = advantages
-        repro_seconds = time.perf_counter() - repro_start
-        # Share of a whole cycle (generation, scoring, then the optimiser steps on this batch) spent in
-        # RePro: measured from one generation to the next; the first batch only knows its own duration.
-        if self._last_generation is None:
-            metrics["repro/time_fraction"] = repro_seconds / (time.perf_counter() - start)
-        else:
-            last_start, last_repro = self._last_generation
-            metrics["repro/time_fraction"] = last_repro / (start - last_start)
-        self._last_generation = (start, repro_seconds)
+        batch, repro_seconds = self._gather_rollouts(inputs, output)
+        per_token = self._batch_advantages(batch)
+        for name, values in per_token.items():  # "advantages", and "returns" / "old_values" for PPO
+            output[name] = self._local_rows(values, output["completion_mask"])
+        metrics = self._metrics_of(batch, per_token["advantages"]) if self.args.repro_enabled else {}
+        if self.args.repro_enabled:
+            # Share of a whole cycle (generation, scoring, then the optimiser steps on this batch) spent
+            # in RePro: from one generation to the next; the first batch only knows its own duration.
+            if self._last_generation is None:
+                fraction = repro_seconds / (time.perf_counter() - start)
+            else:
+                last_start, last_repro = self._last_generation
+                fraction = last_repro / (start - last_start)
+            self._last_generation = (start, repro_seconds)
+            metrics["repro/time_fraction"] = self._mean_over_processes(fraction)
         mode = "train" if self.model.training else "eval"
-        for name, value in self._average_over_processes(metrics).items():
+        for name, value in metrics.items():
             self._metrics[mode][name].append(value)
         return output
 
-    def _repro_advantages(self, inputs: list[dict[str, Any]], output: dict[str, Any]) -> tuple[torch.Tensor, dict]:
-        """(B_local, T_local) advantages and the local metric values."""
+    def _needs_own_advantages(self) -> bool:
+        return self.args.repro_enabled
+
+    def _rollout_arrays(self, output: dict[str, Any]) -> dict[str, np.ndarray]:
+        """Per-token (B_local, T_local) arrays that the advantages need besides RePro's (none here)."""
+        return {}
+
+    def _gather_rollouts(self, inputs: list[dict[str, Any]], output: dict[str, Any]) -> tuple[dict[str, Any], float]:
+        """RePro on the local completions, then everything the advantages need, over all processes.
+
+        Returns the whole batch (rows in rank order, as the parent lays out its rewards) and the
+        seconds spent in RePro here.
+        """
         mode = "train" if self.model.training else "eval"
-        group_size = self.num_generations if mode == "train" else self.num_generations_eval
-        column = self.args.repro_answer_column
-        if column not in inputs[0]:
-            raise ReproError(f"repro_answer_column: {column!r} is not a dataset column (columns: {sorted(inputs[0])})")
         completion_mask = output["completion_mask"]
         lengths = completion_mask.sum(1).tolist()  # right-padded; truncated rows may be masked whole
-        prompt_ids = [ids[mask.bool()].tolist() for ids, mask in zip(output["prompt_ids"], output["prompt_mask"])]
-        completion_ids = [ids[:n].tolist() for ids, n in zip(output["completion_ids"], lengths)]
-        self.repro.objective.model = self.model  # the current policy, as wrapped now
-        evaluation, steps = self.repro.evaluate(prompt_ids, completion_ids, [x[column] for x in inputs])
-        local = {
-            "lengths": np.asarray(lengths, dtype=np.int64),
-            "offsets": evaluation.cuts.offsets,
-            "positions": evaluation.cuts.positions,
-            "reward": steps.reward,
-            "j": evaluation.j,
-            "magnitude": steps.magnitude,
-            "stability": steps.stability,
-            "outcome": output["advantages"].float().cpu().numpy(),
+        local: dict[str, Any] = {"lengths": np.asarray(lengths, dtype=np.int64)}
+        started = time.perf_counter()
+        if self.args.repro_enabled:
+            column = self.args.repro_answer_column
+            if column not in inputs[0]:
+                raise ReproError(
+                    f"repro_answer_column: {column!r} is not a dataset column (columns: {sorted(inputs[0])})"
+                )
+            prompt_ids = [ids[mask.bool()].tolist() for ids, mask in zip(output["prompt_ids"], output["prompt_mask"])]
+            completion_ids = [ids[:n].tolist() for ids, n in zip(output["completion_ids"], lengths)]
+            self.repro.objective.model = self.model  # the current policy, as wrapped now
+            evaluation, steps = self.repro.evaluate(prompt_ids, completion_ids, [x[column] for x in inputs])
+            local.update(offsets=evaluation.cuts.offsets, positions=evaluation.cuts.positions, reward=steps.reward,
+                         j=evaluation.j, magnitude=steps.magnitude, stability=steps.stability)
+        else:  # only the baseline point: no process reward
+            local.update(offsets=np.arange(len(lengths) + 1), positions=np.zeros(len(lengths), dtype=np.int64),
+                         reward=np.zeros(len(lengths)))
+        repro_seconds = time.perf_counter() - started
+        local["outcome"] = output["advantages"].float().cpu().numpy()
+        arrays = self._rollout_arrays(output)
+        local["rows"] = {name: [row[:n] for row, n in zip(values, lengths)] for name, values in arrays.items()}
+        parts = gather_object([local])  # one entry per process, in rank order
+        batch: dict[str, Any] = {
+            key: np.concatenate([part[key] for part in parts]) for key in local if key not in ("offsets", "rows")
         }
-        rows = gather_object([local])  # one entry per process, in rank order
-        batch = {key: np.concatenate([r[key] for r in rows]) for key in ("lengths", "reward", "j", "magnitude",
-                                                                         "stability", "outcome", "positions")}
-        counts = np.concatenate([np.diff(r["offsets"]) for r in rows])
-        offsets = np.concatenate([[0], np.cumsum(counts)])
+        batch["offsets"] = np.concatenate([[0], np.cumsum(np.concatenate([np.diff(p["offsets"]) for p in parts]))])
         width = max(1, int(batch["lengths"].max()))
-        mask = np.arange(width) < batch["lengths"][:, None]
-        group_index = np.arange(len(mask)) // group_size
-        rewards, unscorable = self._outcome_rewards()
-        if self.args.repro_estimator == "grpo":
-            rewards = np.zeros(len(mask))  # the outcome part is TRL's advantage, added below
-        total = self.repro.advantages(rewards, batch["reward"], offsets, batch["positions"], mask,
-                                      group_index).advantages
-        if self.args.repro_estimator == "grpo":
-            total = total + batch["outcome"][:, None] * mask
-        # Rows whose every reward function returned None carry no signal (TRL zeroes them too).
-        total[unscorable] = 0.0
-        first = self.accelerator.process_index * len(inputs)
-        advantages = torch.zeros(completion_mask.shape, dtype=torch.float32)
-        kept = min(width, completion_mask.shape[1])
-        advantages[:, :kept] = torch.from_numpy(total[first : first + len(inputs), :kept])
-        advantages = advantages.to(completion_mask.device) * completion_mask
-        return advantages, self._metrics_of(batch, offsets, mask, total)
+        batch["mask"] = np.arange(width) < batch["lengths"][:, None]
+        for name in arrays:
+            padded = np.zeros(batch["mask"].shape, dtype=np.float32)
+            padded[batch["mask"]] = np.concatenate([row for part in parts for row in part["rows"][name]])
+            batch[name] = padded
+        group_size = self.num_generations if mode == "train" else self.num_generations_eval
+        batch["group_index"] = np.arange(len(batch["lengths"])) // group_size
+        batch["rewards"], batch["unscorable"] = self._outcome_rewards()
+        return batch, repro_seconds
+
+    def _batch_advantages(self, batch: dict[str, Any]) -> dict[str, np.ndarray]:
+        """(N, T) advantages of the whole batch."""
+        grpo = self.args.repro_estimator == "grpo"
+        # For grpo the outcome part is TRL's advantage, added below.
+        rewards = np.zeros(len(batch["lengths"])) if grpo else batch["rewards"]
+        total = self.repro.advantages(rewards, batch["reward"], batch["offsets"], batch["positions"], batch["mask"],
+                                      batch["group_index"]).advantages
+        if grpo:
+            total = total + batch["outcome"][:, None] * batch["mask"]
+        total[batch["unscorable"]] = 0.0  # no reward function scored these rows (TRL zeroes them too)
+        return {"advantages": total}
+
+    def _local_rows(self, values: np.ndarray, completion_mask: torch.Tensor) -> torch.Tensor:
+        """This process's rows of a whole-batch (N, T) array, at the local width, zero off the mask."""
+        rows, width = completion_mask.shape
+        first = self.accelerator.process_index * rows  # the parent's own slicing
+        local = torch.zeros((rows, width), dtype=torch.float32)
+        kept = min(width, values.shape[1])
+        local[:, :kept] = torch.from_numpy(np.ascontiguousarray(values[first : first + rows, :kept]))
+        return local.to(completion_mask.device) * completion_mask
 
     def _outcome_rewards(self) -> tuple[np.ndarray, np.ndarray]:
         """The weighted sum of the reward functions over the whole batch, and the rows no function
@@ -125,22 +155,23 @@ class ReproGRPOTrainer(GRPOTrainer):
         return rewards.double().cpu().numpy(), unscorable.cpu().numpy()
 
     @staticmethod
-    def _metrics_of(batch: dict[str, np.ndarray], offsets: np.ndarray, mask: np.ndarray, total: np.ndarray) -> dict:
+    def _metrics_of(batch: dict[str, Any], advantages: np.ndarray) -> dict[str, float]:
+        """The repro/* metrics over the whole batch (every process logs the same values)."""
+        offsets, mask = batch["offsets"], batch["mask"]
         steps = np.ones(len(batch["j"]), dtype=bool)
         steps[offsets[:-1]] = False  # the baseline point of each row carries no score
+        scored = steps.any()
         return {
             "repro/J_b": float(batch["j"][offsets[:-1]].mean()),
             "repro/J_end": float(batch["j"][offsets[1:] - 1].mean()),
             "repro/num_cuts": float(np.diff(offsets).mean()),
-            "repro/magnitude": float(batch["magnitude"][steps].mean()) if steps.any() else 0.0,
-            "repro/stability": float(batch["stability"][steps].mean()) if steps.any() else 0.0,
-            "repro/process_reward_mean": float(batch["reward"][steps].mean()) if steps.any() else 0.0,
-            "repro/process_reward_std": float(batch["reward"][steps].std()) if steps.any() else 0.0,
-            "repro/advantage_abs_mean": float(np.abs(total[mask]).mean()) if mask.any() else 0.0,
+            "repro/magnitude": float(batch["magnitude"][steps].mean()) if scored else 0.0,
+            "repro/stability": float(batch["stability"][steps].mean()) if scored else 0.0,
+            "repro/process_reward_mean": float(batch["reward"][steps].mean()) if scored else 0.0,
+            "repro/process_reward_std": float(batch["reward"][steps].std()) if scored else 0.0,
+            "repro/advantage_abs_mean": float(np.abs(advantages[mask]).mean()) if mask.any() else 0.0,
         }
 
-    def _average_over_processes(self, metrics: dict[str, float]) -> dict[str, float]:
-        """Every metric but the time fraction is already over the gathered batch; that one is per process."""
-        fraction = torch.tensor([metrics["repro/time_fraction"]], device=self.accelerator.device)
-        metrics["repro/time_fraction"] = self.accelerator.gather(fraction).mean().item()
-        return metrics
+    def _mean_over_processes(self, value: float) -> float:
+        gathered = self.accelerator.gather(torch.tensor([value], device=self.accelerator.device))
+        return float(gathered.mean().item())
