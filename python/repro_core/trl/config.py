@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from typing import ClassVar
 
 from trl import GRPOConfig
 
 from .._core import ReproError
 from ..pipeline import ReproConfig
 
-__all__ = ["ReproArguments", "ReproGRPOConfig"]
+__all__ = ["ReproArguments", "ReproGRPOConfig", "ReproPPOConfig"]
 
 _GRPO_ESTIMATORS = ("grpo", "dr_grpo", "reinforce_pp", "reinforce_pp_baseline")
 
@@ -66,16 +67,26 @@ class ReproArguments:
         default=16384, metadata={"help": "Token budget of one forward call of the RePro passes (rows x width)."}
     )
 
-    def repro_config(self, temperature: float, estimators: tuple[str, ...] = _GRPO_ESTIMATORS) -> ReproConfig:
+    estimators: ClassVar[tuple[str, ...]] = _GRPO_ESTIMATORS
+
+    def repro_config(self, temperature: float) -> ReproConfig:
         """The pipeline config; entropies are taken at the sampling ``temperature``."""
-        if self.repro_estimator not in estimators:
-            raise ReproError(f"repro_estimator: expected one of {', '.join(estimators)}, got {self.repro_estimator!r}")
+        if self.repro_estimator not in self.estimators:
+            raise ReproError(
+                f"repro_estimator: expected one of {', '.join(self.estimators)}, got {self.repro_estimator!r}"
+            )
         try:
             return self._repro_config(temperature)
         except ReproError as exc:
             # Name the config field: "k: ..." is "repro_k: ..." here (temperature is TRL's own field).
             message = str(exc)
             raise ReproError(message if message.startswith("temperature") else f"repro_{message}") from None
+
+    def _check_repro(self, temperature: float) -> None:
+        """Every check of the repro_* fields, at construction."""
+        if self.repro_think_end == "None":  # how a command line spells it
+            self.repro_think_end = None
+        self.repro_config(temperature)
 
     def _repro_config(self, temperature: float) -> ReproConfig:
         return ReproConfig(
@@ -100,6 +111,60 @@ class ReproGRPOConfig(ReproArguments, GRPOConfig):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        if self.repro_think_end == "None":  # how a command line spells it
-            self.repro_think_end = None
-        self.repro_config(self.temperature)  # every check, at construction
+        self._check_repro(self.temperature)
+
+
+@dataclass
+class ReproPPOConfig(ReproArguments, GRPOConfig):
+    """PPO on TRL's GRPO machinery (generation, vLLM, PEFT, accelerate, logging) plus a critic.
+
+    The generation batch is split into ``steps_per_generation`` mini-batches (one optimiser step
+    each with ``gradient_accumulation_steps=1``) and reused for ``num_iterations`` epochs; the
+    policy loss is TRL's clipped loss (``epsilon``) on the per-token advantages. TRL's own KL term
+    (``beta``) stays 0: PPO puts the KL into the token rewards (``kl_coef``).
+    """
+
+    estimators: ClassVar[tuple[str, ...]] = ("ppo",)
+
+    repro_estimator: str = field(
+        default="ppo", metadata={"help": "Advantage estimator: ppo (GAE with the critic's values).", "choices": ["ppo"]}
+    )
+    kl_coef: float = field(
+        default=0.05, metadata={"help": "Weight of the per-token KL to the reference model in the token rewards."}
+    )
+    kl_estimator: str = field(
+        default="k1",
+        metadata={"help": "Per-token KL estimator: k1 (log ratio) or k3 (non-negative).", "choices": ["k1", "k3"]},
+    )
+    vf_coef: float = field(default=0.1, metadata={"help": "Weight of the value loss in the total loss."})
+    cliprange_value: float = field(
+        default=0.2, metadata={"help": "Clip range of the new values around the old ones in the value loss."}
+    )
+    gamma: float = field(default=1.0, metadata={"help": "Discount of GAE (outcome and process rewards alike)."})
+    lam: float = field(default=0.95, metadata={"help": "GAE lambda."})
+    critic_learning_rate: float | None = field(
+        default=None, metadata={"help": "Learning rate of the critic; None: the policy's learning_rate."}
+    )
+    value_model_name_or_path: str | None = field(
+        default=None,
+        metadata={"help": "Critic checkpoint (token classification, 1 label); None: initialised from the policy."},
+    )
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.beta != 0.0:
+            raise ReproError(f"beta: PPO puts the KL into the rewards (kl_coef); expected beta = 0, got {self.beta}")
+        if self.repro_gamma not in (1.0, self.gamma):
+            raise ReproError(
+                f"repro_gamma: PPO discounts outcome and process rewards with one gamma ({self.gamma}); "
+                f"got repro_gamma={self.repro_gamma}"
+            )
+        if self.kl_estimator not in ("k1", "k3"):
+            raise ReproError(f"kl_estimator: expected 'k1' or 'k3', got {self.kl_estimator!r}")
+        for name in ("kl_coef", "vf_coef", "cliprange_value"):
+            if not getattr(self, name) >= 0:
+                raise ReproError(f"{name}: expected a number >= 0, got {getattr(self, name)!r}")
+        self._check_repro(self.temperature)
+
+    def _repro_config(self, temperature: float) -> ReproConfig:
+        return replace(super()._repro_config(temperature), gamma=self.gamma, lam=self.lam)

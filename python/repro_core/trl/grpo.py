@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
@@ -32,12 +33,16 @@ class ReproGRPOTrainer(GRPOTrainer):
     """
 
     args: ReproGRPOConfig
+    config_class: type = ReproGRPOConfig
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        if not isinstance(self.args, ReproGRPOConfig):
-            raise ReproError(f"args: expected a ReproGRPOConfig, got {type(self.args).__name__}")
-        self.repro = ReproScorer(self.model, self._tokenizer, self.args.repro_config(self.args.temperature))
+        if not isinstance(self.args, self.config_class):
+            raise ReproError(f"args: expected a {self.config_class.__name__}, got {type(self.args).__name__}")
+        config = self.args.repro_config(self.args.temperature)
+        if not self.args.repro_enabled:
+            config = replace(config, alpha=0.0)  # the process part is off (PPO still computes its advantages)
+        self.repro = ReproScorer(self.model, self._tokenizer, config)
         self._rewards_per_func: torch.Tensor | None = None
         self._last_generation: tuple[float, float] | None = None  # (start, RePro seconds) of the previous batch
 
@@ -56,6 +61,7 @@ class ReproGRPOTrainer(GRPOTrainer):
         for name, values in per_token.items():  # "advantages", and "returns" / "old_values" for PPO
             output[name] = self._local_rows(values, output["completion_mask"])
         metrics = self._metrics_of(batch, per_token["advantages"]) if self.args.repro_enabled else {}
+        metrics.update(self._rollout_metrics(batch, per_token))
         if self.args.repro_enabled:
             # Share of a whole cycle (generation, scoring, then the optimiser steps on this batch) spent
             # in RePro: from one generation to the next; the first batch only knows its own duration.
@@ -76,6 +82,10 @@ class ReproGRPOTrainer(GRPOTrainer):
 
     def _rollout_arrays(self, output: dict[str, Any]) -> dict[str, np.ndarray]:
         """Per-token (B_local, T_local) arrays that the advantages need besides RePro's (none here)."""
+        return {}
+
+    def _rollout_metrics(self, batch: dict[str, Any], per_token: dict[str, np.ndarray]) -> dict[str, float]:
+        """Metrics of the whole batch beyond repro/* (none here)."""
         return {}
 
     def _gather_rollouts(self, inputs: list[dict[str, Any]], output: dict[str, Any]) -> tuple[dict[str, Any], float]:
