@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import replace
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -72,10 +72,12 @@ class ReproGRPOTrainer(GRPOTrainer):
                 fraction = last_repro / (start - last_start)
             self._last_generation = (start, repro_seconds)
             metrics["repro/time_fraction"] = self._mean_over_processes(fraction)
-        mode = "train" if self.model.training else "eval"
         for name, value in metrics.items():
-            self._metrics[mode][name].append(value)
+            self._metrics[self._mode()][name].append(value)
         return output
+
+    def _mode(self) -> str:
+        return "train" if self.model is not None and self.model.training else "eval"
 
     def _needs_own_advantages(self) -> bool:
         return self.args.repro_enabled
@@ -94,7 +96,6 @@ class ReproGRPOTrainer(GRPOTrainer):
         Returns the whole batch (rows in rank order, as the parent lays out its rewards) and the
         seconds spent in RePro here.
         """
-        mode = "train" if self.model.training else "eval"
         completion_mask = output["completion_mask"]
         lengths = completion_mask.sum(1).tolist()  # right-padded; truncated rows may be masked whole
         local: dict[str, Any] = {"lengths": np.asarray(lengths, dtype=np.int64)}
@@ -129,7 +130,8 @@ class ReproGRPOTrainer(GRPOTrainer):
             padded = np.zeros(batch["mask"].shape, dtype=np.float32)
             padded[batch["mask"]] = np.concatenate([row for part in parts for row in part["rows"][name]])
             batch[name] = padded
-        group_size = self.num_generations if mode == "train" else self.num_generations_eval
+        # TRL resolves both counts in its __init__ (eval falls back to the training one).
+        group_size = cast(int, self.num_generations_eval if self._mode() == "eval" else self.num_generations)
         batch["group_index"] = np.arange(len(batch["lengths"])) // group_size
         batch["rewards"], batch["unscorable"] = self._outcome_rewards()
         return batch, repro_seconds

@@ -47,7 +47,7 @@ class ReproPPOTrainer(ReproGRPOTrainer):
     initialised from the policy's weights with a zero value head).
     """
 
-    args: ReproPPOConfig
+    args: ReproPPOConfig  # type: ignore[assignment]  # a ReproGRPOConfig's sibling, checked in __init__
     config_class: type = ReproPPOConfig
 
     def __init__(self, *args: Any, value_model: Any = None, **kwargs: Any) -> None:
@@ -149,11 +149,11 @@ class ReproPPOTrainer(ReproGRPOTrainer):
 
     def _compute_loss(self, model: Any, inputs: dict[str, Any]) -> torch.Tensor:
         loss = super()._compute_loss(model, inputs)
-        mode = "train" if self.model.training else "eval"
+        mode = self._mode()
         completion_ids, mask = inputs["completion_ids"], inputs["completion_mask"].float()
         input_ids = torch.cat([inputs["prompt_ids"], completion_ids], dim=1)
         attention_mask = torch.cat([inputs["prompt_mask"], inputs["completion_mask"]], dim=1)
-        self.critic.train(self.model.training)
+        self.critic.train(mode == "train")
         values = self._values(input_ids, attention_mask, completion_ids.shape[1])
         old, returns = inputs["old_values"], inputs["returns"]
         clipped = old + (values - old).clamp(-self.args.cliprange_value, self.args.cliprange_value)
@@ -181,7 +181,7 @@ class ReproPPOTrainer(ReproGRPOTrainer):
     def save_model(self, output_dir: str | None = None, _internal_call: bool = False) -> None:
         super().save_model(output_dir, _internal_call)
         if self.args.should_save:
-            directory = os.path.join(output_dir or self.args.output_dir, CRITIC_DIR)
+            directory = os.path.join(str(output_dir or self.args.output_dir), CRITIC_DIR)
             self.accelerator.unwrap_model(self.critic).save_pretrained(directory)
 
     def _load_from_checkpoint(self, resume_from_checkpoint: str, model: Any = None) -> None:
