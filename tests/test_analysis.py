@@ -1,0 +1,242 @@
+"""``repro score`` (repro_core.analysis and repro_core.report) end to end on the embedded SmolLM2-135M: sampled
+traces of procedural problems and hand-written ones, every output file checked field by field, and bad input
+ending as one error line."""
+
+from __future__ import annotations
+
+import os
+
+os.environ["HF_HUB_OFFLINE"] = "1"
+
+import html  # noqa: E402
+import json  # noqa: E402
+import math  # noqa: E402
+import subprocess  # noqa: E402
+import sys  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+
+pytest.importorskip("torch")
+pytest.importorskip("matplotlib")
+pytest.importorskip("rich")
+Image = pytest.importorskip("PIL.Image")
+
+from repro_core import analysis  # noqa: E402
+from repro_core.rewards import last_boxed  # noqa: E402
+
+FIELDS = {
+    "id", "problem", "sample", "prompt", "answer", "completion", "predicted", "correct", "tokens", "thinking_tokens",
+    "num_paragraphs", "backtracks", "j_baseline", "j_end", "mean_reward", "cut_points", "j", "magnitude",
+    "stability", "score", "reward", "paragraphs", "tail",
+}
+W = 0.1  # the default stability weight
+OK = '{"prompt": "q", "completion": "c", "answer": "1"}\n'  # a valid input row
+
+QUESTION = "What is 2 + 3 * 4?"
+# Hand-written traces: paragraphs are separated by blank lines; the cues are exactly what backtracking counts.
+TRACES = [
+    # 4 paragraphs, 1 backtracking ("Wait,")
+    (QUESTION, "First, 3 * 4 = 12.\n\nThen 2 + 12 = 14.\n\nWait, I should double-check: 3 * 4 is 12, yes.\n\n"
+               "So the answer is \\boxed{14}.", "14", 4, ["Wait"]),
+    # 5 paragraphs, 2 backtracking ("**Hmm**" behind markdown, "Alternatively"); "Waiting" is no cue
+    (QUESTION, "Waiting is not needed: 2 + 3 = 5.\n\nThen 5 * 4 = 20.\n\n**Hmm**, that ignores precedence.\n\n"
+               "Alternatively, multiply first: 12 + 2 = 14.\n\n\\boxed{14}", "#### 14", 5, ["Hmm", "Alternatively"]),
+    # chat-message prompt, a wrong answer, 2 paragraphs
+    ([{"role": "user", "content": "Compute 2 + 3 * 4 and box the result."}],
+     "2 + 3 = 5, times 4 is 20.\n\n\\boxed{20}", "14", 2, []),
+]
+
+
+def run(args: list[str], capsys: pytest.CaptureFixture[str] | None = None) -> tuple[int, str]:
+    code = analysis.main(args)
+    return code, capsys.readouterr().err if capsys is not None else ""
+
+
+def write_jsonl(path: Path, rows: list[dict]) -> Path:
+    path.write_text("".join(json.dumps(row) + "\n" for row in rows), encoding="utf-8")
+    return path
+
+
+def load(out: Path) -> list[dict]:
+    return [json.loads(line) for line in (out / "scores.jsonl").read_text(encoding="utf-8").splitlines()]
+
+
+@pytest.fixture(scope="module")
+def generated(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("generated")
+    args = ["reasoning-gym:basic_arithmetic", "--limit", "3", "--generate", "1", "--max-new-tokens", "16", "-o",
+            str(out)]
+    assert analysis.main(args) == 0
+    return out
+
+
+@pytest.fixture(scope="module")
+def handwritten(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    tmp = tmp_path_factory.mktemp("handwritten")
+    rows = [{"prompt": prompt, "completion": text, "answer": answer} for prompt, text, answer, _, _ in TRACES]
+    source = write_jsonl(tmp / "traces.jsonl", rows)
+    assert analysis.main([str(source), "-o", str(tmp / "out")]) == 0
+    return tmp / "out"
+
+
+def check_record(record: dict, *, all_paragraphs: bool = True) -> None:
+    assert set(record) == FIELDS
+    points = record["cut_points"]
+    assert points[0] == 0 and all(a < b for a, b in zip(points, points[1:]))
+    assert points[-1] == record["thinking_tokens"] <= record["tokens"]
+    n = len(points)
+    for key in ("j", "magnitude", "stability", "score", "reward"):
+        assert len(record[key]) == n and all(math.isfinite(v) for v in record[key]), key
+    j = np.array(record["j"])
+    assert (j <= 0).all() and j[0] == record["j_baseline"] and j[-1] == record["j_end"]
+    magnitude, stability, score, reward = (np.array(record[k]) for k in ("magnitude", "stability", "score", "reward"))
+    assert magnitude[0] == stability[0] == score[0] == reward[0] == 0
+    assert ((magnitude[1:] > 0) & (magnitude[1:] <= 1)).all() and ((stability >= 0) & (stability <= 1)).all()
+    np.testing.assert_allclose(score[1:], (1 - W) * magnitude[1:] + W * stability[1:], atol=1e-9)
+    np.testing.assert_allclose(reward[1:], np.diff(score), atol=1e-9)
+    # Magnitude straight from REPRO.md section 3.
+    v = -j
+    np.testing.assert_allclose(magnitude[1:], np.tanh((v[0] - v[1:]) / (v[0] + 1e-6) - 1) + 1, atol=1e-6)
+    if n > 1:
+        assert record["mean_reward"] == pytest.approx(reward[1:].mean())
+    else:
+        assert record["mean_reward"] is None
+    paragraphs = record["paragraphs"]
+    assert record["num_paragraphs"] == len(paragraphs)
+    assert record["backtracks"] == sum(p["cue"] is not None for p in paragraphs)
+    assert "".join(p["text"] for p in paragraphs) + record["tail"] == record["completion"]
+    for i, paragraph in enumerate(paragraphs):
+        assert set(paragraph) == {"start", "end", "text", "cue", "step"}
+        assert points[paragraph["step"] - 1] <= paragraph["start"] < paragraph["end"] <= points[paragraph["step"]]
+        if all_paragraphs:  # every paragraph boundary is a cut point: paragraph i is step i + 1
+            assert (paragraph["start"], paragraph["end"], paragraph["step"]) == (points[i], points[i + 1], i + 1)
+    if all_paragraphs and record["tokens"]:
+        assert n == len(paragraphs) + 1
+    assert record["predicted"] == last_boxed(record["completion"])
+    assert record["correct"] in (True, False, None)
+
+
+def check_outputs(out: Path, records: list[dict]) -> None:
+    assert sorted(p.name for p in out.iterdir()) == sorted(analysis.OUTPUT_FILES)
+    for name in ("j_curves.png", "rewards.png"):
+        with Image.open(out / name) as image:
+            image.verify()
+            assert image.format == "PNG" and image.size[0] > 500
+    page = (out / "report.html").read_text(encoding="utf-8")
+    # Self-contained: no script, no stylesheet link, no external image.
+    assert "<script" not in page and "<link" not in page and 'src="http' not in page
+    for record in records:
+        assert f'id="trace-{record["id"]}"' in page
+        for paragraph in record["paragraphs"]:
+            assert html.escape(paragraph["text"]) in page
+            assert f"J = {record['j'][paragraph['step']]:.4f}" in page  # in the span's title
+        assert html.escape(record["tail"]) in page
+
+
+def test_generated_traces_write_valid_outputs(generated: Path) -> None:
+    records = load(generated)
+    assert len(records) == 3
+    assert [(r["id"], r["problem"], r["sample"]) for r in records] == [(0, 0, 0), (1, 1, 0), (2, 2, 0)]
+    for record in records:
+        check_record(record)
+        assert record["tokens"] <= 16
+        assert record["correct"] in (True, False)  # reasoning-gym answers are always gradable
+    check_outputs(generated, records)
+
+
+def test_handwritten_traces_count_paragraphs_and_backtracking(handwritten: Path) -> None:
+    records = load(handwritten)
+    assert len(records) == len(TRACES)
+    for record, (prompt, completion, _, paragraphs, cues) in zip(records, TRACES):
+        check_record(record)
+        assert record["prompt"] == prompt and record["completion"] == completion
+        assert record["num_paragraphs"] == paragraphs and record["tail"] == ""
+        assert [p["cue"] for p in record["paragraphs"] if p["cue"]] == cues
+        assert record["backtracks"] == len(cues)
+    assert [r["answer"] for r in records] == ["14", "14", "14"]  # "#### 14" read as GSM8K
+    assert [r["correct"] for r in records] == [True, True, False]
+    assert [(r["problem"], r["sample"]) for r in records] == [(0, 0), (0, 1), (2, 0)]
+    assert records[0]["j_baseline"] == pytest.approx(records[1]["j_baseline"])  # same prompt and answer
+    check_outputs(handwritten, records)
+
+
+def test_top_k_restricts_the_cut_points(tmp_path: Path) -> None:
+    rows = [{"question": QUESTION, "completion": TRACES[1][1], "answer": "14"}]
+    source = write_jsonl(tmp_path / "traces.jsonl", rows)
+    assert analysis.main([str(source), "--k", "1", "-o", str(tmp_path / "out")]) == 0
+    (record,) = load(tmp_path / "out")
+    check_record(record, all_paragraphs=False)
+    assert len(record["cut_points"]) == 3 and record["num_paragraphs"] == 5
+    assert record["backtracks"] == 2  # counted over every paragraph, whatever k
+
+
+def test_terminal_table(handwritten: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from rich.console import Console
+
+    console = Console(width=100, force_terminal=False)
+    analysis.print_table(load(handwritten), console, max_rows=2)
+    table = capsys.readouterr().out
+    for text in ("trace", "backtracks", "J_end", "… 1 more", "correct (2)", "incorrect (1)", "all (3)", "2/3"):
+        assert text in table
+
+
+def test_backtrack_pattern() -> None:
+    pattern = analysis.backtrack_pattern(analysis.DEFAULT_CUES)
+    assert pattern is not None
+    for text, cue in [("Wait, no.", "Wait"), ("  wait", "wait"), ("**Hmm** ok", "Hmm"), ("> But wait!", "But wait"),
+                      ("Let me re-check 3 * 4.", "Let me re-check"), ("Waiting is fine.", None),
+                      ("So we wait.", None), ("Actually", "Actually")]:
+        match = pattern.match(text)
+        assert (match.group(1) if match else None) == cue, text
+    assert analysis.backtrack_pattern([]) is None
+
+
+def test_bad_input_is_one_error_line_in_a_subprocess(tmp_path: Path) -> None:
+    source = write_jsonl(tmp_path / "no_completion.jsonl", [{"prompt": QUESTION, "answer": "14"}])
+    proc = subprocess.run([sys.executable, "-m", "repro_core.analysis", str(source), "-o", str(tmp_path / "out")],
+                          capture_output=True, text=True, env={**os.environ, "HF_HUB_OFFLINE": "1"})
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    (line,) = proc.stderr.strip().splitlines()
+    assert line.startswith("repro: error: --completion-column:") and "--generate" in line
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize(
+    ("name", "content", "extra", "expected"),
+    [
+        ("empty.jsonl", "", [], "is empty"),
+        ("blank.jsonl", "\n  \n", [], "is empty"),
+        ("bad.jsonl", OK + '{"prompt": \n', [], "line 2 is not valid JSON"),
+        ("no_answer.jsonl", '{"prompt": "q", "completion": "c"}\n', [], "--answer-column"),
+        ("no_prompt.jsonl", '{"text": "q", "completion": "c", "answer": "1"}\n', [], "'prompt' nor a 'question'"),
+        ("list.json", '[1, 2]', [], "expected a JSON object"),
+        ("none_answer.jsonl", '{"prompt": "q", "completion": "c", "answer": null}\n', [], "row 0: answer is empty"),
+        ("ok.jsonl", OK, ["--model", "/nonexistent/model"], "cannot load model '/nonexistent/model'"),
+        ("ok.jsonl", OK, ["--k", "-1"], "argument --k"),
+        ("ok.jsonl", OK, ["--w", "2"], "w: expected"),
+    ],
+)
+def test_bad_input_is_one_error_line(tmp_path: Path, capsys: pytest.CaptureFixture[str], name: str, content: str,
+                                     extra: list[str], expected: str) -> None:
+    source = tmp_path / name
+    source.write_text(content, encoding="utf-8")
+    code, err = run([str(source), "-o", str(tmp_path / "out"), *extra], capsys)
+    assert code == 2 and "Traceback" not in err
+    (line,) = err.strip().splitlines()
+    assert line.startswith("repro: error: ") and expected in line, line
+    assert not (tmp_path / "out").exists()
+
+
+def test_missing_file_and_help(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code, err = run([str(tmp_path / "missing.jsonl")], capsys)
+    assert code == 2 and err.strip() == f"repro: error: input: no such file: {tmp_path / 'missing.jsonl'}"
+    assert analysis.main(["--help"]) == 0
+    assert "--generate" in capsys.readouterr().out
+
+
+def test_importing_does_not_import_torch_or_matplotlib() -> None:
+    code = ("import sys, repro_core.analysis, repro_core.report; "
+            "assert not {'torch', 'matplotlib', 'transformers', 'datasets'} & set(sys.modules), sys.modules.keys()")
+    subprocess.run([sys.executable, "-c", code], check=True)
