@@ -96,12 +96,36 @@ def _parser() -> argparse.ArgumentParser:
     sub.add_argument("--alpha", type=float, default=0.1, help="scale of the process advantage (default 0.1)")
     sub.add_argument("--seed", type=int, default=0)
     sub.set_defaults(run=demo)
+    # Listed here for `repro --help`; main() hands `repro train ...` to repro_core.train before
+    # argparse sees it, because that command's ~250 flags come from TRL's dataclass parser.
+    commands.add_parser("train", add_help=False,
+                        help="RL post-training with RePro process rewards (GRPO or PPO); `repro train --help` lists "
+                        "the flags")
+    commands.add_parser("score", add_help=False,
+                        help="RePro scores, plots and an HTML report of reasoning traces; `repro score --help`")
     return parser
 
 
+def _train(argv: Sequence[str]) -> int:
+    from . import train as train_module  # its main() imports torch, transformers and TRL: only on this path
+
+    return train_module.main(argv)
+
+
+def _score(argv: Sequence[str]) -> int:
+    from . import analysis  # imports torch and transformers when it runs: only on this path
+
+    return analysis.main(argv)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
+    argv = list(sys.argv[1:] if argv is None else argv)
     try:
+        if argv[:1] == ["train"]:
+            return _train(argv[1:])
+        if argv[:1] == ["score"]:
+            return _score(argv[1:])
+        args = _parser().parse_args(argv)
         return args.run(args)
     except ReproError as error:
         print(f"repro: error: {error}", file=sys.stderr)

@@ -1,0 +1,198 @@
+"""`repro train` end to end on CPU with real TRL: a tiny random Qwen2 checkpoint, two GRPO steps with RePro,
+metrics.jsonl, checkpoints, resuming, and one-line errors for bad input."""
+
+import os
+
+os.environ["HF_HUB_OFFLINE"] = "1"
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("trl")
+
+import tiny
+
+from repro_core import ReproError
+from repro_core.cli import main
+
+# A minimal ChatML-like template: the tiny BPE tokenizer has none, and the prompts are conversational.
+CHAT_TEMPLATE = (
+    "{% for message in messages %}<|{{ message['role'] }}|>\n{{ message['content'] }}\n{% endfor %}"
+    "{% if add_generation_prompt %}<|assistant|>\n{% endif %}"
+)
+
+REPRO_KEYS = ("repro/J_b", "repro/J_end", "repro/num_cuts", "repro/process_reward_mean", "repro/advantage_abs_mean")
+
+
+@pytest.fixture(scope="module")
+def tiny_checkpoint(tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("tiny-qwen2")
+    tokenizer = tiny.tokenizer()
+    tokenizer.chat_template = CHAT_TEMPLATE
+    model = tiny.model(len(tokenizer))
+    model.save_pretrained(path)
+    tokenizer.save_pretrained(path)
+    return path
+
+
+def _small_run(checkpoint: Path, output_dir: Path, *extra: str) -> list[str]:
+    return [
+        "train",
+        "--model_name_or_path", str(checkpoint),
+        "--output-dir", str(output_dir),
+        "--dataset_size", "8",
+        "--per-device-train-batch-size", "4",
+        "--num_generations", "4",
+        "--max-completion-length", "16",
+        "--repro_k", "4",
+        "--seed", "0",
+        *extra,
+    ]
+
+
+def _metrics(output_dir: Path) -> list[dict]:
+    return [json.loads(line) for line in (output_dir / "metrics.jsonl").read_text().splitlines()]
+
+
+def test_help_lists_the_flags(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["train", "--help"])
+    assert exit_info.value.code == 0
+    help_text = capsys.readouterr().out
+    assert help_text.startswith("usage: repro train")
+    for flag in ("--model_name_or_path", "--dataset", "--algorithm", "--max-steps", "--resume-from-checkpoint",
+                 "--repro_alpha", "--repro_k", "--num_generations", "--use_vllm"):
+        assert flag in help_text
+    # The CPU defaults are what --help shows.
+    assert "(default: repro-output)" in help_text
+    assert "(default: reasoning-gym:basic_arithmetic)" in help_text
+
+
+def test_repro_help_mentions_train(capsys):
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    assert "train" in capsys.readouterr().out
+
+
+def test_train_writes_metrics_and_checkpoints_then_resumes(tiny_checkpoint, tmp_path, capsys):
+    out = tmp_path / "run"
+    assert main(_small_run(tiny_checkpoint, out, "--max-steps", "2")) == 0
+    printed = capsys.readouterr().out
+    assert "repro train: done, 2 steps" in printed
+    assert "repro/J_end" in printed and str(out / "metrics.jsonl") in printed
+
+    assert (out / "config.json").is_file() and (out / "model.safetensors").is_file()
+    assert (out / "tokenizer_config.json").is_file()
+    assert (out / "checkpoint-2" / "trainer_state.json").is_file()
+    records = _metrics(out)
+    steps = [r for r in records if "reward" in r]
+    assert [r["step"] for r in steps] == [1, 2]
+    for record in steps:
+        assert isinstance(record["epoch"], float)
+        for key in (*REPRO_KEYS, "loss", "reward", "completions/mean_length"):
+            assert key in record, key
+    assert "train_runtime" in records[-1]
+
+    assert main(_small_run(tiny_checkpoint, out, "--max-steps", "3",
+                           "--resume-from-checkpoint", str(out / "checkpoint-2"))) == 0
+    printed = capsys.readouterr().out
+    assert "resuming from" in printed and "repro train: done, 3 steps" in printed
+    state = json.loads((out / "checkpoint-3" / "trainer_state.json").read_text())
+    assert state["global_step"] == 3
+    # The first run's lines up to the checkpoint are kept, then the resumed run's.
+    assert [r["step"] for r in _metrics(out) if "reward" in r] == [1, 2, 3]
+
+
+def test_resume_last_finds_the_newest_checkpoint(tmp_path):
+    from repro_core.train import _resolve_checkpoint
+
+    for step in (2, 10):
+        (tmp_path / f"checkpoint-{step}").mkdir()
+        (tmp_path / f"checkpoint-{step}" / "trainer_state.json").write_text("{}")
+    assert _resolve_checkpoint("last", str(tmp_path)) == str(tmp_path / "checkpoint-10")
+    assert _resolve_checkpoint(None, str(tmp_path)) is None
+    with pytest.raises(ReproError, match="not a checkpoint directory"):
+        _resolve_checkpoint(str(tmp_path / "nope"), str(tmp_path))
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--dataset", "reasoning-gym:no_such_task"], "unknown reasoning-gym task 'no_such_task'"),
+        (["--dataset", "{jsonl}", "--question_column", "problem"], "no column 'problem'"),
+        (["--model_name_or_path", "{missing}"], "cannot load model"),
+        (["--algorithm", "ppo"], "--algorithm 'ppo' is not supported"),
+        (["--num_generations", "3"], "must be divisible by num_generations"),
+        (["--no_such_flag", "1"], "unrecognized arguments: --no_such_flag 1"),
+        (["--max_steps", "many"], "invalid int value: 'many'"),
+    ],
+)
+def test_bad_input_is_one_error_line(tiny_checkpoint, tmp_path, capsys, args, message):
+    jsonl = tmp_path / "prompts.jsonl"
+    jsonl.write_text(json.dumps({"question": "1 + 1?", "answer": "2"}) + "\n")
+    args = [a.format(jsonl=jsonl, missing=tmp_path / "missing") for a in args]
+    argv = ["train", "--output-dir", str(tmp_path / "out"), "--max-steps", "1", "--model_name_or_path",
+            str(tiny_checkpoint), *args]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    # Other lines on stderr can only be progress bars (datasets reading a JSON file).
+    errors = [line for line in err.splitlines() if "repro: error:" in line]
+    assert len(errors) == 1 and errors[0].startswith("repro: error: ") and message in errors[0], err
+    assert "Traceback" not in err
+    assert not (tmp_path / "out").exists()
+
+
+def test_bad_input_from_the_command_line_has_no_traceback(tmp_path):
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    proc = subprocess.run(
+        [sys.executable, "-m", "repro_core.cli",
+         "train", "--dataset", "reasoning-gym:no_such_task", "--output-dir", str(tmp_path / "out")],
+        capture_output=True, text=True, env=env, timeout=300,
+    )
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stderr.startswith("repro: error: --dataset reasoning-gym:no_such_task: "), proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert proc.stdout == ""
+
+
+EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
+# The GPU recipe's file, brought down to one CPU step of the tiny model.
+CPU_OVERRIDES = ["--bf16", "false", "--gradient_checkpointing", "false", "--gradient_accumulation_steps", "1",
+                 "--per_device_train_batch_size", "8", "--max_steps", "1", "--max_completion_length", "16"]
+
+
+def _problems(tmp_path: Path) -> Path:
+    path = tmp_path / "problems.jsonl"
+    rows = [{"problem": f"What is {a} + {a}?", "answer": str(2 * a)} for a in range(1, 5)]
+    path.write_text("".join(json.dumps(row) + "\n" for row in rows))
+    return path
+
+
+def test_repro_train_reads_the_example_yaml(tiny_checkpoint, tmp_path, capsys):
+    out = tmp_path / "out"
+    argv = ["train", "--config", str(EXAMPLES / "grpo_math.yaml"), *CPU_OVERRIDES,
+            "--model_name_or_path", str(tiny_checkpoint), "--dataset", str(_problems(tmp_path)),
+            "--output_dir", str(out)]
+    assert main(argv) == 0
+    assert "8 completions" in capsys.readouterr().out  # num_generations from the YAML
+    assert "repro/J_end" in next(r for r in _metrics(out) if "reward" in r)
+    import torch
+
+    config = torch.load(out / "training_args.bin", weights_only=False)
+    assert (config.learning_rate, config.repro_k, config.repro_think_end, config.save_steps) == (1e-6, 20, "", 50)
+
+
+def test_example_script_runs_one_step(tiny_checkpoint, tmp_path):
+    proc = subprocess.run(
+        [sys.executable, str(EXAMPLES / "grpo_math.py"), "--config", str(EXAMPLES / "grpo_math.yaml"), *CPU_OVERRIDES,
+         "--model_init_kwargs", '{"dtype": "float32"}', "--model_name_or_path", str(tiny_checkpoint),
+         "--dataset", str(_problems(tmp_path)), "--output_dir", str(tmp_path / "out")],
+        capture_output=True, text=True, env={**os.environ, "HF_HUB_OFFLINE": "1"}, timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert (tmp_path / "out" / "model.safetensors").is_file()
+    assert (tmp_path / "out" / "checkpoint-1" / "trainer_state.json").is_file()
