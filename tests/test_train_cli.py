@@ -125,7 +125,7 @@ def test_resume_last_finds_the_newest_checkpoint(tmp_path):
         (["--dataset", "reasoning-gym:no_such_task"], "unknown reasoning-gym task 'no_such_task'"),
         (["--dataset", "{jsonl}", "--question_column", "problem"], "no column 'problem'"),
         (["--model_name_or_path", "{missing}"], "cannot load model"),
-        (["--algorithm", "ppo"], "--algorithm 'ppo' is not supported"),
+        (["--algorithm", "dpo"], "--algorithm 'dpo' is not supported"),
         (["--num_generations", "3"], "must be divisible by num_generations"),
         (["--no_such_flag", "1"], "unrecognized arguments: --no_such_flag 1"),
         (["--max_steps", "many"], "invalid int value: 'many'"),
@@ -196,3 +196,26 @@ def test_example_script_runs_one_step(tiny_checkpoint, tmp_path):
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert (tmp_path / "out" / "model.safetensors").is_file()
     assert (tmp_path / "out" / "checkpoint-1" / "trainer_state.json").is_file()
+
+
+def test_ppo_from_the_command_line(tiny_checkpoint, tmp_path, capsys):
+    out = tmp_path / "ppo"
+    assert main(_small_run(tiny_checkpoint, out, "--algorithm", "ppo", "--max-steps", "2", "--kl_coef", "0.1")) == 0
+    printed = capsys.readouterr().out
+    assert "repro train: ppo on" in printed and "value/loss" in printed
+    assert (out / "critic" / "model.safetensors").is_file()
+    assert (out / "checkpoint-2" / "critic" / "model.safetensors").is_file()
+    for record in (r for r in _metrics(out) if "reward" in r):
+        for key in (*REPRO_KEYS, "value/loss", "value/explained_variance", "policy/kl", "policy/clipfrac"):
+            assert key in record, key
+
+
+def test_repro_score_through_the_cli(tmp_path, capsys):
+    traces = tmp_path / "traces.jsonl"
+    traces.write_text(json.dumps({"question": "What is 2 + 3?", "answer": "5",
+                                  "completion": "2 + 3 = 5.\n\nWait, let me check: 5.\n\nSo \\boxed{5}."}) + "\n")
+    assert main(["score", str(traces), "--output-dir", str(tmp_path / "scores")]) == 0
+    record = json.loads((tmp_path / "scores" / "scores.jsonl").read_text())
+    assert record["correct"] is True and record["num_paragraphs"] == 3 and record["backtracks"] == 1
+    assert main(["score", str(tmp_path / "missing.jsonl")]) == 2
+    assert capsys.readouterr().err.count("repro: error:") == 1
