@@ -29,6 +29,13 @@ def test_ci_runs_exactly_the_readme_test_command():
     assert ci[-1] == test_command
 
 
+def test_quick_start_runs_the_main_job_on_the_embedded_default():
+    quick_start = re.search(r"## Quick start.*?```bash\n(.*?)```", README, re.S).group(1)
+    setup = quick_start.strip().splitlines()[0].split("#")[0].strip()
+    # The job itself runs in tests/test_train_cli.py (on a tiny model, to keep the suite fast).
+    assert setup.endswith("&& .venv/bin/repro train --max-steps 3")
+
+
 def test_demo_command_scores_every_estimator():
     result = subprocess.run(
         [sys.executable, "-m", "repro_core.cli", "demo", "--batch", "16", "--width", "512"],
