@@ -26,7 +26,7 @@ import math
 import os
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, NoReturn
@@ -174,74 +174,47 @@ class TrainArguments:
     )
 
 
-def _grpo_config() -> type:
-    from .trl import ReproGRPOConfig
-
-    return ReproGRPOConfig
-
-
-def _grpo_trainer(
-    model: PreTrainedModel,
-    tokenizer: PreTrainedTokenizerBase,
-    dataset: datasets.Dataset,
-    config: ReproGRPOConfig,
-    callbacks: list[TrainerCallback],
-) -> Trainer:
-    from .rewards import boxed_accuracy
-    from .trl import ReproGRPOTrainer
-
-    return ReproGRPOTrainer(
-        model=model,
-        reward_funcs=[boxed_accuracy],
-        args=config,
-        train_dataset=dataset,
-        processing_class=tokenizer,
-        callbacks=callbacks,
-    )
-
-
-def _ppo_config() -> type:
-    from .trl import ReproPPOConfig
-
-    return ReproPPOConfig
-
-
-def _ppo_trainer(
-    model: PreTrainedModel,
-    tokenizer: PreTrainedTokenizerBase,
-    dataset: datasets.Dataset,
-    config: ReproPPOConfig,
-    callbacks: list[TrainerCallback],
-) -> Trainer:
-    from .rewards import boxed_accuracy
-    from .trl import ReproPPOTrainer
-
-    # The critic starts from the policy's weights (or config.value_model_name_or_path).
-    return ReproPPOTrainer(
-        model=model,
-        reward_funcs=[boxed_accuracy],
-        args=config,
-        train_dataset=dataset,
-        processing_class=tokenizer,
-        callbacks=callbacks,
-    )
-
-
 @dataclass(frozen=True)
 class Algorithm:
-    """One ``--algorithm``: its config dataclass (whose fields become flags; imported on demand) and
-    the factory of its trainer."""
+    """One ``--algorithm``: its config and trainer classes in :mod:`repro_core.trl`, by name (TRL is
+    imported only when they are needed)."""
 
-    config_class: Callable[[], type]
-    trainer: Callable[..., Trainer]
+    config_name: str
+    trainer_name: str
+
+    def config_class(self) -> type:
+        from . import trl
+
+        return getattr(trl, self.config_name)
+
+    def trainer(
+        self,
+        model: PreTrainedModel,
+        tokenizer: PreTrainedTokenizerBase,
+        dataset: datasets.Dataset,
+        config: ReproGRPOConfig | ReproPPOConfig,
+        callbacks: list[TrainerCallback],
+    ) -> Trainer:
+        from . import trl
+        from .rewards import boxed_accuracy
+
+        # PPO's critic starts from the policy's weights (or config.value_model_name_or_path).
+        return getattr(trl, self.trainer_name)(
+            model=model,
+            reward_funcs=[boxed_accuracy],
+            args=config,
+            train_dataset=dataset,
+            processing_class=tokenizer,
+            callbacks=callbacks,
+        )
 
 
 #: ``--algorithm`` value -> Algorithm. A new one (PPO with a value model, say) adds an entry; the
 #: parser is built over the chosen algorithm's config, and everything around the trainer (model,
 #: data, metrics file, checkpoints, summary) is shared.
 ALGORITHMS: dict[str, Algorithm] = {
-    "grpo": Algorithm(_grpo_config, _grpo_trainer),
-    "ppo": Algorithm(_ppo_config, _ppo_trainer),
+    "grpo": Algorithm("ReproGRPOConfig", "ReproGRPOTrainer"),
+    "ppo": Algorithm("ReproPPOConfig", "ReproPPOTrainer"),
 }
 
 
