@@ -1,0 +1,128 @@
+"""The verl plugin (real verl 0.9 on CPU tensors): `import verl` registers the repro_* estimators
+through the entry point, and verl's own advantage dispatch gives repro_core.compute_advantages."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+os.environ["HF_HUB_OFFLINE"] = "1"
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+pytest.importorskip("verl")
+
+from omegaconf import OmegaConf  # noqa: E402
+from verl import DataProto  # noqa: E402
+from verl.trainer.ppo.core_algos import get_adv_estimator_fn  # noqa: E402
+from verl.trainer.ppo.ray_trainer import compute_advantage  # noqa: E402
+
+import repro_core as rc  # noqa: E402
+from repro_core import ReproError  # noqa: E402
+from repro_core.verl import ESTIMATORS, ReproEstimator, process_rewards  # noqa: E402
+
+
+def test_importing_verl_registers_the_estimators():
+    """In a fresh interpreter: the entry point alone (no import of repro_core) does it."""
+    code = (
+        "import verl\n"
+        "from verl.trainer.ppo.core_algos import get_adv_estimator_fn\n"
+        "print(*[type(get_adv_estimator_fn(n)).__name__ for n in "
+        "('repro_grpo', 'repro_dr_grpo', 'repro_reinforce_pp', 'repro_reinforce_pp_baseline', 'repro_gae')])\n"
+        "import sys; print('repro_core.verl' in sys.modules)"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert result.stdout.split() == ["ReproEstimator"] * 5 + ["True"]
+    for name in ESTIMATORS:
+        assert get_adv_estimator_fn(name) == ReproEstimator(name)
+
+
+def batch(seed: int, rows: int = 8, width: int = 24, group: int = 4):
+    """Rollouts as verl holds them, and the RePro cut points they came from."""
+    rng = np.random.default_rng(seed)
+    lengths = rng.integers(0, width + 1, rows)
+    lengths[0] = width  # one completion fills the width
+    mask = np.arange(width) < lengths[:, None]
+    # Cut points: 0, a few breaks, and the end (the last one closes on the last token).
+    cuts = [np.unique(np.r_[0, rng.integers(1, n + 1, rng.integers(0, 4)), n]) if n else np.r_[0] for n in lengths]
+    offsets = np.r_[0, np.cumsum([len(c) for c in cuts])]
+    positions = np.concatenate(cuts)
+    steps = rc.score_steps(-rng.random(len(positions)) * 3, offsets)
+    rewards = np.zeros((rows, width))
+    placed = np.zeros((rows, width), dtype=bool)
+    for b, points in enumerate(cuts):
+        for j, p in enumerate(points[1:], start=1):
+            rewards[b, p - 1] = steps.reward[offsets[b] + j]
+            placed[b, p - 1] = True
+    outcome = rng.choice([0.0, 1.0], rows)
+    token_level = -0.01 * rng.random((rows, width)) * mask  # an in-reward KL
+    token_level[np.arange(rows), np.maximum(lengths - 1, 0)] += outcome * (lengths > 0)
+    uid = np.array([f"prompt-{b // group}" for b in range(rows)], dtype=object)
+    values = (rng.normal(size=(rows, width)) * mask).astype(np.float32)
+    return dict(mask=mask, offsets=offsets, positions=positions, steps=steps, rewards=rewards, placed=placed,
+                token_level=token_level, uid=uid, values=values, groups=np.arange(rows) // group)
+
+
+@pytest.mark.parametrize("name", sorted(ESTIMATORS))
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_verls_dispatch_equals_compute_advantages(name, seed):
+    b = batch(seed)
+    data = DataProto.from_dict(
+        tensors={"token_level_rewards": torch.tensor(b["token_level"], dtype=torch.float32),
+                 "response_mask": torch.tensor(b["mask"], dtype=torch.float32)},
+        non_tensors={"uid": b["uid"]},
+    )
+    config = OmegaConf.create({"adv_estimator": name, "gamma": 0.97, "lam": 0.9, "repro": {"alpha": 0.3}})
+    with process_rewards(torch.tensor(b["rewards"]), torch.tensor(b["placed"]), torch.tensor(b["values"])):
+        data = compute_advantage(data, adv_estimator=name, gamma=0.97, lam=0.9, config=config)
+
+    estimator = ESTIMATORS[name]
+    scores = b["token_level"].astype(np.float32).astype(np.float64) * b["mask"]
+    per_token = estimator in ("reinforce_pp", "ppo")
+    expected = rc.compute_advantages(
+        estimator, np.zeros(len(scores)) if per_token else scores.sum(1), b["steps"].reward, b["offsets"],
+        b["positions"], b["mask"], b["groups"], alpha=0.3, gamma=0.97, lam=0.9 if estimator == "ppo" else 1.0,
+        values=b["values"] if estimator == "ppo" else None, token_rewards=scores if per_token else None,
+    )
+    np.testing.assert_allclose(data.batch["advantages"].numpy(), expected.advantages, atol=1e-6)
+    returns = expected.advantages if expected.returns is None else expected.returns
+    np.testing.assert_allclose(data.batch["returns"].numpy(), returns, atol=1e-6)
+    # The process part is in: without it (alpha = 0) the advantages differ.
+    plain = rc.compute_advantages(
+        estimator, np.zeros(len(scores)) if per_token else scores.sum(1), b["steps"].reward, b["offsets"],
+        b["positions"], b["mask"], b["groups"], alpha=0.0, gamma=0.97, lam=0.9 if estimator == "ppo" else 1.0,
+        values=b["values"] if estimator == "ppo" else None, token_rewards=scores if per_token else None,
+    )
+    assert np.abs(plain.advantages - expected.advantages).max() > 1e-3
+
+
+def test_repro_grpo_without_process_rewards_is_verls_grpo_plus_nothing():
+    """alpha = 0: the outcome part alone is verl's own GRPO advantage (up to verl's epsilon)."""
+    b = batch(3)
+    tensors = {"token_level_rewards": torch.tensor(b["token_level"], dtype=torch.float32),
+               "response_mask": torch.tensor(b["mask"], dtype=torch.float32)}
+    ours = DataProto.from_dict(tensors=dict(tensors), non_tensors={"uid": b["uid"]})
+    theirs = DataProto.from_dict(tensors=dict(tensors), non_tensors={"uid": b["uid"]})
+    config = OmegaConf.create({"adv_estimator": "repro_grpo", "repro": {"alpha": 0.0}})
+    with process_rewards(torch.tensor(b["rewards"]), torch.tensor(b["placed"])):
+        ours = compute_advantage(ours, adv_estimator="repro_grpo", config=config)
+    theirs = compute_advantage(theirs, adv_estimator="grpo", config=OmegaConf.create({"adv_estimator": "grpo"}))
+    np.testing.assert_allclose(ours.batch["advantages"].numpy(), theirs.batch["advantages"].numpy(), atol=1e-5)
+
+
+def test_errors_are_clear():
+    b = batch(4)
+    estimator = get_adv_estimator_fn("repro_grpo")
+    args = dict(token_level_rewards=torch.tensor(b["token_level"]), response_mask=torch.tensor(b["mask"]),
+                index=b["uid"], config=None)
+    with pytest.raises(ReproError, match="repro_grpo: no process rewards"):
+        estimator(**args)
+    with process_rewards(torch.zeros(3, 3), torch.zeros(3, 3, dtype=torch.bool)):
+        with pytest.raises(ReproError, match=r"process_rewards: rewards has shape \(3, 3\), expected \(8, 24\)"):
+            estimator(**args)
+    with process_rewards(torch.tensor(b["rewards"]), torch.tensor(b["placed"])):
+        with pytest.raises(ReproError, match="repro_gae: process_rewards.* needs the critic's values"):
+            get_adv_estimator_fn("repro_gae")(**args)
