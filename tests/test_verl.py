@@ -82,20 +82,20 @@ def test_verls_dispatch_equals_compute_advantages(name, seed):
     estimator = ESTIMATORS[name]
     scores = b["token_level"].astype(np.float32).astype(np.float64) * b["mask"]
     per_token = estimator in ("reinforce_pp", "ppo")
-    expected = rc.compute_advantages(
-        estimator, np.zeros(len(scores)) if per_token else scores.sum(1), b["steps"].reward, b["offsets"],
-        b["positions"], b["mask"], b["groups"], alpha=0.3, gamma=0.97, lam=0.9 if estimator == "ppo" else 1.0,
-        values=b["values"] if estimator == "ppo" else None, token_rewards=scores if per_token else None,
-    )
+
+    def direct(alpha: float) -> rc.Advantages:
+        return rc.compute_advantages(
+            estimator, np.zeros(len(scores)) if per_token else scores.sum(1), b["steps"].reward, b["offsets"],
+            b["positions"], b["mask"], b["groups"], alpha=alpha, gamma=0.97, lam=0.9 if estimator == "ppo" else 1.0,
+            values=b["values"] if estimator == "ppo" else None, token_rewards=scores if per_token else None,
+        )
+
+    expected = direct(0.3)
     np.testing.assert_allclose(data.batch["advantages"].numpy(), expected.advantages, atol=1e-6)
     returns = expected.advantages if expected.returns is None else expected.returns
     np.testing.assert_allclose(data.batch["returns"].numpy(), returns, atol=1e-6)
     # The process part is in: without it (alpha = 0) the advantages differ.
-    plain = rc.compute_advantages(
-        estimator, np.zeros(len(scores)) if per_token else scores.sum(1), b["steps"].reward, b["offsets"],
-        b["positions"], b["mask"], b["groups"], alpha=0.0, gamma=0.97, lam=0.9 if estimator == "ppo" else 1.0,
-        values=b["values"] if estimator == "ppo" else None, token_rewards=scores if per_token else None,
-    )
+    plain = direct(0.0)
     assert np.abs(plain.advantages - expected.advantages).max() > 1e-3
 
 
