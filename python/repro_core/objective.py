@@ -135,9 +135,9 @@ class ObjectiveScorer:
         H[b, t] is the entropy of the next-token distribution (at ``temperature``) that produced
         completion token t; T is the longest completion; 0 where the mask is False.
         """
-        rows = _Rows.build(self, prompt_ids, completion_ids)
-        entropies = np.zeros((rows.count, rows.width), dtype=np.float32)
         with self._inference() as lm:
+            rows = _Rows.build(self, lm, prompt_ids, completion_ids)
+            entropies = np.zeros((rows.count, rows.width), dtype=np.float32)
             for chunk in rows.chunks(self.max_batch_tokens):
                 hidden = lm.prefix(chunk)
                 entropies[chunk.rows, : chunk.completion_width] = lm.entropies(chunk, hidden, self.temperature)
@@ -157,10 +157,10 @@ class ObjectiveScorer:
         ``[0, len(completion_ids[b])]``; J at p is the mean log-probability of the answer tokens
         after ``prompt + completion[:p]``.
         """
-        rows = _Rows.build(self, prompt_ids, completion_ids, answers)
-        cuts = _row_cuts(offsets, positions, rows)
-        j_by_row: list[np.ndarray] = [np.empty(0)] * rows.count
         with self._inference() as lm:
+            rows = _Rows.build(self, lm, prompt_ids, completion_ids, answers)
+            cuts = _row_cuts(offsets, positions, rows)
+            j_by_row: list[np.ndarray] = [np.empty(0)] * rows.count
             if self.mode == "per_cut":
                 return lm.per_cut(rows, cuts, self.max_batch_tokens)
             for chunk in rows.chunks(self.max_batch_tokens, prefix_lengths=[int(c.max(initial=0)) for c in cuts]):
@@ -183,14 +183,14 @@ class ObjectiveScorer:
         the probes run against the KV cache of the entropy pass, chunk by chunk, so at most one
         chunk's cache is alive at a time.
         """
-        rows = _Rows.build(self, prompt_ids, completion_ids, answers)
-        token_ids = rows.completion_matrix()
-        entropies = np.zeros(token_ids.shape, dtype=np.float32)
-        mask = rows.mask()
-        cuts: list[np.ndarray] = [np.empty(0, np.int64)] * rows.count
-        ends = np.zeros(rows.count, dtype=np.int64)
-        j_by_row: list[np.ndarray] = [np.empty(0)] * rows.count
         with self._inference() as lm:
+            rows = _Rows.build(self, lm, prompt_ids, completion_ids, answers)
+            token_ids = rows.completion_matrix()
+            entropies = np.zeros(token_ids.shape, dtype=np.float32)
+            mask = rows.mask()
+            cuts: list[np.ndarray] = [np.empty(0, np.int64)] * rows.count
+            ends = np.zeros(rows.count, dtype=np.int64)
+            j_by_row: list[np.ndarray] = [np.empty(0)] * rows.count
             for chunk in rows.chunks(self.max_batch_tokens):
                 hidden, cache = lm.prefix_with_cache(chunk) if self.mode == "shared" else (lm.prefix(chunk), None)
                 entropies[chunk.rows, : chunk.completion_width] = lm.entropies(chunk, hidden, self.temperature)
@@ -285,13 +285,13 @@ class _Rows:
     def build(
         cls,
         scorer: ObjectiveScorer,
+        lm: _Model,
         prompt_ids: Sequence[Sequence[int]],
         completion_ids: Sequence[Sequence[int]],
         answers: Sequence[Any] | None = None,
     ) -> _Rows:
-        vocab = _Model(scorer.model).vocab_size
-        prompts = _token_lists("prompt_ids", prompt_ids, vocab)
-        completions = _token_lists("completion_ids", completion_ids, vocab)
+        prompts = _token_lists("prompt_ids", prompt_ids, lm.vocab_size)
+        completions = _token_lists("completion_ids", completion_ids, lm.vocab_size)
         if not prompts:
             raise ReproError("prompt_ids: expected at least one row, got 0")
         if len(completions) != len(prompts):
@@ -305,7 +305,7 @@ class _Rows:
                 got = "a string" if isinstance(answers, (str, bytes)) else f"{len(answers)}"
                 raise ReproError(f"answers: expected {len(prompts)} answers (one per row), got {got}")
             answer_ids = [scorer.answer_ids(answer, b) for b, answer in enumerate(answers)]
-        device = next(scorer.model.parameters()).device
+        device = next(lm.model.parameters()).device
         return cls(prompts, completions, answer_ids, device)
 
     @property
