@@ -51,7 +51,9 @@ def dataset() -> Dataset:
     return Dataset.from_dict({"prompt": prompts * 4, "answer": ["5", "20", "7", "9"] * 4})
 
 
-def make_trainer(tok, tmp_path, *, bias: float = 4.0, model=None, **overrides) -> ReproGRPOTrainer:
+def make_trainer(
+    tok, tmp_path, *, bias: float = 4.0, model=None, trainer: type = ReproGRPOTrainer, **overrides
+) -> ReproGRPOTrainer:
     """Generation is biased towards newline tokens so that completions have paragraphs."""
     settings = dict(
         output_dir=str(tmp_path / "out"), per_device_train_batch_size=8, num_generations=4, max_completion_length=40,
@@ -60,8 +62,8 @@ def make_trainer(tok, tmp_path, *, bias: float = 4.0, model=None, **overrides) -
     )
     settings.update(overrides)
     model = tiny.model(len(tok)) if model is None else model
-    return ReproGRPOTrainer(model=model, reward_funcs=[answer_in_completion], args=ReproGRPOConfig(**settings),
-                            train_dataset=dataset(), processing_class=tok)
+    return trainer(model=model, reward_funcs=[answer_in_completion], args=trainer.config_class(**settings),
+                   train_dataset=dataset(), processing_class=tok)
 
 
 def generation_batch(trainer: ReproGRPOTrainer, prompts: int = 2) -> list[dict]:

@@ -21,7 +21,8 @@ from repro_core.pipeline import ReproScorer  # noqa: E402
 from repro_core.trl import ReproPPOConfig, ReproPPOTrainer  # noqa: E402
 
 import tiny  # noqa: E402
-from test_trl_grpo import answer_in_completion, completions_of, dataset, generation_batch, newline_ids  # noqa: E402
+import test_trl_grpo as grpo_tests  # noqa: E402
+from test_trl_grpo import completions_of, generation_batch  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -30,14 +31,7 @@ def tok():
 
 
 def make_trainer(tok, tmp_path, **overrides) -> ReproPPOTrainer:
-    settings = dict(
-        output_dir=str(tmp_path / "out"), per_device_train_batch_size=8, num_generations=4, max_completion_length=40,
-        max_steps=2, logging_steps=1, report_to="none", bf16=False, use_cpu=True, repro_k=4, save_strategy="no",
-        learning_rate=1e-3, seed=0, lam=0.9, generation_kwargs={"sequence_bias": [[[i], 4.0] for i in newline_ids(tok)]},
-    )
-    settings.update(overrides)
-    return ReproPPOTrainer(model=tiny.model(len(tok)), reward_funcs=[answer_in_completion],
-                           args=ReproPPOConfig(**settings), train_dataset=dataset(), processing_class=tok)
+    return grpo_tests.make_trainer(tok, tmp_path, trainer=ReproPPOTrainer, **{"lam": 0.9, **overrides})
 
 
 def independent_values(trainer, output) -> np.ndarray:
