@@ -36,7 +36,7 @@ from transformers import DynamicCache
 from ._api import Cuts
 from ._core import ReproError
 
-__all__ = ["LOGIT_CHUNK_ELEMENTS", "Evaluation", "ObjectiveMode", "ObjectiveScorer"]
+__all__ = ["LOGIT_CHUNK_ELEMENTS", "AnswerTokens", "Evaluation", "ObjectiveMode", "ObjectiveScorer"]
 
 ObjectiveMode = Literal["shared", "per_cut"]
 
@@ -67,6 +67,40 @@ class Evaluation:
 #: ``select(token_ids (b, t) int64, mask (b, t) bool, entropies (b, t) float32) -> Cuts`` for a
 #: chunk of rows; ``repro_core.select_cuts`` with its options bound.
 CutSelector = Callable[[np.ndarray, np.ndarray, np.ndarray], Cuts]
+
+
+class AnswerTokens:
+    """The scored answer of each row: ``answer_template.format(answer=gt)`` tokenized on its own,
+    without special tokens (REPRO.md section 2); cached per text.
+
+    Calling it with ``(gt, row)`` names the row in its errors: no answer, or a text with no tokens.
+    """
+
+    def __init__(self, tokenizer: Any, answer_template: str) -> None:
+        try:
+            has_answer = "\0" in answer_template.format(answer="\0")
+        except (AttributeError, IndexError, KeyError, ValueError):
+            has_answer = False
+        if not has_answer:
+            raise ReproError(
+                f"answer_template: expected a str.format template with an {{answer}} field (literal braces "
+                f"doubled), got {answer_template!r}"
+            )
+        self.tokenizer = tokenizer
+        self.template = answer_template
+        self._cache: dict[str, list[int]] = {}
+
+    def __call__(self, answer: Any, row: int) -> list[int]:
+        if answer is None:
+            raise ReproError(f"answers[{row}]: expected an answer, got None")
+        text = self.template.format(answer=answer)
+        ids = self._cache.get(text)
+        if ids is None:
+            ids = list(self.tokenizer(text, add_special_tokens=False)["input_ids"])
+            if not ids:
+                raise ReproError(f"answers[{row}]: {text!r} tokenizes to no tokens")
+            self._cache[text] = ids
+        return ids
 
 
 class ObjectiveScorer:
@@ -108,22 +142,12 @@ class ObjectiveScorer:
             raise ReproError(f"max_batch_tokens: expected a positive int, got {max_batch_tokens!r}") from None
         if max_batch_tokens < 1:
             raise ReproError(f"max_batch_tokens: expected a positive int, got {max_batch_tokens}")
-        try:
-            has_answer = "\0" in answer_template.format(answer="\0")
-        except (AttributeError, IndexError, KeyError, ValueError):
-            has_answer = False
-        if not has_answer:
-            raise ReproError(
-                f"answer_template: expected a str.format template with an {{answer}} field (literal braces "
-                f"doubled), got {answer_template!r}"
-            )
+        self.answer_ids = AnswerTokens(tokenizer, answer_template)
         self.model = model
         self.tokenizer = tokenizer
-        self.answer_template = answer_template
         self.mode = mode
         self.temperature = float(temperature)
         self.max_batch_tokens = max_batch_tokens
-        self._answer_ids: dict[str, list[int]] = {}
 
     # ------------------------------------------------------------------------------ public
 
@@ -215,18 +239,6 @@ class ObjectiveScorer:
         return Evaluation(token_ids, entropies, mask, Cuts(offsets, _concat(cuts, np.int64), ends), j)
 
     # ------------------------------------------------------------------------------ internals
-
-    def answer_ids(self, answer: Any, row: int) -> list[int]:
-        if answer is None:
-            raise ReproError(f"answers[{row}]: expected an answer, got None")
-        text = self.answer_template.format(answer=answer)
-        ids = self._answer_ids.get(text)
-        if ids is None:
-            ids = list(self.tokenizer(text, add_special_tokens=False)["input_ids"])
-            if not ids:
-                raise ReproError(f"answers[{row}]: {text!r} tokenizes to no tokens")
-            self._answer_ids[text] = ids
-        return ids
 
     @contextmanager
     def _inference(self) -> Iterator[_Model]:

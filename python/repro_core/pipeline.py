@@ -21,7 +21,7 @@ from ._core import ReproError
 from .delimiters import Delimiters, think_end_id
 from .objective import Evaluation, ObjectiveMode, ObjectiveScorer
 
-__all__ = ["ReproConfig", "ReproResult", "ReproScorer"]
+__all__ = ["ReproConfig", "ReproResult", "ReproScorer", "cut_selector", "step_metrics"]
 
 _ESTIMATORS = ("grpo", "dr_grpo", "ppo", "reinforce_pp", "reinforce_pp_baseline")
 
@@ -128,11 +128,9 @@ class ReproScorer:
 
     def __init__(self, model: Any, tokenizer: Any, config: ReproConfig | None = None) -> None:
         self.config = config = ReproConfig() if config is None else config
-        self.delimiters = _delimiters(tokenizer, config.delimiters)
-        if isinstance(config.think_end, str):
-            self.think_end_id = think_end_id(tokenizer, config.think_end)
-        else:
-            self.think_end_id = config.think_end
+        self._select = cut_selector(tokenizer, config)
+        self.delimiters: Delimiters = self._select.keywords["delimiters"]
+        self.think_end_id: int | None = self._select.keywords["think_end_id"]
         self.objective = ObjectiveScorer(
             model,
             tokenizer,
@@ -140,9 +138,6 @@ class ReproScorer:
             mode=config.objective_mode,
             temperature=config.temperature,
             max_batch_tokens=config.max_batch_tokens,
-        )
-        self._select = functools.partial(
-            select_cuts, delimiters=self.delimiters, k=config.k, think_end_id=self.think_end_id
         )
 
     def evaluate(
@@ -224,6 +219,36 @@ class ReproScorer:
             j_end=evaluation.j[cuts.offsets[1:] - 1],
             num_paragraphs=np.diff(paragraphs.offsets),
         )
+
+
+def cut_selector(tokenizer: Any, config: ReproConfig) -> functools.partial[Cuts]:
+    """``select_cuts`` with the config's k, delimiters and think-end token resolved for ``tokenizer``."""
+    if isinstance(config.think_end, str):
+        end_id = think_end_id(tokenizer, config.think_end)
+    else:
+        end_id = config.think_end
+    return functools.partial(
+        select_cuts, delimiters=_delimiters(tokenizer, config.delimiters), k=config.k, think_end_id=end_id
+    )
+
+
+def step_metrics(
+    j: np.ndarray, offsets: np.ndarray, *, magnitude: np.ndarray, stability: np.ndarray, reward: np.ndarray
+) -> dict[str, float]:
+    """The repro/* metrics of a batch: J at the baseline and at the end, cuts per row, and the means
+    of the scores and process rewards over the scored cut points (the baseline points carry none)."""
+    scored = np.ones(len(j), dtype=bool)
+    scored[offsets[:-1]] = False
+    any_scored = bool(scored.any())
+    return {
+        "repro/J_b": float(j[offsets[:-1]].mean()),
+        "repro/J_end": float(j[offsets[1:] - 1].mean()),
+        "repro/num_cuts": float(np.diff(offsets).mean()),
+        "repro/magnitude": float(magnitude[scored].mean()) if any_scored else 0.0,
+        "repro/stability": float(stability[scored].mean()) if any_scored else 0.0,
+        "repro/process_reward_mean": float(reward[scored].mean()) if any_scored else 0.0,
+        "repro/process_reward_std": float(reward[scored].std()) if any_scored else 0.0,
+    }
 
 
 def _delimiters(tokenizer: Any, spec: str | list[str] | list[int]) -> Delimiters:

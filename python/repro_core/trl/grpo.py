@@ -12,7 +12,7 @@ from accelerate.utils import gather_object
 from trl import GRPOTrainer
 
 from .._core import ReproError
-from ..pipeline import ReproScorer
+from ..pipeline import ReproScorer, step_metrics
 from .config import ReproGRPOConfig
 
 __all__ = ["ReproGRPOTrainer"]
@@ -169,20 +169,11 @@ class ReproGRPOTrainer(GRPOTrainer):
     @staticmethod
     def _metrics_of(batch: dict[str, Any], advantages: np.ndarray) -> dict[str, float]:
         """The repro/* metrics over the whole batch (every process logs the same values)."""
-        offsets, mask = batch["offsets"], batch["mask"]
-        steps = np.ones(len(batch["j"]), dtype=bool)
-        steps[offsets[:-1]] = False  # the baseline point of each row carries no score
-        scored = steps.any()
-        return {
-            "repro/J_b": float(batch["j"][offsets[:-1]].mean()),
-            "repro/J_end": float(batch["j"][offsets[1:] - 1].mean()),
-            "repro/num_cuts": float(np.diff(offsets).mean()),
-            "repro/magnitude": float(batch["magnitude"][steps].mean()) if scored else 0.0,
-            "repro/stability": float(batch["stability"][steps].mean()) if scored else 0.0,
-            "repro/process_reward_mean": float(batch["reward"][steps].mean()) if scored else 0.0,
-            "repro/process_reward_std": float(batch["reward"][steps].std()) if scored else 0.0,
-            "repro/advantage_abs_mean": float(np.abs(advantages[mask]).mean()) if mask.any() else 0.0,
-        }
+        mask = batch["mask"]
+        metrics = step_metrics(batch["j"], batch["offsets"], magnitude=batch["magnitude"],
+                               stability=batch["stability"], reward=batch["reward"])
+        metrics["repro/advantage_abs_mean"] = float(np.abs(advantages[mask]).mean()) if mask.any() else 0.0
+        return metrics
 
     def _mean_over_processes(self, value: float) -> float:
         gathered = self.accelerator.gather(torch.tensor([value], device=self.accelerator.device))
