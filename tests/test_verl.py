@@ -25,17 +25,19 @@ from repro_core import ReproError  # noqa: E402
 from repro_core.verl import ESTIMATORS, ReproEstimator, process_rewards  # noqa: E402
 
 
-def test_importing_verl_registers_the_estimators():
+def test_importing_verl_registers_the_estimators_and_the_trainer():
     """In a fresh interpreter: the entry point alone (no import of repro_core) does it."""
     code = (
         "import verl\n"
         "from verl.trainer.ppo.core_algos import get_adv_estimator_fn\n"
+        "from verl.trainer.ppo.v1 import get_trainer_cls\n"
         "print(*[type(get_adv_estimator_fn(n)).__name__ for n in "
         "('repro_grpo', 'repro_dr_grpo', 'repro_reinforce_pp', 'repro_reinforce_pp_baseline', 'repro_gae')])\n"
+        "print(get_trainer_cls('repro_sync').__name__)\n"
         "import sys; print('repro_core.verl' in sys.modules)"
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert result.stdout.split() == ["ReproEstimator"] * 5 + ["True"]
+    assert result.stdout.split() == ["ReproEstimator"] * 5 + ["ReproTrainerSync", "True"]
     for name in ESTIMATORS:
         assert get_adv_estimator_fn(name) == ReproEstimator(name)
 

@@ -42,7 +42,7 @@ from verl.trainer.ppo.core_algos import register_adv_est
 from .._api import Estimator, compute_advantages
 from .._core import ReproError
 
-__all__ = ["ESTIMATORS", "ProcessRewards", "ReproEstimator", "process_rewards"]
+__all__ = ["ESTIMATORS", "ProcessRewards", "ReproEstimator", "ReproTrainerSync", "process_rewards"]
 
 #: verl name -> repro_core estimator.
 ESTIMATORS: dict[str, Estimator] = {
@@ -161,3 +161,6 @@ def _get(config: Any, key: str, default: Any) -> Any:
 
 for _name in ESTIMATORS:
     register_adv_est(_name)(ReproEstimator(_name))
+
+# The trainer registers itself with verl's v1 registry (trainer.v1.trainer_mode=repro_sync).
+from .trainer import ReproTrainerSync  # noqa: E402

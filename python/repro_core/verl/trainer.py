@@ -1,0 +1,218 @@
+"""``repro_sync``: verl's synchronous v1 trainer with RePro's process rewards in the advantage step.
+
+Select it with ``trainer.v1.trainer_mode=repro_sync`` and a ``repro_*`` estimator. Everything but
+the advantage step is verl's ``PPOTrainerSync``. The advantage step:
+
+1. reads, from the TransferQueue, the prompts, responses, ground truths
+   (``reward_model.ground_truth``) and the per-token entropies that verl's old-log-prob pass has
+   just computed at the rollout temperature;
+2. selects the cut points in Rust (``select_cuts``);
+3. scores J through the actor workers: one probe row ``prompt + response[:p] + answer`` per cut
+   point, through ``compute_log_prob`` at temperature 1, balanced over the data-parallel ranks;
+4. turns J into process rewards (``score_steps``) and runs the parent's advantage step inside
+   ``process_rewards(...)``, so the estimator sees them beside verl's scores.
+"""
+
+from __future__ import annotations
+
+import copy
+import uuid
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import torch
+import transfer_queue as tq
+from omegaconf import DictConfig, OmegaConf, open_dict
+from transfer_queue import KVBatchMeta
+from verl.trainer.ppo.v1.trainer_base import register_trainer
+from verl.trainer.ppo.v1.trainer_sync import PPOTrainerSync
+from verl.utils.seqlen_balancing import calculate_workload, get_seqlen_balanced_partitions
+from verl.utils.tensordict_utils import list_of_dict_to_tensordict
+from verl.workers.utils.padding import response_from_nested
+
+from .._api import Cuts, score_steps
+from .._core import ReproError
+from ..objective import AnswerTokens
+from ..pipeline import ReproConfig, cut_selector, step_metrics
+from . import ESTIMATORS, DEFAULT_ALPHA, ProcessRewards, process_rewards
+
+__all__ = ["PROBE_PARTITION", "ReproTrainerSync", "repro_config"]
+
+#: TransferQueue partition of the probe rows; they live there for one advantage step.
+PROBE_PARTITION = "repro_probe"
+
+#: Keys of ``algorithm.repro`` (the estimator itself reads ``alpha``).
+_REPRO_KEYS = ("alpha", "k", "w", "stability_ema", "delimiters", "think_end", "answer_template")
+
+
+def repro_config(config: DictConfig) -> ReproConfig:
+    """The ``ReproConfig`` of a verl run: ``algorithm.repro.*``, the estimator, ``algorithm.gamma``
+    (and ``lam`` for repro_gae) and the rollout temperature; every value checked here."""
+    algorithm = config.algorithm
+    name = algorithm.adv_estimator
+    if name not in ESTIMATORS:
+        raise ReproError(
+            f"algorithm.adv_estimator: repro_sync needs one of {', '.join(ESTIMATORS)}, got {name!r}"
+        )
+    repro = OmegaConf.to_container(algorithm.get("repro") or OmegaConf.create({}), resolve=True)
+    if not isinstance(repro, dict):
+        raise ReproError(f"algorithm.repro: expected a mapping, got {repro!r}")
+    unknown = sorted(set(repro) - set(_REPRO_KEYS))
+    if unknown:
+        raise ReproError(f"algorithm.repro: unknown keys {unknown}; expected some of {list(_REPRO_KEYS)}")
+    estimator = ESTIMATORS[name]
+    return ReproConfig(
+        **{key: value for key, value in repro.items() if key != "alpha"},
+        alpha=repro.get("alpha", DEFAULT_ALPHA),
+        estimator=estimator,
+        gamma=algorithm.gamma,
+        lam=algorithm.lam if estimator == "ppo" else 1.0,
+        temperature=config.actor_rollout_ref.rollout.temperature,
+    )
+
+
+@register_trainer("repro_sync")
+class ReproTrainerSync(PPOTrainerSync):
+    """verl's sync trainer; the advantage step adds RePro's process rewards (module docstring)."""
+
+    def __init__(self, config: DictConfig) -> None:
+        # verl branches on trainer_mode == "sync" (replay buffer, refills, checkpoints), and this is
+        # that trainer: it runs under that mode with its own copy of the config.
+        config = copy.deepcopy(config)
+        with open_dict(config):
+            config.trainer.v1.trainer_mode = "sync"
+        self.repro = repro_config(config)
+        super().__init__(config)
+        if self.repro.estimator == "ppo" and not self.use_critic:
+            raise ReproError("algorithm.adv_estimator=repro_gae needs the critic: set critic.enable=True")
+        correction = config.algorithm.get("rollout_correction") or {}
+        if correction.get("bypass_mode", False):
+            raise ReproError(
+                "algorithm.rollout_correction.bypass_mode: repro_sync reads the entropies of verl's "
+                "old-log-prob pass, which bypass mode skips; set it to False"
+            )
+
+    def _init_tokenizer(self) -> None:
+        super()._init_tokenizer()
+        self._select = cut_selector(self.tokenizer, self.repro)
+        self._answer_ids = AnswerTokens(self.tokenizer, self.repro.answer_template)
+
+    def _compute_advantage(self, batch: KVBatchMeta, metrics: dict) -> KVBatchMeta:
+        process = self._process_rewards(batch, metrics)
+        with process_rewards(process.rewards, process.placed, process.values):
+            return super()._compute_advantage(batch, metrics)
+
+    # ------------------------------------------------------------------------------ RePro
+
+    def _process_rewards(self, batch: KVBatchMeta, metrics: dict) -> ProcessRewards:
+        """Process rewards (B, T) of the batch, T its longest response, as the parent pads it."""
+        fields = ["prompts", "responses", "response_mask", "entropy", "position_ids", "reward_model"]
+        if self.repro.estimator == "ppo":
+            fields.append("values")
+        data = tq.kv_batch_get(keys=batch.keys, partition_id=batch.partition_id, select_fields=fields)
+        missing = [name for name in fields if name not in data.keys()]
+        if missing:
+            raise ReproError(f"repro_sync: the batch has no {missing} in the TransferQueue (fields: {fields})")
+        if data["position_ids"].dim() != 2:
+            raise ReproError("repro_sync: multi-dimensional position_ids (multi-modal rows) are not supported")
+        lengths = data["response_mask"].offsets().diff().tolist()
+        width = max([1, *lengths])
+        real = [b for b, tag in enumerate(batch.tags) if not tag.get("is_padding", False)]
+        responses, masks, entropies = data["responses"].unbind(), data["response_mask"].unbind(), data["entropy"].unbind()
+        prompts, completions, answers = [], [], []
+        token_ids = np.zeros((len(real), width), dtype=np.int64)
+        entropy = np.zeros((len(real), width), dtype=np.float32)
+        for i, b in enumerate(real):
+            if not bool(masks[b].bool().all()):
+                raise ReproError(
+                    f"repro_sync: row {batch.keys[b]} masks tokens inside its response (multi-turn tool "
+                    "output); RePro scores single-turn responses"
+                )
+            ground_truth = (data["reward_model"][b] or {}).get("ground_truth")
+            if ground_truth is None:
+                raise ReproError(f"repro_sync: row {batch.keys[b]} has no reward_model.ground_truth")
+            prompts.append(data["prompts"][b])
+            completions.append(responses[b])
+            answers.append(self._answer_ids(ground_truth, b))
+            token_ids[i, : lengths[b]] = responses[b].numpy()
+            entropy[i, : lengths[b]] = entropies[b].float().numpy()
+        mask = np.arange(width) < np.asarray([lengths[b] for b in real], dtype=np.int64)[:, None]
+        cuts = self._select(token_ids, mask, entropy)
+        j = self._objective(prompts, completions, answers, cuts)
+        steps = score_steps(j, cuts.offsets, w=self.repro.w, stability_ema=self.repro.stability_ema)
+        if real:
+            metrics.update(step_metrics(j, cuts.offsets, magnitude=steps.magnitude, stability=steps.stability,
+                                        reward=steps.reward))
+        rewards = torch.zeros((len(lengths), width), dtype=torch.float32)
+        placed = torch.zeros((len(lengths), width), dtype=torch.bool)
+        for i, b in enumerate(real):
+            start, end = cuts.offsets[i] + 1, cuts.offsets[i + 1]  # the baseline point carries no reward
+            tokens = torch.from_numpy(cuts.positions[start:end] - 1)
+            rewards[b, tokens] = torch.from_numpy(steps.reward[start:end]).float()
+            placed[b, tokens] = True
+        values = None
+        if self.repro.estimator == "ppo":
+            values = torch.zeros((len(lengths), width), dtype=torch.float32)
+            for b, row in enumerate(data["values"].unbind()):
+                values[b, : len(row)] = row.float()
+        return ProcessRewards(rewards, placed, values)
+
+    def _objective(
+        self, prompts: Sequence[torch.Tensor], completions: Sequence[torch.Tensor], answers: Sequence[list[int]], cuts: Cuts
+    ) -> np.ndarray:
+        """J (N,) at every cut point: the mean log-probability of the answer tokens of a probe row
+        ``prompt + completion[:p] + answer``, computed by the actor workers at temperature 1."""
+        rows: list[dict[str, Any]] = []
+        for b, (prompt, completion, answer) in enumerate(zip(prompts, completions, answers)):
+            answer_tensor = torch.tensor(answer, dtype=torch.int64)
+            for p in cuts.positions[cuts.offsets[b] : cuts.offsets[b + 1]].tolist():
+                rows.append(_probe_row(prompt.long(), torch.cat([completion[:p].long(), answer_tensor])))
+        if not rows:
+            return np.zeros(0)
+        dp_size = self._actor_dp_size()
+        # The dispatch splits a batch evenly over the data-parallel ranks; pad with the shortest probe.
+        shortest = min(rows, key=lambda row: row["input_ids"].numel())
+        padded = rows + [shortest] * (-len(rows) % dp_size)
+        run = uuid.uuid4().hex
+        keys = [f"repro{run}_{n}" for n in range(len(padded))]
+        tags = [{"prompt_len": row["prompts"].numel(), "response_len": row["responses"].numel(),
+                 "seq_len": row["input_ids"].numel(), "is_padding": n >= len(rows)} for n, row in enumerate(padded)]
+        meta = tq.kv_batch_put(keys=keys, partition_id=PROBE_PARTITION, fields=list_of_dict_to_tensordict(padded),
+                               tags=tags)
+        try:
+            workload = calculate_workload(torch.tensor([tag["seq_len"] for tag in tags], dtype=torch.int64))
+            partitions = get_seqlen_balanced_partitions(workload, k_partitions=dp_size, equal_size=True)
+            meta.reorder([n for partition in partitions for n in partition])
+            meta.extra_info = {"calculate_entropy": False, "compute_loss": False, "temperature": 1.0}
+            self.actor_rollout_wg.compute_log_prob(meta)
+            output = tq.kv_batch_get(keys=keys[: len(rows)], partition_id=PROBE_PARTITION,
+                                     select_fields=["log_probs", "response_mask"])
+        finally:
+            tq.kv_clear(keys=keys, partition_id=PROBE_PARTITION)
+        log_probs = response_from_nested(output["log_probs"], output["response_mask"]).unbind()
+        sizes = np.repeat([len(answer) for answer in answers], np.diff(cuts.offsets))
+        return np.asarray([row[-size:].double().mean().item() for row, size in zip(log_probs, sizes)])
+
+    def _actor_dp_size(self) -> int:
+        """Data-parallel size of the actor mesh, as verl's own batch balancing reads it."""
+        group = self.actor_rollout_wg
+        if "actor" not in group._dispatch_info:
+            group._dispatch_info["actor"] = group._query_dispatch_info("actor")
+        return max(group._dispatch_info["actor"]) + 1
+
+
+def _probe_row(prompt: torch.Tensor, response: torch.Tensor) -> dict[str, Any]:
+    """One probe row in the agent loop's layout (text only: 1-D positions, no multi-modal inputs)."""
+    input_ids = torch.cat([prompt, response])
+    ones = torch.ones_like(response)
+    return {
+        "prompts": prompt,
+        "responses": response,
+        "input_ids": input_ids,
+        "attention_mask": torch.ones_like(input_ids),
+        "position_ids": torch.arange(input_ids.numel(), dtype=torch.int64),
+        "response_mask": ones,
+        "loss_mask": ones,
+        "multi_modal_inputs": {},
+    }

@@ -1,0 +1,280 @@
+"""The repro_sync trainer on the real verl 0.9 and TransferQueue (a local Ray on CPU): its advantage
+step, with a real tiny model standing in for the actor workers' compute_log_prob, equals the
+ReproScorer pipeline on the same rollouts."""
+
+from __future__ import annotations
+
+import os
+import random
+
+os.environ["HF_HUB_OFFLINE"] = "1"
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+pytest.importorskip("verl")
+
+import ray  # noqa: E402
+import transfer_queue as tq  # noqa: E402
+from hydra import compose, initialize_config_module  # noqa: E402
+from tensordict import TensorDict  # noqa: E402
+from transfer_queue import KVBatchMeta  # noqa: E402
+from verl.trainer.ppo.v1 import get_trainer_cls  # noqa: E402
+from verl.utils.tensordict_utils import list_of_dict_to_tensordict  # noqa: E402
+
+from repro_core import ReproError  # noqa: E402
+from repro_core.pipeline import ReproConfig, ReproScorer  # noqa: E402
+from repro_core.verl import ESTIMATORS, ReproTrainerSync  # noqa: E402
+from repro_core.verl.trainer import PROBE_PARTITION, repro_config  # noqa: E402
+
+import tiny  # noqa: E402
+
+# verl warns that a non-gae estimator runs without a critic, as meant here.
+pytestmark = pytest.mark.filterwarnings("ignore:Disabled critic:UserWarning")
+
+TEMPERATURE = 0.7
+GROUP = 3
+ANSWER = "17"
+
+
+@pytest.fixture(scope="module")
+def transfer_queue():
+    """A local Ray (TransferQueue's controller and two storage units take one CPU each) and TQ."""
+    ray.init(num_cpus=4, include_dashboard=False, log_to_driver=False, configure_logging=False)
+    tq.init()
+    yield
+    tq.close()
+    ray.shutdown()
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory):
+    """The tiny tokenizer and model on disk: verl's trainer loads the tokenizer from the model path."""
+    tok = tiny.tokenizer()
+    path = tmp_path_factory.mktemp("tiny")
+    tok.save_pretrained(path)
+    tiny.model(len(tok)).save_pretrained(path)
+    return path
+
+
+class TinyActorWorkers:
+    """Stands in for verl's actor worker group: ``compute_log_prob`` on TransferQueue rows with a
+    real transformers model. Like verl's engine workers it writes ``log_probs`` (and ``entropy`` when
+    asked) over the whole sequence, shifted left by one, at the batch's temperature; the batch must
+    split evenly over ``dp_size`` data-parallel ranks."""
+
+    def __init__(self, model, dp_size: int) -> None:
+        self.model = model
+        self.dp_size = dp_size
+        self._dispatch_info: dict[str, list[int]] = {}
+        self.batches: list[KVBatchMeta] = []
+
+    def _query_dispatch_info(self, role: str) -> list[int]:
+        return list(range(self.dp_size))
+
+    @torch.no_grad()
+    def compute_log_prob(self, meta: KVBatchMeta) -> KVBatchMeta:
+        assert len(meta) % self.dp_size == 0, "verl's dispatch splits the batch evenly over the ranks"
+        data = tq.kv_batch_get(keys=meta.keys, partition_id=meta.partition_id,
+                               select_fields=["input_ids", "position_ids"])
+        log_probs, entropies = [], []
+        for ids, positions in zip(data["input_ids"].unbind(), data["position_ids"].unbind()):
+            logits = self.model(input_ids=ids[None], position_ids=positions[None]).logits[0].float()
+            logp = torch.log_softmax(logits / meta.extra_info["temperature"], dim=-1)
+            shifted = torch.zeros(len(ids))
+            shifted[:-1] = logp[:-1].gather(1, ids[1:, None])[:, 0]
+            log_probs.append(shifted)
+            entropies.append(-(logp.exp() * logp).sum(-1))
+        fields = {"log_probs": torch.nested.as_nested_tensor(log_probs, layout=torch.jagged)}
+        if meta.extra_info.get("calculate_entropy"):
+            fields["entropy"] = torch.nested.as_nested_tensor(entropies, layout=torch.jagged)
+        tq.kv_batch_put(keys=meta.keys, partition_id=meta.partition_id,
+                        fields=TensorDict(fields, batch_size=len(meta.keys)))
+        self.batches.append(meta)
+        return meta
+
+
+def verl_config(model_dir, estimator: str = "repro_grpo", *overrides: str):
+    with initialize_config_module(config_module="verl.trainer.config", version_base=None):
+        return compose(config_name="ppo_trainer", overrides=[
+            f"algorithm.adv_estimator={estimator}", "trainer.v1.trainer_mode=repro_sync",
+            "+algorithm.repro.k=3", "+algorithm.repro.alpha=0.2", "+algorithm.repro.w=0.3",
+            f"actor_rollout_ref.rollout.n={GROUP}", f"actor_rollout_ref.rollout.temperature={TEMPERATURE}",
+            f"actor_rollout_ref.model.path={model_dir}", "trainer.critic_warmup=100", "trainer.device=cpu",
+            *overrides,
+        ])
+
+
+def make_trainer(model_dir, estimator: str = "repro_grpo", *overrides: str, dp_size: int = 4):
+    trainer = get_trainer_cls("repro_sync")(verl_config(model_dir, estimator, *overrides))
+    trainer._init_tokenizer()
+    trainer.global_steps = 1
+    trainer.actor_rollout_wg = TinyActorWorkers(tiny.model(len(trainer.tokenizer)), dp_size)
+    return trainer
+
+
+def rollouts(tok, prompts: int = 2, seed: int = 0) -> list[dict]:
+    """Single-turn rollouts as verl's agent loop writes them, scored by a rule reward on the last token."""
+    rng = random.Random(seed)
+    think_end = tok.convert_tokens_to_ids("</think>")
+    rows = []
+    for prompt_index in range(prompts):
+        prompt = tok(f"Problem {prompt_index}: what is x?", add_special_tokens=False)["input_ids"]
+        for session in range(GROUP):
+            kind = (prompt_index * GROUP + session) % 4
+            text = tiny.reasoning_text(rng, 1 if kind == 2 else rng.randint(3, 6))  # kind 2: no break
+            response = tok(text, add_special_tokens=False)["input_ids"]
+            if kind == 1:  # a think-end tag, then an answer
+                response = response + [think_end] + tok(" \\boxed{17}", add_special_tokens=False)["input_ids"]
+            score = float(rng.random() < 0.5)
+            rows.append(dict(prompt=prompt, response=response, score=score, uid=f"prompt{prompt_index}",
+                             key=f"prompt{prompt_index}_{session}_0"))
+    return rows
+
+
+def put_batch(rows: list[dict], partition: str = "train", ground_truth: bool = True) -> KVBatchMeta:
+    fields, tags = [], []
+    for row in rows:
+        prompts = torch.tensor(row["prompt"], dtype=torch.int64)
+        responses = torch.tensor(row["response"], dtype=torch.int64)
+        input_ids = torch.cat([prompts, responses])
+        rm_scores = torch.zeros(len(responses))
+        rm_scores[-1] = row["score"]
+        fields.append(dict(
+            prompts=prompts, responses=responses, input_ids=input_ids, attention_mask=torch.ones_like(input_ids),
+            position_ids=torch.arange(len(input_ids)), response_mask=torch.ones_like(responses),
+            loss_mask=torch.ones_like(responses), rm_scores=rm_scores, rollout_log_probs=-rm_scores.abs() - 1.0, multi_modal_inputs={}, uid=row["uid"],
+            reward_model={"ground_truth": ANSWER if ground_truth else None, "style": "rule"},
+        ))
+        tags.append(dict(status="success", prompt_len=len(prompts), response_len=len(responses),
+                         seq_len=len(input_ids), global_steps=1))
+    return tq.kv_batch_put(keys=[row["key"] for row in rows], partition_id=partition,
+                           fields=list_of_dict_to_tensordict(fields), tags=tags)
+
+
+def padded(batch: KVBatchMeta, name: str, keys: list[str]) -> np.ndarray:
+    """A nested per-token field of the given rows, right-padded with zeros."""
+    data = tq.kv_batch_get(keys=keys, partition_id=batch.partition_id, select_fields=[name])
+    values = [row.float().numpy() for row in data[name].unbind()]
+    out = np.zeros((len(values), max(len(v) for v in values)), dtype=np.float32)
+    for b, row in enumerate(values):
+        out[b, : len(row)] = row
+    return out
+
+
+def advantage_step(trainer, batch: KVBatchMeta) -> tuple[KVBatchMeta, dict]:
+    """verl's steps 3, 4 and 7 (balance, old log-probs with entropies, advantages)."""
+    metrics: dict = {}
+    batch = trainer._balance_batch(batch, metrics=metrics)
+    batch.extra_info["temperature"] = TEMPERATURE
+    batch = trainer._compute_old_log_prob(batch, metrics=metrics)
+    batch = trainer._compute_advantage(batch, metrics=metrics)
+    return batch, metrics
+
+
+def pipeline(trainer, rows: list[dict], estimator: str, values=None, **kwargs):
+    config = ReproConfig(k=3, alpha=0.2, w=0.3, estimator=estimator, temperature=TEMPERATURE,
+                         objective_mode="per_cut", **kwargs)
+    scorer = ReproScorer(trainer.actor_rollout_wg.model, trainer.tokenizer, config)
+    per_token = estimator in ("reinforce_pp", "ppo")
+    lengths = [len(row["response"]) for row in rows]
+    scores = np.zeros((len(rows), max(lengths)))
+    scores[np.arange(len(rows)), np.asarray(lengths) - 1] = [row["score"] for row in rows]
+    return scorer, scorer.score(
+        [row["prompt"] for row in rows], [row["response"] for row in rows], [ANSWER] * len(rows),
+        np.zeros(len(rows)) if per_token else scores.sum(1), np.arange(len(rows)) // GROUP,
+        values=values, token_rewards=scores if per_token else None,
+    )
+
+
+@pytest.mark.parametrize("estimator", ["repro_grpo", "repro_dr_grpo", "repro_reinforce_pp",
+                                       "repro_reinforce_pp_baseline"])
+def test_advantage_step_equals_the_pipeline(transfer_queue, model_dir, estimator):
+    trainer = make_trainer(model_dir, estimator)
+    rows = rollouts(trainer.tokenizer, seed=len(estimator))
+    batch, metrics = advantage_step(trainer, put_batch(rows))
+    assert len(batch) == 8 and sum(tag.get("is_padding", False) for tag in batch.tags) == 2  # 6 rows, 4 ranks
+
+    _, expected = pipeline(trainer, rows, ESTIMATORS[estimator])
+    keys = [row["key"] for row in rows]
+    advantages = padded(batch, "advantages", keys)
+    np.testing.assert_allclose(advantages, expected.advantages.advantages[:, : advantages.shape[1]], atol=2e-5)
+    # The process part is in: the advantages vary along the rows, and the metrics describe the cuts.
+    assert any(len(np.unique(row[: len(r["response"])])) > 1 for row, r in zip(advantages, rows))
+    assert metrics["repro/num_cuts"] == pytest.approx(np.diff(expected.cuts.offsets).mean())
+    assert metrics["repro/J_b"] == pytest.approx(expected.j_baseline.mean(), abs=1e-4)
+    assert metrics["repro/J_end"] == pytest.approx(expected.j_end.mean(), abs=1e-4)
+    # One probe per cut point of the real rows, padded to the ranks, run at temperature 1 and cleared.
+    probes = trainer.actor_rollout_wg.batches[-1]
+    assert probes.partition_id == PROBE_PARTITION and probes.extra_info["temperature"] == 1.0
+    assert len(expected.j) <= len(probes) < len(expected.j) + 4 and len(probes) % 4 == 0
+    assert not tq.kv_list(PROBE_PARTITION).get(PROBE_PARTITION)
+    tq.kv_clear(keys=batch.keys, partition_id=batch.partition_id)
+
+
+def test_repro_gae_uses_the_critics_values(transfer_queue, model_dir):
+    trainer = make_trainer(model_dir, "repro_gae", "critic.enable=True", "algorithm.lam=0.9",
+                           "algorithm.gamma=0.95", dp_size=2)
+    rows = rollouts(trainer.tokenizer, seed=5)
+    batch = put_batch(rows)
+    rng = np.random.default_rng(0)
+    values = [torch.tensor(rng.normal(size=len(row["response"])), dtype=torch.float32) for row in rows]
+    tq.kv_batch_put(keys=batch.keys, partition_id=batch.partition_id, fields=TensorDict(
+        {"values": torch.nested.as_nested_tensor(values, layout=torch.jagged)}, batch_size=len(rows)))
+    metrics: dict = {}
+    batch.extra_info["temperature"] = TEMPERATURE
+    batch = trainer._compute_old_log_prob(batch, metrics=metrics)
+    batch = trainer._compute_advantage(batch, metrics=metrics)
+
+    width = max(len(v) for v in values)
+    dense = np.zeros((len(rows), width), dtype=np.float32)
+    for b, v in enumerate(values):
+        dense[b, : len(v)] = v.numpy()
+    _, expected = pipeline(trainer, rows, "ppo", gamma=0.95, lam=0.9, values=dense)
+    keys = [row["key"] for row in rows]
+    np.testing.assert_allclose(padded(batch, "advantages", keys), expected.advantages.advantages, atol=2e-5)
+    np.testing.assert_allclose(padded(batch, "returns", keys), expected.advantages.returns, atol=2e-5)
+    tq.kv_clear(keys=batch.keys, partition_id=batch.partition_id)
+
+
+def test_config_block(model_dir):
+    config = repro_config(verl_config(model_dir, "repro_dr_grpo", "+algorithm.repro.delimiters=line",
+                                      "+algorithm.repro.answer_template='The answer is {answer}.'"))
+    assert (config.k, config.alpha, config.w, config.estimator) == (3, 0.2, 0.3, "dr_grpo")
+    assert (config.delimiters, config.answer_template, config.temperature) == ("line", "The answer is {answer}.", 0.7)
+    trainer = ReproTrainerSync(verl_config(model_dir))
+    assert trainer.trainer_mode == "sync"  # verl's sync replay buffer and refills
+
+
+@pytest.mark.parametrize(("estimator", "overrides", "match"), [
+    ("grpo", [], "algorithm.adv_estimator: repro_sync needs one of repro_grpo"),
+    ("repro_grpo", ["+algorithm.repro.kk=2"], r"algorithm.repro: unknown keys \['kk'\]"),
+    ("repro_grpo", ["algorithm.repro.k=-1"], "k: expected an int >= 0, got -1"),
+    ("repro_grpo", ["+algorithm.repro.stability_ema=2"], "stability_ema: expected a number in"),
+    ("repro_gae", ["critic.enable=False"], "repro_gae needs the critic: set critic.enable=True"),
+    ("repro_grpo", ["algorithm.rollout_correction.bypass_mode=True"], "bypass_mode: repro_sync reads the entropies"),
+])
+def test_bad_config(model_dir, estimator, overrides, match):
+    with pytest.raises(ReproError, match=match):
+        ReproTrainerSync(verl_config(model_dir, estimator, *overrides))
+
+
+def test_bad_answer_template(model_dir):
+    with pytest.raises(ReproError, match="answer_template: expected a str.format template"):
+        make_trainer(model_dir, "repro_grpo", "+algorithm.repro.answer_template=boxed")
+
+
+def test_bad_batches(transfer_queue, model_dir):
+    trainer = make_trainer(model_dir, dp_size=1)
+    rows = rollouts(trainer.tokenizer, prompts=1, seed=7)
+    batch = put_batch(rows, partition="bad")
+    with pytest.raises(ReproError, match=r"the batch has no \['entropy'\]"):
+        trainer._compute_advantage(batch, metrics={})
+    tq.kv_clear(keys=batch.keys, partition_id="bad")
+    batch = put_batch(rows, partition="bad", ground_truth=False)
+    batch.extra_info["temperature"] = TEMPERATURE
+    batch = trainer._compute_old_log_prob(batch, metrics={})
+    with pytest.raises(ReproError, match=f"row {rows[0]['key']} has no reward_model.ground_truth"):
+        trainer._compute_advantage(batch, metrics={})
+    tq.kv_clear(keys=batch.keys, partition_id="bad")
