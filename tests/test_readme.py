@@ -51,3 +51,21 @@ def test_demo_reports_bad_arguments_in_one_line():
     )
     assert result.returncode == 2
     assert result.stderr.strip() == "repro: error: k: expected an integer >= 0, got -1"
+
+
+def test_verl_switch_composes_into_a_repro_sync_run():
+    """The README's verl command: its overrides compose on verl's own config into repro_sync."""
+    import pytest
+
+    pytest.importorskip("verl")
+    from hydra import compose, initialize_config_module
+
+    from repro_core.verl.trainer import repro_config
+
+    block = re.search(r"## verl.*?```bash\n(.*?)```", README, re.S).group(1)
+    command = block.split("verl.trainer.main_ppo", 1)[1].replace("\\\n", " ").replace("$HOME", "/home/user")
+    with initialize_config_module(config_module="verl.trainer.config", version_base=None):
+        config = compose(config_name="ppo_trainer", overrides=command.split())
+    assert (config.trainer.v1.trainer_mode, config.algorithm.adv_estimator) == ("repro_sync", "repro_grpo")
+    repro = repro_config(config)
+    assert (repro.estimator, repro.alpha, repro.k, repro.w, repro.delimiters) == ("grpo", 0.1, 20, 0.1, "paper")

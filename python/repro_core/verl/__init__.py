@@ -1,4 +1,4 @@
-"""RePro for verl: advantage estimators registered under verl's own registry.
+"""RePro for verl: advantage estimators and the ``repro_sync`` trainer, in verl's own registries.
 
 verl 0.9 imports this module in every process through the ``verl.plugins`` entry point (``pip
 install "repro-core[verl]"``), which registers
@@ -25,6 +25,7 @@ verl's dispatch passes estimators only ``token_level_rewards``, ``response_mask`
         data = compute_advantage(data, adv_estimator="repro_grpo", config=algorithm_config)
 
 An estimator called outside it raises ``ReproError`` rather than drop the process part silently.
+The ``repro_sync`` trainer (``trainer.py``) computes the process rewards and does exactly that.
 """
 
 from __future__ import annotations
