@@ -18,6 +18,7 @@ pytest.importorskip("verl")
 import ray  # noqa: E402
 import transfer_queue as tq  # noqa: E402
 from hydra import compose, initialize_config_module  # noqa: E402
+from omegaconf import open_dict  # noqa: E402
 from tensordict import TensorDict  # noqa: E402
 from transfer_queue import KVBatchMeta  # noqa: E402
 from verl.trainer.ppo.v1 import get_trainer_cls  # noqa: E402
@@ -250,6 +251,7 @@ def test_config_block(model_dir):
 @pytest.mark.parametrize(("estimator", "overrides", "match"), [
     ("grpo", [], "algorithm.adv_estimator: repro_sync needs one of repro_grpo"),
     ("repro_grpo", ["+algorithm.repro.kk=2"], r"algorithm.repro: unknown keys \['kk'\]"),
+    ("repro_grpo", ["+algorithm.repro.delimiters=[1,2]", "+algorithm.repro.think_end=2.5"], "think_end: expected"),
     ("repro_grpo", ["algorithm.repro.k=-1"], "k: expected an int >= 0, got -1"),
     ("repro_grpo", ["+algorithm.repro.stability_ema=2"], "stability_ema: expected a number in"),
     ("repro_gae", ["critic.enable=False"], "repro_gae needs the critic: set critic.enable=True"),
@@ -258,6 +260,22 @@ def test_config_block(model_dir):
 def test_bad_config(model_dir, estimator, overrides, match):
     with pytest.raises(ReproError, match=match):
         ReproTrainerSync(verl_config(model_dir, estimator, *overrides))
+
+
+def test_without_a_repro_block_the_defaults_are_the_papers(model_dir):
+    config = verl_config(model_dir)
+    with open_dict(config):
+        del config.algorithm["repro"]
+    repro = repro_config(config)
+    default = ReproConfig()
+    assert (repro.alpha, repro.k, repro.w, repro.delimiters) == (default.alpha, default.k, default.w, default.delimiters)
+
+
+def test_repro_block_must_be_a_mapping(model_dir):
+    config = verl_config(model_dir)
+    config.algorithm.repro = 3
+    with pytest.raises(ReproError, match="algorithm.repro: expected a mapping, got 3"):
+        repro_config(config)
 
 
 def test_bad_answer_template(model_dir):

@@ -18,7 +18,7 @@ from __future__ import annotations
 import copy
 import uuid
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -55,9 +55,11 @@ def repro_config(config: DictConfig) -> ReproConfig:
         raise ReproError(
             f"algorithm.adv_estimator: repro_sync needs one of {', '.join(ESTIMATORS)}, got {name!r}"
         )
-    repro = OmegaConf.to_container(algorithm.get("repro") or OmegaConf.create({}), resolve=True)
-    if not isinstance(repro, dict):
-        raise ReproError(f"algorithm.repro: expected a mapping, got {repro!r}")
+    block = algorithm.get("repro")
+    if block is not None and not isinstance(block, DictConfig):
+        raise ReproError(f"algorithm.repro: expected a mapping, got {block!r}")
+    values = cast(dict, OmegaConf.to_container(block or OmegaConf.create(), resolve=True))
+    repro = {str(key): value for key, value in values.items()}
     unknown = sorted(set(repro) - set(_REPRO_KEYS))
     if unknown:
         raise ReproError(f"algorithm.repro: unknown keys {unknown}; expected some of {list(_REPRO_KEYS)}")
@@ -182,7 +184,7 @@ class ReproTrainerSync(PPOTrainerSync):
                                tags=tags)
         try:
             workload = calculate_workload(torch.tensor([tag["seq_len"] for tag in tags], dtype=torch.int64))
-            partitions = get_seqlen_balanced_partitions(workload, k_partitions=dp_size, equal_size=True)
+            partitions = get_seqlen_balanced_partitions(workload.tolist(), k_partitions=dp_size, equal_size=True)
             meta.reorder([n for partition in partitions for n in partition])
             meta.extra_info = {"calculate_entropy": False, "compute_loss": False, "temperature": 1.0}
             self.actor_rollout_wg.compute_log_prob(meta)
