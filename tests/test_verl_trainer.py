@@ -145,7 +145,8 @@ def put_batch(rows: list[dict], partition: str = "train", ground_truth: bool = T
         fields.append(dict(
             prompts=prompts, responses=responses, input_ids=input_ids, attention_mask=torch.ones_like(input_ids),
             position_ids=torch.arange(len(input_ids)), response_mask=torch.ones_like(responses),
-            loss_mask=torch.ones_like(responses), rm_scores=rm_scores, rollout_log_probs=-rm_scores.abs() - 1.0, multi_modal_inputs={}, uid=row["uid"],
+            loss_mask=torch.ones_like(responses), rm_scores=rm_scores, rollout_log_probs=-rm_scores.abs() - 1.0,
+            multi_modal_inputs={}, uid=row["uid"],
             reward_model={"ground_truth": ANSWER if ground_truth else None, "style": "rule"},
         ))
         tags.append(dict(status="success", prompt_len=len(prompts), response_len=len(responses),
@@ -268,7 +269,8 @@ def test_without_a_repro_block_the_defaults_are_the_papers(model_dir):
         del config.algorithm["repro"]
     repro = repro_config(config)
     default = ReproConfig()
-    assert (repro.alpha, repro.k, repro.w, repro.delimiters) == (default.alpha, default.k, default.w, default.delimiters)
+    for name in ("alpha", "k", "w", "delimiters", "think_end", "answer_template"):
+        assert getattr(repro, name) == getattr(default, name)
 
 
 def test_repro_block_must_be_a_mapping(model_dir):

@@ -121,7 +121,8 @@ class ReproTrainerSync(PPOTrainerSync):
         lengths = data["response_mask"].offsets().diff().tolist()
         width = max([1, *lengths])
         real = [b for b, tag in enumerate(batch.tags) if not tag.get("is_padding", False)]
-        responses, masks, entropies = data["responses"].unbind(), data["response_mask"].unbind(), data["entropy"].unbind()
+        prompt_rows, responses = data["prompts"].unbind(), data["responses"].unbind()
+        masks, entropies = data["response_mask"].unbind(), data["entropy"].unbind()
         prompts, completions, answers = [], [], []
         token_ids = np.zeros((len(real), width), dtype=np.int64)
         entropy = np.zeros((len(real), width), dtype=np.float32)
@@ -134,7 +135,7 @@ class ReproTrainerSync(PPOTrainerSync):
             ground_truth = (data["reward_model"][b] or {}).get("ground_truth")
             if ground_truth is None:
                 raise ReproError(f"repro_sync: row {batch.keys[b]} has no reward_model.ground_truth")
-            prompts.append(data["prompts"][b])
+            prompts.append(prompt_rows[b])
             completions.append(responses[b])
             answers.append(self._answer_ids(ground_truth, b))
             token_ids[i, : lengths[b]] = responses[b].numpy()
@@ -161,7 +162,11 @@ class ReproTrainerSync(PPOTrainerSync):
         return ProcessRewards(rewards, placed, values)
 
     def _objective(
-        self, prompts: Sequence[torch.Tensor], completions: Sequence[torch.Tensor], answers: Sequence[list[int]], cuts: Cuts
+        self,
+        prompts: Sequence[torch.Tensor],
+        completions: Sequence[torch.Tensor],
+        answers: Sequence[list[int]],
+        cuts: Cuts,
     ) -> np.ndarray:
         """J (N,) at every cut point: the mean log-probability of the answer tokens of a probe row
         ``prompt + completion[:p] + answer``, computed by the actor workers at temperature 1."""
