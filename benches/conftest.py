@@ -17,6 +17,8 @@ import pytest
 RESULTS: dict[str, dict[str, float]] = {"pytest-benchmark": {}, "interleaved": {}}
 #: bench_objective.py: model name -> method -> minimum seconds per call.
 OBJECTIVE_RESULTS: dict[str, dict[str, float]] = defaultdict(dict)
+#: bench_verl.py: controller seconds of the advantage step ("sync", "repro_sync") and the batch size.
+VERL_RESULTS: dict[str, float] = {}
 
 LABELS = {
     "rust": "rust pipeline (default threads)",
@@ -73,6 +75,23 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config):
             write(f"  {model} (pytest-benchmark minimum per call):")
             for line in ratio_lines(times):
                 write(line)
+    if {"sync", "repro_sync"} <= VERL_RESULTS.keys():
+        terminalreporter.section("verl: the controller's advantage step, repro_sync vs verl's own")
+        write(machine)
+        for line in verl_lines(VERL_RESULTS):
+            write(line)
+
+
+def verl_lines(results: dict[str, float]) -> list[str]:
+    sync, repro = results["sync"], results["repro_sync"]
+    rows, cuts = int(results["rows"]), results["num_cuts"]
+    return [
+        f"  {rows} rows, {results['tokens'] / 1e3:.0f} k response tokens, {cuts:.1f} cut points (probe rows) per row",
+        f"    verl's own advantage step (grpo)        {sync * 1e3:9.1f} ms",
+        f"    repro_sync's advantage step (repro_grpo) {repro * 1e3:9.1f} ms"
+        f"   ({repro / (rows * cuts) * 1e6:.0f} us per probe row)",
+        f"    repro_sync / verl = {repro / sync:.1f}x (controller time only; the probes' forward is the workers')",
+    ]
 
 
 def pytest_collect_file(file_path, parent):
@@ -87,6 +106,12 @@ def pytest_collect_file(file_path, parent):
 def objective_report():
     """Where bench_objective.py records its minima, per model."""
     return OBJECTIVE_RESULTS
+
+
+@pytest.fixture(scope="session")
+def verl_report():
+    """Where bench_verl.py records its minima."""
+    return VERL_RESULTS
 
 
 @pytest.fixture(scope="session")

@@ -123,6 +123,7 @@ class ReproTrainerSync(PPOTrainerSync):
         real = [b for b, tag in enumerate(batch.tags) if not tag.get("is_padding", False)]
         prompt_rows, responses = data["prompts"].unbind(), data["responses"].unbind()
         masks, entropies = data["response_mask"].unbind(), data["entropy"].unbind()
+        reward_models = list(data["reward_model"])  # each read of a non-tensor field rebuilds the list
         prompts, completions, answers = [], [], []
         token_ids = np.zeros((len(real), width), dtype=np.int64)
         entropy = np.zeros((len(real), width), dtype=np.float32)
@@ -132,7 +133,7 @@ class ReproTrainerSync(PPOTrainerSync):
                     f"repro_sync: row {batch.keys[b]} masks tokens inside its response (multi-turn tool "
                     "output); RePro scores single-turn responses"
                 )
-            ground_truth = (data["reward_model"][b] or {}).get("ground_truth")
+            ground_truth = (reward_models[b] or {}).get("ground_truth")
             if ground_truth is None:
                 raise ReproError(f"repro_sync: row {batch.keys[b]} has no reward_model.ground_truth")
             prompts.append(prompt_rows[b])
