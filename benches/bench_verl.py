@@ -49,13 +49,16 @@ class ZeroWorkers:
     def __init__(self) -> None:
         self._dispatch_info = {"actor": [0, 1, 2, 3]}
         self.seconds = 0.0
+        self.probe_tokens = 0
         self.rng = torch.Generator().manual_seed(0)
 
     def compute_log_prob(self, meta: KVBatchMeta) -> KVBatchMeta:
         start = time.perf_counter()
         lengths = [tag["seq_len"] for tag in meta.tags]
         fields = {"log_probs": torch.nested.as_nested_tensor([torch.zeros(n) for n in lengths], layout=torch.jagged)}
-        if meta.extra_info.get("calculate_entropy"):
+        if not meta.extra_info.get("calculate_entropy"):
+            self.probe_tokens = sum(lengths)
+        else:
             fields["entropy"] = torch.nested.as_nested_tensor(
                 [torch.rand(n, generator=self.rng) * 3 for n in lengths], layout=torch.jagged
             )
@@ -132,8 +135,10 @@ def test_advantage_step(benchmark, setting, mode, verl_report):
         seconds.append(time.perf_counter() - start - trainer.actor_rollout_wg.seconds)
         if mode == "repro_sync":
             verl_report["num_cuts"] = metrics["repro/num_cuts"]
+            verl_report["probe_tokens"] = trainer.actor_rollout_wg.probe_tokens
 
     benchmark.pedantic(step, rounds=ROUNDS if not benchmark.disabled else 1, iterations=1)
     verl_report[mode] = min(seconds)
     verl_report["rows"] = len(batch)
     verl_report["tokens"] = setting["tokens"]
+    verl_report["sequence_tokens"] = setting["tokens"] + len(batch) * PROMPT_LENGTH

@@ -87,6 +87,8 @@ def verl_lines(results: dict[str, float]) -> list[str]:
     rows, cuts = int(results["rows"]), results["num_cuts"]
     return [
         f"  {rows} rows, {results['tokens'] / 1e3:.0f} k response tokens, {cuts:.1f} cut points (probe rows) per row",
+        f"  probe tokens {results['probe_tokens'] / 1e6:.2f} M = {results['probe_tokens'] / results['sequence_tokens']:.1f}x"
+        " the tokens of the old-log-prob pass (the workers' extra forward)",
         f"    verl's own advantage step (grpo)        {sync * 1e3:9.1f} ms",
         f"    repro_sync's advantage step (repro_grpo) {repro * 1e3:9.1f} ms"
         f"   ({repro / (rows * cuts) * 1e6:.0f} us per probe row)",
