@@ -42,6 +42,7 @@ from verl.trainer.ppo.core_algos import register_adv_est
 
 from .._api import Estimator, compute_advantages
 from .._core import ReproError
+from ..pipeline import ReproConfig
 
 __all__ = ["ESTIMATORS", "ProcessRewards", "ReproEstimator", "ReproTrainerSync", "process_rewards"]
 
@@ -53,7 +54,7 @@ ESTIMATORS: dict[str, Estimator] = {
     "repro_reinforce_pp_baseline": "reinforce_pp_baseline",
     "repro_gae": "ppo",
 }
-DEFAULT_ALPHA = 0.1
+DEFAULT_ALPHA = ReproConfig.alpha
 
 
 @dataclass(frozen=True)

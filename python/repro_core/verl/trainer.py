@@ -35,7 +35,7 @@ from .._api import Cuts, score_steps
 from .._core import ReproError
 from ..objective import AnswerTokens
 from ..pipeline import ReproConfig, cut_selector, step_metrics
-from . import ESTIMATORS, DEFAULT_ALPHA, ProcessRewards, process_rewards
+from . import ESTIMATORS, ProcessRewards, process_rewards
 
 __all__ = ["PROBE_PARTITION", "ReproTrainerSync", "repro_config"]
 
@@ -65,8 +65,7 @@ def repro_config(config: DictConfig) -> ReproConfig:
         raise ReproError(f"algorithm.repro: unknown keys {unknown}; expected some of {list(_REPRO_KEYS)}")
     estimator = ESTIMATORS[name]
     return ReproConfig(
-        **{key: value for key, value in repro.items() if key != "alpha"},
-        alpha=repro.get("alpha", DEFAULT_ALPHA),
+        **repro,
         estimator=estimator,
         gamma=algorithm.gamma,
         lam=algorithm.lam if estimator == "ppo" else 1.0,
