@@ -36,6 +36,7 @@ pytestmark = pytest.mark.filterwarnings("ignore:Disabled critic:UserWarning")
 
 TEMPERATURE = 0.7
 GROUP = 3
+MICRO_BATCH = 2
 ANSWER = "17"
 
 
@@ -63,11 +64,14 @@ class TinyActorWorkers:
     """Stands in for verl's actor worker group: ``compute_log_prob`` on TransferQueue rows with a
     real transformers model. Like verl's engine workers it writes ``log_probs`` (and ``entropy`` when
     asked) over the whole sequence, shifted left by one, at the batch's temperature; the batch must
-    split evenly over ``dp_size`` data-parallel ranks."""
+    split evenly over ``dp_size`` data-parallel ranks and each rank's share into micro-batches of
+    ``micro_batch`` rows (verl's fixed batch size). ``tests/verl_engine.py`` checks these semantics
+    against verl's own FSDP worker."""
 
-    def __init__(self, model, dp_size: int) -> None:
+    def __init__(self, model, dp_size: int, micro_batch: int) -> None:
         self.model = model
         self.dp_size = dp_size
+        self.micro_batch = micro_batch
         self._dispatch_info: dict[str, list[int]] = {}
         self.batches: list[KVBatchMeta] = []
 
@@ -76,7 +80,7 @@ class TinyActorWorkers:
 
     @torch.no_grad()
     def compute_log_prob(self, meta: KVBatchMeta) -> KVBatchMeta:
-        assert len(meta) % self.dp_size == 0, "verl's dispatch splits the batch evenly over the ranks"
+        assert len(meta) % (self.dp_size * self.micro_batch) == 0, "ranks x micro-batches must split the batch"
         data = tq.kv_batch_get(keys=meta.keys, partition_id=meta.partition_id,
                                select_fields=["input_ids", "position_ids"])
         log_probs, entropies = [], []
@@ -103,6 +107,7 @@ def verl_config(model_dir, estimator: str = "repro_grpo", *overrides: str):
             "+algorithm.repro.k=3", "+algorithm.repro.alpha=0.2", "+algorithm.repro.w=0.3",
             f"actor_rollout_ref.rollout.n={GROUP}", f"actor_rollout_ref.rollout.temperature={TEMPERATURE}",
             f"actor_rollout_ref.model.path={model_dir}", "trainer.critic_warmup=100", "trainer.device=cpu",
+            f"actor_rollout_ref.rollout.log_prob_micro_batch_size_per_gpu={MICRO_BATCH}",
             *overrides,
         ])
 
@@ -111,7 +116,7 @@ def make_trainer(model_dir, estimator: str = "repro_grpo", *overrides: str, dp_s
     trainer = get_trainer_cls("repro_sync")(verl_config(model_dir, estimator, *overrides))
     trainer._init_tokenizer()
     trainer.global_steps = 1
-    trainer.actor_rollout_wg = TinyActorWorkers(tiny.model(len(trainer.tokenizer)), dp_size)
+    trainer.actor_rollout_wg = TinyActorWorkers(tiny.model(len(trainer.tokenizer)), dp_size, MICRO_BATCH)
     return trainer
 
 
@@ -210,14 +215,14 @@ def test_advantage_step_equals_the_pipeline(transfer_queue, model_dir, estimator
     # One probe per cut point of the real rows, padded to the ranks, run at temperature 1 and cleared.
     probes = trainer.actor_rollout_wg.batches[-1]
     assert probes.partition_id == PROBE_PARTITION and probes.extra_info["temperature"] == 1.0
-    assert len(expected.j) <= len(probes) < len(expected.j) + 4 and len(probes) % 4 == 0
+    assert len(expected.j) <= len(probes) < len(expected.j) + 4 * MICRO_BATCH and len(probes) % (4 * MICRO_BATCH) == 0
     assert not tq.kv_list(PROBE_PARTITION).get(PROBE_PARTITION)
     tq.kv_clear(keys=batch.keys, partition_id=batch.partition_id)
 
 
 def test_repro_gae_uses_the_critics_values(transfer_queue, model_dir):
     trainer = make_trainer(model_dir, "repro_gae", "critic.enable=True", "algorithm.lam=0.9",
-                           "algorithm.gamma=0.95", dp_size=2)
+                           "algorithm.gamma=0.95", dp_size=3)
     rows = rollouts(trainer.tokenizer, seed=5)
     batch = put_batch(rows)
     rng = np.random.default_rng(0)
@@ -287,7 +292,7 @@ def test_bad_answer_template(model_dir):
 
 def test_bad_batches(transfer_queue, model_dir):
     trainer = make_trainer(model_dir, dp_size=1)
-    rows = rollouts(trainer.tokenizer, prompts=1, seed=7)
+    rows = rollouts(trainer.tokenizer, seed=7)
     batch = put_batch(rows, partition="bad")
     with pytest.raises(ReproError, match=r"the batch has no \['entropy'\]"):
         trainer._compute_advantage(batch, metrics={})

@@ -166,3 +166,8 @@ for _name in ESTIMATORS:
 
 # The trainer registers itself with verl's v1 registry (trainer.v1.trainer_mode=repro_sync).
 from .trainer import ReproTrainerSync  # noqa: E402
+
+# verl's engines next to TRL >= 1.13 (compat.py).
+from .compat import narrow_verl_trl_check  # noqa: E402
+
+narrow_verl_trl_check()

@@ -178,9 +178,12 @@ class ReproTrainerSync(PPOTrainerSync):
         if not rows:
             return np.zeros(0)
         dp_size = self._actor_dp_size()
-        # The dispatch splits a batch evenly over the data-parallel ranks; pad with the shortest probe.
+        # The dispatch splits a batch evenly over the data-parallel ranks, and without dynamic batch
+        # sizes each rank splits its share into whole micro-batches: pad with the shortest probe.
+        rollout = self.config.actor_rollout_ref.rollout
+        micro = 1 if rollout.log_prob_use_dynamic_bsz else rollout.log_prob_micro_batch_size_per_gpu or 1
         shortest = min(rows, key=lambda row: row["input_ids"].numel())
-        padded = rows + [shortest] * (-len(rows) % dp_size)
+        padded = rows + [shortest] * (-len(rows) % (dp_size * micro))
         run = uuid.uuid4().hex
         keys = [f"repro{run}_{n}" for n in range(len(padded))]
         tags = [{"prompt_len": row["prompts"].numel(), "response_len": row["responses"].numel(),
