@@ -128,3 +128,18 @@ def test_errors_are_clear():
     with process_rewards(torch.tensor(b["rewards"]), torch.tensor(b["placed"])):
         with pytest.raises(ReproError, match="repro_gae: process_rewards.* needs the critic's values"):
             get_adv_estimator_fn("repro_gae")(**args)
+
+
+def test_verls_engines_build_models_next_to_trl():
+    """verl patches TRL's value-head model on every model build; TRL >= 1.13 has none (compat.py)."""
+    code = (
+        "import transformers, trl, verl\n"
+        "from verl.models.transformers import monkey_patch\n"
+        "config = transformers.Qwen2Config(vocab_size=64, hidden_size=16, intermediate_size=32, num_hidden_layers=1,"
+        " num_attention_heads=2, num_key_value_heads=1)\n"
+        "monkey_patch.apply_monkey_patch(transformers.AutoModelForCausalLM.from_config(config), use_remove_padding=False)\n"
+        "print(hasattr(trl, 'AutoModelForCausalLMWithValueHead'), monkey_patch.is_trl_available())\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.split()[-2:] == ["False", "False"]

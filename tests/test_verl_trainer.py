@@ -6,6 +6,9 @@ from __future__ import annotations
 
 import os
 import random
+import subprocess
+import sys
+from pathlib import Path
 
 os.environ["HF_HUB_OFFLINE"] = "1"
 
@@ -180,15 +183,16 @@ def advantage_step(trainer, batch: KVBatchMeta) -> tuple[KVBatchMeta, dict]:
     return batch, metrics
 
 
-def pipeline(trainer, rows: list[dict], estimator: str, values=None, **kwargs):
+def pipeline(model, tokenizer, rows: list[dict], estimator: str, values=None, **kwargs):
+    """ReproScorer on the same rollouts, with the knobs of ``verl_config``."""
     config = ReproConfig(k=3, alpha=0.2, w=0.3, estimator=estimator, temperature=TEMPERATURE,
                          objective_mode="per_cut", **kwargs)
-    scorer = ReproScorer(trainer.actor_rollout_wg.model, trainer.tokenizer, config)
+    scorer = ReproScorer(model, tokenizer, config)
     per_token = estimator in ("reinforce_pp", "ppo")
     lengths = [len(row["response"]) for row in rows]
     scores = np.zeros((len(rows), max(lengths)))
     scores[np.arange(len(rows)), np.asarray(lengths) - 1] = [row["score"] for row in rows]
-    return scorer, scorer.score(
+    return scorer.score(
         [row["prompt"] for row in rows], [row["response"] for row in rows], [ANSWER] * len(rows),
         np.zeros(len(rows)) if per_token else scores.sum(1), np.arange(len(rows)) // GROUP,
         values=values, token_rewards=scores if per_token else None,
@@ -203,7 +207,7 @@ def test_advantage_step_equals_the_pipeline(transfer_queue, model_dir, estimator
     batch, metrics = advantage_step(trainer, put_batch(rows))
     assert len(batch) == 8 and sum(tag.get("is_padding", False) for tag in batch.tags) == 2  # 6 rows, 4 ranks
 
-    _, expected = pipeline(trainer, rows, ESTIMATORS[estimator])
+    expected = pipeline(trainer.actor_rollout_wg.model, trainer.tokenizer, rows, ESTIMATORS[estimator])
     keys = [row["key"] for row in rows]
     advantages = padded(batch, "advantages", keys)
     np.testing.assert_allclose(advantages, expected.advantages.advantages[:, : advantages.shape[1]], atol=2e-5)
@@ -238,7 +242,8 @@ def test_repro_gae_uses_the_critics_values(transfer_queue, model_dir):
     dense = np.zeros((len(rows), width), dtype=np.float32)
     for b, v in enumerate(values):
         dense[b, : len(v)] = v.numpy()
-    _, expected = pipeline(trainer, rows, "ppo", gamma=0.95, lam=0.9, values=dense)
+    expected = pipeline(trainer.actor_rollout_wg.model, trainer.tokenizer, rows, "ppo", gamma=0.95, lam=0.9,
+                        values=dense)
     keys = [row["key"] for row in rows]
     np.testing.assert_allclose(padded(batch, "advantages", keys), expected.advantages.advantages, atol=2e-5)
     np.testing.assert_allclose(padded(batch, "returns", keys), expected.advantages.returns, atol=2e-5)
@@ -303,3 +308,12 @@ def test_bad_batches(transfer_queue, model_dir):
     with pytest.raises(ReproError, match=f"row {rows[0]['key']} has no reward_model.ground_truth"):
         trainer._compute_advantage(batch, metrics={})
     tq.kv_clear(keys=batch.keys, partition_id="bad")
+
+
+def test_with_verls_own_actor_worker(tmp_path):
+    """verl's ActorRolloutRefWorker (FSDP2, fp32, on CPU) computes the old log-probs and the probes
+    through verl's own TransferQueue bridge: the advantages equal the pipeline (tests/verl_engine.py)."""
+    result = subprocess.run([sys.executable, str(Path(__file__).with_name("verl_engine.py")), str(tmp_path)],
+                            capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, (result.stdout + result.stderr)[-3000:]
+    assert "max abs difference" in result.stdout, result.stdout[-2000:]
