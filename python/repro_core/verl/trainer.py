@@ -8,7 +8,8 @@ the advantage step is verl's ``PPOTrainerSync``. The advantage step:
    just computed at the rollout temperature;
 2. selects the cut points in Rust (``select_cuts``);
 3. scores J through the actor workers: one probe row ``prompt + response[:p] + answer`` per cut
-   point, through ``compute_log_prob`` at temperature 1, balanced over the data-parallel ranks;
+   point, through ``compute_log_prob`` at temperature 1, padded to whole micro-batches per rank
+   and balanced over the data-parallel ranks;
 4. turns J into process rewards (``score_steps``) and runs the parent's advantage step inside
    ``process_rewards(...)``, so the estimator sees them beside verl's scores.
 """
