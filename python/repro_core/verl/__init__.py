@@ -164,10 +164,10 @@ def _get(config: Any, key: str, default: Any) -> Any:
 for _name in ESTIMATORS:
     register_adv_est(_name)(ReproEstimator(_name))
 
-# The trainer registers itself with verl's v1 registry (trainer.v1.trainer_mode=repro_sync).
-from .trainer import ReproTrainerSync  # noqa: E402
-
 # verl's engines next to TRL >= 1.13 (compat.py).
 from .compat import narrow_verl_trl_check  # noqa: E402
 
 narrow_verl_trl_check()
+
+# The trainer registers itself with verl's v1 registry (trainer.v1.trainer_mode=repro_sync).
+from .trainer import ReproTrainerSync  # noqa: E402
