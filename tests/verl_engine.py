@@ -78,7 +78,7 @@ class EngineWorkers:
 
     def compute_log_prob(self, meta):
         # verl's TransferQueue bridge (on the worker method) reads the rows and writes the outputs.
-        self.probe_batches += meta.partition_id == "repro_probe"
+        self.probe_batches += meta.partition_id == t.PROBE_PARTITION
         return self.worker.compute_log_prob(meta)
 
 
