@@ -41,7 +41,7 @@ def main(out: str) -> None:
     rewards = trainer._rewards_per_func.sum(1).numpy()  # already over both processes
     assert len(completions) == len(rewards) == 8
     assert completions[:4] != completions[4:], "the processes sampled different completions"
-    expected = ReproScorer(trainer.model, tok, trainer.args.repro_config(trainer.args.temperature)).score(
+    expected = ReproScorer(trainer.model, tok, trainer.args.repro_settings()).score(
         prompts, completions, [rows[0]["answer"]] * 8, rewards, np.zeros(8, dtype=np.int64)
     ).advantages.advantages
     width = expected.shape[1]

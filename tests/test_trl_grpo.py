@@ -110,7 +110,7 @@ def test_advantages_equal_the_pipeline(tok, tmp_path, estimator):
     prompts, completions = completions_of(output)
     rewards = trainer._rewards_per_func.sum(1).numpy()
     groups = np.arange(len(inputs)) // trainer.num_generations
-    expected = ReproScorer(trainer.model, tok, trainer.args.repro_config(trainer.args.temperature)).score(
+    expected = ReproScorer(trainer.model, tok, trainer.args.repro_settings()).score(
         prompts, completions, [x["answer"] for x in inputs], rewards, groups
     )
     width = expected.advantages.advantages.shape[1]
@@ -124,7 +124,7 @@ def test_grpo_adds_the_process_part_to_trls_advantage(tok, tmp_path):
     advantages, mask = output["advantages"], output["completion_mask"].bool()
     trl_advantages = torch.tensor(list(trainer._logs["advantages"]))
     prompts, completions = completions_of(output)
-    config = trainer.args.repro_config(trainer.args.temperature)
+    config = trainer.args.repro_settings()
     process = ReproScorer(trainer.model, tok, config).score(
         prompts, completions, [x["answer"] for x in generation_batch(trainer)], np.zeros(len(prompts)),
         np.arange(len(prompts)) // trainer.num_generations,

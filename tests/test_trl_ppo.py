@@ -67,7 +67,7 @@ def test_advantages_and_returns_are_compute_advantages_ppo(tok, tmp_path):
     values = independent_values(trainer, output)
     np.testing.assert_allclose(output["old_values"].numpy(), values, atol=1e-5)
     prompts, completions = completions_of(output)
-    scorer = ReproScorer(trainer.model, tok, trainer.args.repro_config(trainer.args.temperature))
+    scorer = ReproScorer(trainer.model, tok, trainer.args.repro_settings())
     evaluation, steps = scorer.evaluate(prompts, completions, [x["answer"] for x in inputs])
     width = evaluation.mask.shape[1]
     expected = rc.compute_advantages(

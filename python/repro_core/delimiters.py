@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from ._core import ReproError
+from .errors import ReproError
 
 if TYPE_CHECKING:
     from . import _core
@@ -108,16 +108,16 @@ class Delimiters:
         the ids whose text equals one of them; ``mode`` becomes ``"strings"``).
         """
         if isinstance(texts, str) or not isinstance(texts, (Sequence, np.ndarray)):
-            raise ReproError(f"texts: expected a sequence of str (one per token id), got {type(texts).__name__}")
+            raise ReproError("texts", f"expected a sequence of str (one per token id), got {type(texts).__name__}")
         for i, t in enumerate(texts):
             if not isinstance(t, str):
-                raise ReproError(f"texts: expected str at index {i}, got {type(t).__name__}")
+                raise ReproError("texts", f"expected str at index {i}, got {type(t).__name__}")
         if isinstance(mode, str):
             if mode in _TEXT_MODES:
                 return cls._from_text_rule(texts, mode)
             if mode == "reference":
                 raise ReproError(
-                    "mode: 'reference' encodes strings with the tokenizer; use "
+                    "mode", "'reference' encodes strings with the tokenizer; use "
                     "Delimiters.from_tokenizer(tokenizer, mode='reference')"
                 )
             raise _bad_mode(mode)
@@ -237,7 +237,7 @@ def think_end_id(tokenizer: Any, token: str = "</think>") -> int | None:
     """The id of ``token`` when it is exactly one token of the vocabulary (added and special
     tokens included), else None."""
     if not isinstance(token, str) or not token:
-        raise ReproError(f"token: expected a non-empty str, got {token!r}")
+        raise ReproError("token", f"expected a non-empty str, got {token!r}")
     lookup = getattr(tokenizer, "token_to_id", None)  # tokenizers.Tokenizer
     if lookup is None:
         lookup = getattr(tokenizer, "convert_tokens_to_ids", None)  # transformers
@@ -272,7 +272,7 @@ def _bad_mode(mode: object) -> ReproError:
     hint = ""
     if isinstance(mode, str) and not mode.isalpha():  # looks like token text, not a mode name
         hint = f" (to select tokens by text, pass a list: mode=[{mode!r}])"
-    return ReproError(f"mode: expected {_MODES_HELP}, got {mode!r}{hint}")
+    return ReproError("mode", f"expected {_MODES_HELP}, got {mode!r}{hint}")
 
 
 def _warn(message: str) -> None:
@@ -294,30 +294,30 @@ def _validate_strings(mode: object) -> tuple[str, ...]:
     strings = tuple(mode)
     for s in strings:
         if not isinstance(s, str):
-            raise ReproError(f"mode: expected a list of str, found {type(s).__name__} {s!r}")
+            raise ReproError("mode", f"expected a list of str, found {type(s).__name__} {s!r}")
         if not s:
-            raise ReproError("mode: the empty string cannot be a delimiter")
+            raise ReproError("mode", "the empty string cannot be a delimiter")
     return tuple(dict.fromkeys(strings))
 
 
 def _validate_ids(ids: Any) -> np.ndarray:
     if isinstance(ids, np.ndarray):
         if ids.ndim != 1 or not np.issubdtype(ids.dtype, np.integer):
-            raise ReproError(f"ids: expected a 1-D array of integers, got shape {ids.shape} dtype {ids.dtype}")
+            raise ReproError("ids", f"expected a 1-D array of integers, got shape {ids.shape} dtype {ids.dtype}")
         values = ids.tolist()
     else:
         if isinstance(ids, (str, bytes, bytearray)) or not isinstance(ids, Iterable):
-            raise ReproError(f"ids: expected an iterable of ints, got {type(ids).__name__}")
+            raise ReproError("ids", f"expected an iterable of ints, got {type(ids).__name__}")
         values = list(ids)
     out = []
     for v in values:
         if isinstance(v, bool) or not isinstance(v, (int, np.integer)):
-            raise ReproError(f"ids: expected ints, found {type(v).__name__} {v!r}")
+            raise ReproError("ids", f"expected ints, found {type(v).__name__} {v!r}")
         v = int(v)
         if v < 0:
-            raise ReproError(f"ids: token ids must be >= 0, found {v}")
+            raise ReproError("ids", f"token ids must be >= 0, found {v}")
         if v > _INT64_MAX:
-            raise ReproError(f"ids: token id {v} does not fit in int64")
+            raise ReproError("ids", f"token id {v} does not fit in int64")
         out.append(v)
     if not out:
         _warn_no_delimiter("the list of delimiter ids is empty")
@@ -337,7 +337,7 @@ def _vocab_size(tokenizer: Any) -> int:
         added = getattr(tokenizer, "added_tokens_decoder", None) or {}
     else:
         raise ReproError(
-            "tokenizer: expected a transformers tokenizer or a tokenizers.Tokenizer, "
+            "tokenizer", "expected a transformers tokenizer or a tokenizers.Tokenizer, "
             f"got {type(tokenizer).__name__}"
         )
     # Added tokens can sit above the counted range; the table must cover every id.
@@ -366,5 +366,5 @@ def _encode(tokenizer: Any, text: str) -> list[int]:
     if hasattr(tokenizer, "encode"):
         return [int(i) for i in tokenizer.encode(text, add_special_tokens=False)]
     raise ReproError(
-        f"tokenizer: expected a transformers tokenizer or a tokenizers.Tokenizer, got {type(tokenizer).__name__}"
+        "tokenizer", f"expected a transformers tokenizer or a tokenizers.Tokenizer, got {type(tokenizer).__name__}"
     )

@@ -34,7 +34,7 @@ import torch
 from transformers import DynamicCache
 
 from ._api import Cuts
-from ._core import ReproError
+from .errors import ReproError
 
 __all__ = ["LOGIT_CHUNK_ELEMENTS", "AnswerTokens", "Evaluation", "ObjectiveMode", "ObjectiveScorer"]
 
@@ -83,7 +83,7 @@ class AnswerTokens:
             has_answer = False
         if not has_answer:
             raise ReproError(
-                f"answer_template: expected a str.format template with an {{answer}} field (literal braces "
+                "answer_template", f"expected a str.format template with an {{answer}} field (literal braces "
                 f"doubled), got {answer_template!r}"
             )
         self.tokenizer = tokenizer
@@ -92,13 +92,13 @@ class AnswerTokens:
 
     def __call__(self, answer: Any, row: int) -> list[int]:
         if answer is None:
-            raise ReproError(f"answers[{row}]: expected an answer, got None")
+            raise ReproError(f"answers[{row}]", "expected an answer, got None")
         text = self.template.format(answer=answer)
         ids = self._cache.get(text)
         if ids is None:
             ids = list(self.tokenizer(text, add_special_tokens=False)["input_ids"])
             if not ids:
-                raise ReproError(f"answers[{row}]: {text!r} tokenizes to no tokens")
+                raise ReproError(f"answers[{row}]", f"{text!r} tokenizes to no tokens")
             self._cache[text] = ids
         return ids
 
@@ -131,17 +131,17 @@ class ObjectiveScorer:
         max_batch_tokens: int = 16384,
     ) -> None:
         if mode not in ("shared", "per_cut"):
-            raise ReproError(f"mode: expected 'shared' or 'per_cut', got {mode!r}")
+            raise ReproError("mode", f"expected 'shared' or 'per_cut', got {mode!r}")
         if isinstance(temperature, bool) or not isinstance(temperature, (int, float)):
-            raise ReproError(f"temperature: expected a positive number, got {temperature!r}")
+            raise ReproError("temperature", f"expected a positive number, got {temperature!r}")
         if not (math.isfinite(temperature) and temperature > 0):
-            raise ReproError(f"temperature: expected a finite number > 0, got {temperature!r}")
+            raise ReproError("temperature", f"expected a finite number > 0, got {temperature!r}")
         try:
             max_batch_tokens = operator.index(max_batch_tokens)
         except TypeError:
-            raise ReproError(f"max_batch_tokens: expected a positive int, got {max_batch_tokens!r}") from None
+            raise ReproError("max_batch_tokens", f"expected a positive int, got {max_batch_tokens!r}") from None
         if max_batch_tokens < 1:
-            raise ReproError(f"max_batch_tokens: expected a positive int, got {max_batch_tokens}")
+            raise ReproError("max_batch_tokens", f"expected a positive int, got {max_batch_tokens}")
         self.answer_ids = AnswerTokens(tokenizer, answer_template)
         self.model = model
         self.tokenizer = tokenizer
@@ -249,7 +249,7 @@ class ObjectiveScorer:
         unsupported = lm.layer_types - {"full_attention", "sliding_attention"}
         if self.mode == "shared" and unsupported:
             raise ReproError(
-                f"mode: 'shared' cannot mask the model's {', '.join(sorted(unsupported))} layers; use mode='per_cut'"
+                "mode", f"'shared' cannot mask the model's {', '.join(sorted(unsupported))} layers; use mode='per_cut'"
             )
         if self.mode == "shared" and lm.attention not in _MASKABLE_ATTENTION:
             # Flash-attention kernels take no arbitrary 4-D mask: SDPA for the call, then back.
@@ -305,17 +305,17 @@ class _Rows:
         prompts = _token_lists("prompt_ids", prompt_ids, lm.vocab_size)
         completions = _token_lists("completion_ids", completion_ids, lm.vocab_size)
         if not prompts:
-            raise ReproError("prompt_ids: expected at least one row, got 0")
+            raise ReproError("prompt_ids", "expected at least one row, got 0")
         if len(completions) != len(prompts):
-            raise ReproError(f"completion_ids: expected {len(prompts)} rows (as prompt_ids), got {len(completions)}")
+            raise ReproError("completion_ids", f"expected {len(prompts)} rows (as prompt_ids), got {len(completions)}")
         for b, prompt in enumerate(prompts):
             if not prompt:
-                raise ReproError(f"prompt_ids[{b}]: is empty; the first completion token needs a context")
+                raise ReproError(f"prompt_ids[{b}]", "is empty; the first completion token needs a context")
         answer_ids: list[list[int]] = []
         if answers is not None:
             if isinstance(answers, (str, bytes)) or len(answers) != len(prompts):
                 got = "a string" if isinstance(answers, (str, bytes)) else f"{len(answers)}"
-                raise ReproError(f"answers: expected {len(prompts)} answers (one per row), got {got}")
+                raise ReproError("answers", f"expected {len(prompts)} answers (one per row), got {got}")
             answer_ids = [scorer.answer_ids(answer, b) for b, answer in enumerate(answers)]
         device = next(lm.model.parameters()).device
         return cls(prompts, completions, answer_ids, device)
@@ -380,18 +380,18 @@ class _Rows:
 
 def _token_lists(name: str, rows: Sequence[Sequence[int]], vocab: int) -> list[list[int]]:
     if isinstance(rows, (str, bytes)) or not hasattr(rows, "__len__"):
-        raise ReproError(f"{name}: expected a sequence of token-id sequences, got {type(rows).__name__}")
+        raise ReproError(name, f"expected a sequence of token-id sequences, got {type(rows).__name__}")
     out = []
     for b, row in enumerate(rows):
         try:
             ids = np.asarray(row.tolist() if isinstance(row, torch.Tensor) else row)
         except (TypeError, ValueError) as exc:
-            raise ReproError(f"{name}[{b}]: expected a sequence of token ids ({exc})") from None
+            raise ReproError(f"{name}[{b}]", f"expected a sequence of token ids ({exc})") from None
         if ids.size and (ids.ndim != 1 or ids.dtype.kind not in "iu"):
-            raise ReproError(f"{name}[{b}]: expected a 1-D sequence of ints, got shape {ids.shape} dtype {ids.dtype}")
+            raise ReproError(f"{name}[{b}]", f"expected a 1-D sequence of ints, got shape {ids.shape} dtype {ids.dtype}")
         if ids.size and (ids.min() < 0 or ids.max() >= vocab):
             bad = int(ids.min() if ids.min() < 0 else ids.max())
-            raise ReproError(f"{name}[{b}]: token id {bad} is outside the model's vocabulary [0, {vocab})")
+            raise ReproError(f"{name}[{b}]", f"token id {bad} is outside the model's vocabulary [0, {vocab})")
         out.append([int(i) for i in ids.reshape(-1)])
     return out
 
@@ -400,12 +400,12 @@ def _row_cuts(offsets: Any, positions: Any, rows: _Rows) -> list[np.ndarray]:
     offsets = np.asarray(offsets)
     positions = np.asarray(positions)
     if offsets.shape != (rows.count + 1,) or offsets.dtype.kind not in "iu":
-        raise ReproError(f"offsets: expected ({rows.count + 1},) ints, got shape {offsets.shape} dtype {offsets.dtype}")
+        raise ReproError("offsets", f"expected ({rows.count + 1},) ints, got shape {offsets.shape} dtype {offsets.dtype}")
     if positions.ndim != 1 or (positions.size and positions.dtype.kind not in "iu"):
-        raise ReproError(f"positions: expected (N,) ints, got shape {positions.shape} dtype {positions.dtype}")
+        raise ReproError("positions", f"expected (N,) ints, got shape {positions.shape} dtype {positions.dtype}")
     if offsets[0] != 0 or offsets[-1] != len(positions) or np.any(np.diff(offsets) < 0):
         raise ReproError(
-            f"offsets: expected non-decreasing values from 0 to len(positions) = {len(positions)}, got {offsets.tolist()}"
+            "offsets", f"expected non-decreasing values from 0 to len(positions) = {len(positions)}, got {offsets.tolist()}"
         )
     cuts = []
     for b in range(rows.count):
@@ -413,7 +413,7 @@ def _row_cuts(offsets: Any, positions: Any, rows: _Rows) -> list[np.ndarray]:
         length = len(rows.completions[b])
         if row.size and (row.min() < 0 or row.max() > length):
             bad = int(row.min() if row.min() < 0 else row.max())
-            raise ReproError(f"positions: row {b} has cut point {bad} outside [0, {length}] (its completion length)")
+            raise ReproError("positions", f"row {b} has cut point {bad} outside [0, {length}] (its completion length)")
         cuts.append(row)
     return cuts
 
@@ -499,7 +499,7 @@ class _Model:
         if bad.size:
             row, position = bad[0]
             raise ReproError(
-                f"entropies: non-finite value {result[row, position]} at row {chunk.rows[row]}, position {position} "
+                "entropies", f"non-finite value {result[row, position]} at row {chunk.rows[row]}, position {position} "
                 "(the model's logits overflow or are NaN)"
             )
         return result

@@ -9,90 +9,19 @@ KV cache.
 from __future__ import annotations
 
 import functools
-import math
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
-from ._api import Advantages, Cuts, Estimator, Steps, compute_advantages, score_steps, segment_paragraphs, select_cuts
-from ._core import ReproError
+from ._api import Advantages, Cuts, Steps, compute_advantages, score_steps, segment_paragraphs, select_cuts
+from .config import ReproConfig
 from .delimiters import Delimiters, think_end_id
-from .objective import Evaluation, ObjectiveMode, ObjectiveScorer
+from .objective import Evaluation, ObjectiveScorer
 
+# ReproConfig is declared in repro_core.config and offered here beside the scorer it configures.
 __all__ = ["ReproConfig", "ReproResult", "ReproScorer", "cut_selector", "step_metrics"]
-
-_ESTIMATORS = ("grpo", "dr_grpo", "ppo", "reinforce_pp", "reinforce_pp_baseline")
-
-
-@dataclass
-class ReproConfig:
-    """RePro's knobs (REPRO.md sections 1-4); defaults are the paper's."""
-
-    k: int = field(default=20, metadata={"help": "Highest-entropy paragraph breaks kept as cut points per completion."})
-    w: float = field(default=0.1, metadata={"help": "Weight of stability in the score: C = (1 - w) M + w S."})
-    alpha: float = field(default=0.1, metadata={"help": "Scale of the process advantage added to the outcome one."})
-    gamma: float = field(default=1.0, metadata={"help": "Discount of the reverse cumulative sums (and of GAE)."})
-    lam: float = field(default=1.0, metadata={"help": "GAE lambda; only the 'ppo' estimator uses it."})
-    stability_ema: float | None = field(
-        default=None, metadata={"help": "EMA factor beta smoothing J before the stability score; None: no smoothing."}
-    )
-    estimator: Estimator = field(
-        default="grpo",
-        metadata={"help": "Advantage estimator: grpo, dr_grpo, ppo, reinforce_pp or reinforce_pp_baseline."},
-    )
-    delimiters: str | list[str] | list[int] = field(
-        default="paper",
-        metadata={
-            "help": "Paragraph breaks: 'paper' (a blank line), 'line' (every newline), 'reference' (the "
-            "authors' tokens), a list of token strings, or a list of token ids."
-        },
-    )
-    think_end: str | int | None = field(
-        default="</think>",
-        metadata={"help": "End-of-thinking token (text or id); ignored when the tokenizer has no such single token."},
-    )
-    answer_template: str = field(
-        default="\\boxed{{{answer}}}",
-        metadata={"help": "str.format template of the scored answer text; {answer} is the ground truth."},
-    )
-    objective_mode: ObjectiveMode = field(
-        default="shared",
-        metadata={"help": "'shared': one pass plus cached probes (fast); 'per_cut': one sequence per cut point."},
-    )
-    temperature: float = field(
-        default=1.0, metadata={"help": "Sampling temperature, for the entropies only (J uses raw logits)."}
-    )
-    max_batch_tokens: int = field(
-        default=16384, metadata={"help": "Token budget of one forward call (rows x padded width)."}
-    )
-
-    def __post_init__(self) -> None:
-        _check_int("k", self.k, minimum=0)
-        _check_number("w", self.w, 0.0, 1.0)
-        _check_number("alpha", self.alpha, -math.inf, math.inf)
-        _check_number("gamma", self.gamma, 0.0, 1.0)
-        _check_number("lam", self.lam, 0.0, 1.0)
-        if self.stability_ema is not None:
-            _check_number("stability_ema", self.stability_ema, 0.0, 1.0)
-            if self.stability_ema == 0:
-                raise ReproError("stability_ema: expected a number in (0, 1] or None, got 0")
-        if self.estimator not in _ESTIMATORS:
-            raise ReproError(f"estimator: expected one of {', '.join(_ESTIMATORS)}, got {self.estimator!r}")
-        if self.lam != 1.0 and self.estimator != "ppo":
-            raise ReproError(f"lam: only the 'ppo' estimator uses it, got lam={self.lam} with {self.estimator!r}")
-        if self.objective_mode not in ("shared", "per_cut"):
-            raise ReproError(f"objective_mode: expected 'shared' or 'per_cut', got {self.objective_mode!r}")
-        _check_number("temperature", self.temperature, 0.0, math.inf)
-        if self.temperature == 0:
-            raise ReproError("temperature: expected a number > 0, got 0")
-        _check_int("max_batch_tokens", self.max_batch_tokens, minimum=1)
-        if self.think_end is not None and not isinstance(self.think_end, (str, int)):
-            raise ReproError(f"think_end: expected a token string, a token id or None, got {self.think_end!r}")
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
 
 
 @dataclass(frozen=True)
@@ -258,15 +187,3 @@ def _delimiters(tokenizer: Any, spec: str | list[str] | list[int]) -> Delimiters
     if items and all(isinstance(i, int) for i in items):
         return Delimiters.from_ids(items)
     return Delimiters.from_tokenizer(tokenizer, items)
-
-
-def _check_int(name: str, value: Any, *, minimum: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise ReproError(f"{name}: expected an int >= {minimum}, got {value!r}")
-
-
-def _check_number(name: str, value: Any, low: float, high: float) -> None:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not (low <= value <= high):
-        raise ReproError(f"{name}: expected a number in [{low}, {high}], got {value!r}")
-    if not math.isfinite(value):
-        raise ReproError(f"{name}: expected a finite number, got {value!r}")

@@ -18,7 +18,7 @@ from typing import Any
 
 from math_verify import parse, verify
 
-from ._core import ReproError
+from .errors import ReproError
 
 __all__ = ["boxed_accuracy", "last_boxed"]
 
@@ -72,7 +72,7 @@ def _completion_text(completion: Any, index: int) -> str:
         parts = []
         for message in completion:
             if not isinstance(message, dict):
-                raise ReproError(f"completions[{index}]: expected messages as dicts, got {type(message).__name__}")
+                raise ReproError(f"completions[{index}]", f"expected messages as dicts, got {type(message).__name__}")
             if message.get("role", "assistant") != "assistant":
                 continue  # tool results are not the model's answer
             content = message.get("content")
@@ -81,7 +81,7 @@ def _completion_text(completion: Any, index: int) -> str:
             elif isinstance(content, list):  # multimodal content blocks
                 parts.extend(block["text"] for block in content if block.get("type") == "text")
         return "\n".join(parts)
-    raise ReproError(f"completions[{index}]: expected a string or a list of messages, got {type(completion).__name__}")
+    raise ReproError(f"completions[{index}]", f"expected a string or a list of messages, got {type(completion).__name__}")
 
 
 def _parse_boxed(latex: str, timeout: int | None) -> list[Any]:
@@ -114,7 +114,7 @@ def boxed_accuracy(
         count) where the gold answer is None, empty or not parseable by math-verify.
     """
     if len(completions) != len(answer):
-        raise ReproError(f"answer: expected one per completion ({len(completions)}), got {len(answer)}")
+        raise ReproError("answer", f"expected one per completion ({len(completions)}), got {len(answer)}")
     timeout = _PARSE_TIMEOUT if threading.current_thread() is threading.main_thread() else None
     verify_timeout = _VERIFY_TIMEOUT if timeout is not None else None
     rewards: list[float | None] = []

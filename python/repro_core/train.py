@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, NoReturn
 
-from ._core import ReproError
+from .errors import ReproError
 
 if TYPE_CHECKING:
     import datasets

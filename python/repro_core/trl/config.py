@@ -2,120 +2,63 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
-from typing import ClassVar
+from dataclasses import dataclass, field
+from typing import Any
 
 from trl import GRPOConfig
 
-from .._core import ReproError
-from ..pipeline import ReproConfig
+from .._api import ESTIMATORS
+from ..config import ReproArguments, ReproConfig, repro_field
+from ..errors import ReproError
 
-__all__ = ["ReproArguments", "ReproGRPOConfig", "ReproPPOConfig"]
+__all__ = ["GRPO_ESTIMATORS", "ReproGRPOConfig", "ReproPPOConfig", "ReproTrainerArguments"]
 
-_GRPO_ESTIMATORS = ("grpo", "dr_grpo", "reinforce_pp", "reinforce_pp_baseline")
+#: The estimators whose outcome part fits TRL's GRPO loop (PPO needs a critic: ReproPPOConfig).
+GRPO_ESTIMATORS = tuple(name for name in ESTIMATORS if name != "ppo")
 
 
 @dataclass
-class ReproArguments:
-    """The ``repro_*`` fields shared by the GRPO and PPO configs (REPRO.md sections 1-4)."""
+class ReproTrainerArguments(ReproArguments):
+    """``ReproArguments`` plus what a trainer adds: the switch and the dataset's answer column."""
 
     repro_enabled: bool = field(
         default=True, metadata={"help": "Add RePro process advantages; False trains with the parent trainer's own."}
     )
-    repro_alpha: float = field(
-        default=0.1, metadata={"help": "Scale of the process advantage added to the outcome advantage."}
-    )
-    repro_k: int = field(
-        default=20, metadata={"help": "Highest-entropy paragraph breaks scored per completion (cut points)."}
-    )
-    repro_w: float = field(default=0.1, metadata={"help": "Weight of stability in the step score (1 - w on magnitude)."})
-    repro_stability_ema: float | None = field(
-        default=None, metadata={"help": "EMA factor smoothing J before the stability score; None: no smoothing."}
-    )
-    repro_gamma: float = field(default=1.0, metadata={"help": "Discount of the process rewards' reverse cumulative sum."})
-    repro_estimator: str = field(
-        default="grpo",
-        metadata={
-            "help": "Advantage estimator: grpo (outcome part = TRL's own advantage), dr_grpo, reinforce_pp or "
-            "reinforce_pp_baseline.",
-            "choices": list(_GRPO_ESTIMATORS),
-        },
-    )
-    repro_delimiters: str = field(
-        default="paper",
-        metadata={"help": "Paragraph breaks: paper (a blank line), line (every newline) or reference (the authors')."},
-    )
-    repro_think_end: str | None = field(
-        default="</think>",
-        metadata={"help": "End-of-thinking token; empty or None when completions have no thinking part."},
-    )
-    repro_answer_template: str = field(
-        default="\\boxed{{{answer}}}",
-        metadata={"help": "str.format template of the scored answer text; {answer} is the answer column's value."},
-    )
     repro_answer_column: str = field(
         default="answer", metadata={"help": "Dataset column holding the ground-truth answer."}
     )
-    repro_objective_mode: str = field(
-        default="shared",
-        metadata={
-            "help": "How J is computed: shared (one pass plus cached probes) or per_cut (one sequence per cut).",
-            "choices": ["shared", "per_cut"],
-        },
-    )
-    repro_max_batch_tokens: int = field(
-        default=16384, metadata={"help": "Token budget of one forward call of the RePro passes (rows x width)."}
+    repro_estimator: str = repro_field(
+        "estimator",
+        default="grpo",
+        help="Advantage estimator: grpo (outcome part = TRL's own advantage), dr_grpo, reinforce_pp or "
+        "reinforce_pp_baseline.",
+        choices=GRPO_ESTIMATORS,
     )
 
-    estimators: ClassVar[tuple[str, ...]] = _GRPO_ESTIMATORS
+    def repro_settings(self) -> ReproConfig:
+        """The ``ReproConfig`` of this run; entropies are taken at the sampling temperature."""
+        return self.repro_config(temperature=getattr(self, "temperature"))
 
-    def repro_config(self, temperature: float) -> ReproConfig:
-        """The pipeline config; entropies are taken at the sampling ``temperature``."""
-        if self.repro_estimator not in self.estimators:
+    def repro_config(self, **host: Any) -> ReproConfig:
+        allowed = self.__dataclass_fields__["repro_estimator"].metadata["choices"]
+        if self.repro_estimator not in allowed:
             raise ReproError(
-                f"repro_estimator: expected one of {', '.join(self.estimators)}, got {self.repro_estimator!r}"
+                "repro_estimator", f"{type(self).__name__} takes one of {', '.join(allowed)}, got {self.repro_estimator!r}"
             )
-        try:
-            return self._repro_config(temperature)
-        except ReproError as exc:
-            # Name the config field: "k: ..." is "repro_k: ..." here (temperature is TRL's own field).
-            message = str(exc)
-            raise ReproError(message if message.startswith("temperature") else f"repro_{message}") from None
-
-    def _check_repro(self, temperature: float) -> None:
-        """Every check of the repro_* fields, at construction."""
-        if self.repro_think_end == "None":  # how a command line spells it
-            self.repro_think_end = None
-        self.repro_config(temperature)
-
-    def _repro_config(self, temperature: float) -> ReproConfig:
-        return ReproConfig(
-            k=self.repro_k,
-            w=self.repro_w,
-            alpha=self.repro_alpha,
-            gamma=self.repro_gamma,
-            stability_ema=self.repro_stability_ema,
-            estimator=self.repro_estimator,  # type: ignore[arg-type]
-            delimiters=self.repro_delimiters,
-            think_end=self.repro_think_end or None,
-            answer_template=self.repro_answer_template,
-            objective_mode=self.repro_objective_mode,  # type: ignore[arg-type]
-            temperature=temperature,
-            max_batch_tokens=self.repro_max_batch_tokens,
-        )
+        return super().repro_config(**host)
 
 
 @dataclass
-class ReproGRPOConfig(ReproArguments, GRPOConfig):
-    """``GRPOConfig`` plus RePro's ``repro_*`` fields (see ``ReproArguments``)."""
+class ReproGRPOConfig(ReproTrainerArguments, GRPOConfig):
+    """``GRPOConfig`` plus RePro's ``repro_*`` fields (see ``repro_core.config.ReproArguments``)."""
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        self._check_repro(self.temperature)
+        self.repro_settings()  # every check of the repro_* fields, at construction
 
 
 @dataclass
-class ReproPPOConfig(ReproArguments, GRPOConfig):
+class ReproPPOConfig(ReproTrainerArguments, GRPOConfig):
     """PPO on TRL's GRPO machinery (generation, vLLM, PEFT, accelerate, logging) plus a critic.
 
     The generation batch is split into ``steps_per_generation`` mini-batches (one optimiser step
@@ -124,10 +67,8 @@ class ReproPPOConfig(ReproArguments, GRPOConfig):
     (``beta``) stays 0: PPO puts the KL into the token rewards (``kl_coef``).
     """
 
-    estimators: ClassVar[tuple[str, ...]] = ("ppo",)
-
-    repro_estimator: str = field(
-        default="ppo", metadata={"help": "Advantage estimator: ppo (GAE with the critic's values).", "choices": ["ppo"]}
+    repro_estimator: str = repro_field(
+        "estimator", default="ppo", help="Advantage estimator: ppo (GAE with the critic's values).", choices=["ppo"]
     )
     kl_coef: float = field(
         default=0.05, metadata={"help": "Weight of the per-token KL to the reference model in the token rewards."}
@@ -153,18 +94,19 @@ class ReproPPOConfig(ReproArguments, GRPOConfig):
     def __post_init__(self) -> None:
         super().__post_init__()
         if self.beta != 0.0:
-            raise ReproError(f"beta: PPO puts the KL into the rewards (kl_coef); expected beta = 0, got {self.beta}")
+            raise ReproError("beta", f"PPO puts the KL into the rewards (kl_coef); expected beta = 0, got {self.beta}")
         if self.repro_gamma not in (1.0, self.gamma):
             raise ReproError(
-                f"repro_gamma: PPO discounts outcome and process rewards with one gamma ({self.gamma}); "
+                "repro_gamma", f"PPO discounts outcome and process rewards with one gamma ({self.gamma}); "
                 f"got repro_gamma={self.repro_gamma}"
             )
         if self.kl_estimator not in ("k1", "k3"):
-            raise ReproError(f"kl_estimator: expected 'k1' or 'k3', got {self.kl_estimator!r}")
+            raise ReproError("kl_estimator", f"expected 'k1' or 'k3', got {self.kl_estimator!r}")
         for name in ("kl_coef", "vf_coef", "cliprange_value"):
             if not getattr(self, name) >= 0:
-                raise ReproError(f"{name}: expected a number >= 0, got {getattr(self, name)!r}")
-        self._check_repro(self.temperature)
+                raise ReproError(name, f"expected a number >= 0, got {getattr(self, name)!r}")
+        self.repro_settings()
 
-    def _repro_config(self, temperature: float) -> ReproConfig:
-        return replace(super()._repro_config(temperature), gamma=self.gamma, lam=self.lam)
+    def repro_settings(self) -> ReproConfig:
+        """PPO discounts outcome and process rewards with its own gamma and lam."""
+        return self.repro_config(temperature=self.temperature, gamma=self.gamma, lam=self.lam)

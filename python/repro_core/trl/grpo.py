@@ -11,7 +11,7 @@ import torch
 from accelerate.utils import gather_object
 from trl import GRPOTrainer
 
-from .._core import ReproError
+from ..errors import ReproError
 from ..pipeline import ReproScorer, step_metrics
 from .config import ReproGRPOConfig
 
@@ -38,8 +38,8 @@ class ReproGRPOTrainer(GRPOTrainer):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         if not isinstance(self.args, self.config_class):
-            raise ReproError(f"args: expected a {self.config_class.__name__}, got {type(self.args).__name__}")
-        config = self.args.repro_config(self.args.temperature)
+            raise ReproError("args", f"expected a {self.config_class.__name__}, got {type(self.args).__name__}")
+        config = self.args.repro_settings()
         if not self.args.repro_enabled:
             config = replace(config, alpha=0.0)  # the process part is off (PPO still computes its advantages)
         self.repro = ReproScorer(self.model, self._tokenizer, config)
@@ -104,7 +104,7 @@ class ReproGRPOTrainer(GRPOTrainer):
             column = self.args.repro_answer_column
             if column not in inputs[0]:
                 raise ReproError(
-                    f"repro_answer_column: {column!r} is not a dataset column (columns: {sorted(inputs[0])})"
+                    "repro_answer_column", f"{column!r} is not a dataset column (columns: {sorted(inputs[0])})"
                 )
             prompt_ids = [ids[mask.bool()].tolist() for ids, mask in zip(output["prompt_ids"], output["prompt_mask"])]
             completion_ids = [ids[:n].tolist() for ids, n in zip(output["completion_ids"], lengths)]

@@ -41,7 +41,7 @@ import torch
 from verl.trainer.ppo.core_algos import register_adv_est
 
 from .._api import Estimator, compute_advantages
-from .._core import ReproError
+from ..errors import ReproError
 from ..pipeline import ReproConfig
 
 __all__ = ["ESTIMATORS", "ProcessRewards", "ReproEstimator", "ReproTrainerSync", "process_rewards"]
@@ -110,7 +110,7 @@ class ReproEstimator:
         shape = mask.shape
         for name, tensor in (("rewards", process.rewards), ("placed", process.placed)):
             if tuple(tensor.shape) != shape:
-                raise ReproError(f"process_rewards: {name} has shape {tuple(tensor.shape)}, expected {shape}")
+                raise ReproError("process_rewards", f"{name} has shape {tuple(tensor.shape)}, expected {shape}")
         scores = (token_level_rewards.detach().double().cpu().numpy()) * mask
         offsets, positions, step_rewards = _cut_points(process, mask)
         groups = np.arange(shape[0]) if index is None else np.unique(np.asarray(index), return_inverse=True)[1]

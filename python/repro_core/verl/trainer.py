@@ -33,7 +33,7 @@ from verl.utils.tensordict_utils import list_of_dict_to_tensordict
 from verl.workers.utils.padding import response_from_nested
 
 from .._api import Cuts, score_steps
-from .._core import ReproError
+from ..errors import ReproError
 from ..objective import AnswerTokens
 from ..pipeline import ReproConfig, cut_selector, step_metrics
 from . import ESTIMATORS, ProcessRewards, process_rewards
@@ -54,16 +54,16 @@ def repro_config(config: DictConfig) -> ReproConfig:
     name = algorithm.adv_estimator
     if name not in ESTIMATORS:
         raise ReproError(
-            f"algorithm.adv_estimator: repro_sync needs one of {', '.join(ESTIMATORS)}, got {name!r}"
+            "algorithm.adv_estimator", f"repro_sync needs one of {', '.join(ESTIMATORS)}, got {name!r}"
         )
     block = algorithm.get("repro")
     if block is not None and not isinstance(block, DictConfig):
-        raise ReproError(f"algorithm.repro: expected a mapping, got {block!r}")
+        raise ReproError("algorithm.repro", f"expected a mapping, got {block!r}")
     values = cast(dict, OmegaConf.to_container(block or OmegaConf.create(), resolve=True))
     repro = {str(key): value for key, value in values.items()}
     unknown = sorted(set(repro) - set(_REPRO_KEYS))
     if unknown:
-        raise ReproError(f"algorithm.repro: unknown keys {unknown}; expected some of {list(_REPRO_KEYS)}")
+        raise ReproError("algorithm.repro", f"unknown keys {unknown}; expected some of {list(_REPRO_KEYS)}")
     estimator = ESTIMATORS[name]
     return ReproConfig(
         **repro,
@@ -91,7 +91,7 @@ class ReproTrainerSync(PPOTrainerSync):
         correction = config.algorithm.get("rollout_correction") or {}
         if correction.get("bypass_mode", False):
             raise ReproError(
-                "algorithm.rollout_correction.bypass_mode: repro_sync reads the entropies of verl's "
+                "algorithm.rollout_correction.bypass_mode", "repro_sync reads the entropies of verl's "
                 "old-log-prob pass, which bypass mode skips; set it to False"
             )
 
@@ -115,9 +115,9 @@ class ReproTrainerSync(PPOTrainerSync):
         data = tq.kv_batch_get(keys=batch.keys, partition_id=batch.partition_id, select_fields=fields)
         missing = [name for name in fields if name not in data.keys()]
         if missing:
-            raise ReproError(f"repro_sync: the batch has no {missing} in the TransferQueue (fields: {fields})")
+            raise ReproError("repro_sync", f"the batch has no {missing} in the TransferQueue (fields: {fields})")
         if data["position_ids"].dim() != 2:
-            raise ReproError("repro_sync: multi-dimensional position_ids (multi-modal rows) are not supported")
+            raise ReproError("repro_sync", "multi-dimensional position_ids (multi-modal rows) are not supported")
         lengths = data["response_mask"].offsets().diff().tolist()
         width = max([1, *lengths])
         real = [b for b, tag in enumerate(batch.tags) if not tag.get("is_padding", False)]
@@ -130,12 +130,12 @@ class ReproTrainerSync(PPOTrainerSync):
         for i, b in enumerate(real):
             if not bool(masks[b].bool().all()):
                 raise ReproError(
-                    f"repro_sync: row {batch.keys[b]} masks tokens inside its response (multi-turn tool "
+                    "repro_sync", f"row {batch.keys[b]} masks tokens inside its response (multi-turn tool "
                     "output); RePro scores single-turn responses"
                 )
             ground_truth = (reward_models[b] or {}).get("ground_truth")
             if ground_truth is None:
-                raise ReproError(f"repro_sync: row {batch.keys[b]} has no reward_model.ground_truth")
+                raise ReproError("repro_sync", f"row {batch.keys[b]} has no reward_model.ground_truth")
             prompts.append(prompt_rows[b])
             completions.append(responses[b])
             answers.append(self._answer_ids(ground_truth, b))

@@ -1,0 +1,202 @@
+"""``ReproConfig``: the one declaration of every RePro setting (default, help, choices, check).
+
+Every other spelling is derived from it: TRL's ``repro_*`` fields (``ReproArguments``, below, and the
+trainers' configs), ``repro score``'s flags (the same ``--repro_*`` names) and the keys of verl's
+``algorithm.repro`` block. A setting added here appears in all of them; ``tests/test_config.py``
+fails when a layer misses one.
+
+Checks live in one place each: the numeric options (k, w, alpha, gamma, lam, stability_ema and the
+estimator) in the Rust core, which ``check_options`` runs without data; the model-side ones
+(delimiters, think_end, answer_template, objective_mode, temperature, max_batch_tokens) in
+``check_setting`` here, which ``ObjectiveScorer`` calls too. Importing this module imports neither
+torch nor TRL.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import MISSING, Field, asdict, dataclass, field, fields
+from typing import Any, ClassVar, Literal, get_args
+
+from ._api import ESTIMATORS, Estimator, check_options
+from .errors import ReproError
+
+__all__ = [
+    "DELIMITER_MODES",
+    "OBJECTIVE_MODES",
+    "ObjectiveMode",
+    "ReproArguments",
+    "ReproConfig",
+    "check_setting",
+    "repro_field",
+]
+
+ObjectiveMode = Literal["shared", "per_cut"]
+OBJECTIVE_MODES: tuple[str, ...] = get_args(ObjectiveMode)
+#: The named paragraph rules of ``Delimiters.from_tokenizer`` (a list of token strings or ids also works).
+DELIMITER_MODES = ("paper", "line", "reference")
+
+
+@dataclass
+class ReproConfig:
+    """RePro's settings (the method's definition is in docs/method.md); defaults are the paper's.
+
+    ``cli_type`` in a field's metadata is the type its command-line flag parses (for fields whose
+    Python type is a union that a parser cannot read).
+    """
+
+    k: int = field(default=20, metadata={"help": "Highest-entropy paragraph breaks kept as cut points per completion."})
+    w: float = field(default=0.1, metadata={"help": "Weight of stability in the step score: C = (1 - w) M + w S."})
+    alpha: float = field(default=0.1, metadata={"help": "Scale of the process advantage added to the outcome one."})
+    gamma: float = field(
+        default=1.0, metadata={"help": "Discount of the process rewards' reverse cumulative sum (and of GAE)."}
+    )
+    lam: float = field(default=1.0, metadata={"help": "GAE lambda; only the 'ppo' estimator uses it."})
+    stability_ema: float | None = field(
+        default=None, metadata={"help": "EMA factor beta smoothing J before the stability score; None: no smoothing."}
+    )
+    estimator: Estimator = field(
+        default="grpo",
+        metadata={"help": f"Advantage estimator: {', '.join(ESTIMATORS)}.", "choices": ESTIMATORS},
+    )
+    delimiters: str | list[str] | list[int] = field(
+        default="paper",
+        metadata={
+            "help": "Paragraph breaks: paper (a blank line), line (every newline), reference (the authors' tokens), "
+            "or (in Python) a list of token strings or token ids.",
+            "cli_type": str,
+            "choices": DELIMITER_MODES,
+        },
+    )
+    think_end: str | int | None = field(
+        default="</think>",
+        metadata={
+            "help": "End-of-thinking token (text or id); None when completions have no thinking part. The default "
+            "is ignored when the tokenizer has no such single token.",
+            "cli_type": str | None,
+        },
+    )
+    answer_template: str = field(
+        default="\\boxed{{{answer}}}",
+        metadata={"help": "str.format template of the scored answer text; {answer} is the ground truth."},
+    )
+    objective_mode: ObjectiveMode = field(
+        default="shared",
+        metadata={
+            "help": "How J is computed: shared (one pass plus cached probes, fast) or per_cut (one sequence per cut).",
+            "choices": OBJECTIVE_MODES,
+        },
+    )
+    temperature: float = field(
+        default=1.0, metadata={"help": "Sampling temperature, for the entropies only (J uses raw logits)."}
+    )
+    max_batch_tokens: int = field(
+        default=16384, metadata={"help": "Token budget of one forward call of the RePro passes (rows x padded width)."}
+    )
+
+    def __post_init__(self) -> None:
+        check_options(
+            estimator=self.estimator, k=self.k, w=self.w, alpha=self.alpha, gamma=self.gamma, lam=self.lam,
+            stability_ema=self.stability_ema,
+        )
+        for name in _MODEL_SIDE:
+            check_setting(name, getattr(self, name))
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def check_setting(name: str, value: Any) -> None:
+    """The check of one model-side setting of ``ReproConfig``, by field name (ReproError naming it)."""
+    if name == "objective_mode":
+        if value not in OBJECTIVE_MODES:
+            raise ReproError(name, f"expected one of {', '.join(OBJECTIVE_MODES)}, got {value!r}")
+    elif name == "temperature":
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not (math.isfinite(value) and value > 0):
+            raise ReproError(name, f"expected a finite number > 0, got {value!r}")
+    elif name == "max_batch_tokens":
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ReproError(name, f"expected an int >= 1, got {value!r}")
+    elif name == "think_end":
+        if value is not None and (isinstance(value, bool) or not isinstance(value, (str, int))):
+            raise ReproError(name, f"expected a token string, a token id or None, got {value!r}")
+    elif name == "delimiters":
+        if isinstance(value, str):
+            if value not in DELIMITER_MODES:
+                raise ReproError(name, f"expected one of {', '.join(DELIMITER_MODES)} or a list, got {value!r}")
+        elif not isinstance(value, (list, tuple)) or not (
+            all(isinstance(item, str) for item in value)
+            or all(isinstance(item, int) and not isinstance(item, bool) for item in value)
+        ):
+            raise ReproError(name, f"expected a mode name, a list of token strings or a list of token ids, got {value!r}")
+    elif name == "answer_template":
+        try:
+            has_answer = isinstance(value, str) and "\0" in value.format(answer="\0")
+        except (IndexError, KeyError, ValueError):
+            has_answer = False
+        if not has_answer:
+            raise ReproError(
+                name, f"expected a str.format template with an {{answer}} field (literal braces doubled), got {value!r}"
+            )
+    else:
+        raise KeyError(f"{name!r} is not a model-side setting of ReproConfig")
+
+
+#: The settings ``check_setting`` checks; the others are ``check_options``'.
+_MODEL_SIDE = ("delimiters", "think_end", "answer_template", "objective_mode", "temperature", "max_batch_tokens")
+_FIELDS: dict[str, Field[Any]] = {f.name: f for f in fields(ReproConfig)}
+
+
+def repro_field(name: str, **overrides: Any) -> Any:
+    """A dataclass field for the setting ``name`` with ``ReproConfig``'s default, help and choices.
+
+    For configs that spell settings ``repro_<name>`` (TRL's); ``overrides`` replace the default
+    (``default=``) or metadata entries (``help=``, ``choices=``).
+    """
+    source = _FIELDS[name]
+    default = overrides.pop("default", source.default)
+    metadata = {key: value for key, value in source.metadata.items() if key != "cli_type"}
+    metadata.update(overrides)
+    if "choices" in metadata:
+        metadata["choices"] = list(metadata["choices"])
+    assert default is not MISSING
+    return field(default=default, metadata=metadata)
+
+
+@dataclass
+class ReproArguments:
+    """RePro's settings as ``repro_*`` flags, for ``repro train``, ``repro score`` and TRL configs.
+
+    The trainers read them through ``ReproConfig`` (``repro_config``); the sampling temperature,
+    gamma and lam belong to the host's config where it has them.
+    """
+
+    repro_k: int = repro_field("k")
+    repro_w: float = repro_field("w")
+    repro_alpha: float = repro_field("alpha")
+    repro_gamma: float = repro_field("gamma")
+    repro_stability_ema: float | None = repro_field("stability_ema")
+    repro_estimator: str = repro_field("estimator")
+    repro_delimiters: str = repro_field("delimiters")
+    repro_think_end: str | None = repro_field("think_end")
+    repro_answer_template: str = repro_field("answer_template")
+    repro_objective_mode: str = repro_field("objective_mode")
+    repro_max_batch_tokens: int = repro_field("max_batch_tokens")
+
+    #: ``ReproConfig`` fields that the host's own config supplies (``repro_config``'s keywords).
+    HOST_SETTINGS: ClassVar[tuple[str, ...]] = ("temperature", "lam")
+
+    def repro_config(self, **host: Any) -> ReproConfig:
+        """The ``ReproConfig`` of these flags plus the host's settings (``temperature=...``, ...).
+
+        A ReproError names the flag (``repro_k``), not the ``ReproConfig`` field.
+        """
+        values = {name: getattr(self, f"repro_{name}") for name in _FIELDS if hasattr(self, f"repro_{name}")}
+        if values.get("think_end") in ("", "None"):  # how a command line or a YAML file spells "no tag"
+            values["think_end"] = None
+        try:
+            return ReproConfig(**{**values, **host})
+        except ReproError as error:
+            if error.argument in values:
+                raise error.renamed(f"repro_{error.argument}") from None
+            raise
