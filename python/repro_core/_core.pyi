@@ -4,10 +4,14 @@ from typing import Final, final
 import numpy as np
 import numpy.typing as npt
 
+from repro_core.errors import ReproError as ReproError
+
 __all__ = [
+    "ESTIMATORS",
     "PARALLEL_MIN_ELEMENTS",
     "DelimiterTable",
     "ReproError",
+    "check_options",
     "compute_advantages",
     "score_steps",
     "segment_paragraphs",
@@ -15,9 +19,18 @@ __all__ = [
 ]
 
 PARALLEL_MIN_ELEMENTS: Final[int]
+ESTIMATORS: Final[tuple[str, ...]]
 
-class ReproError(ValueError):
-    """Bad input: the message names the argument, what was expected and what was found."""
+def check_options(
+    estimator: str,
+    k: int,
+    w: float,
+    alpha: float,
+    gamma: float,
+    lam: float,
+    stability_ema: float | None,
+    norm_by_std: bool,
+) -> None: ...
 
 @final
 class DelimiterTable:

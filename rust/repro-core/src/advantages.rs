@@ -50,6 +50,22 @@ pub struct Options {
     pub norm_by_std: bool,
 }
 
+impl Options {
+    /// The checks of the options for `estimator`, which need no data.
+    pub fn check(&self, estimator: Estimator) -> Result<()> {
+        let Self { alpha, gamma, lam, norm_by_std } = *self;
+        ensure(alpha.is_finite(), "alpha", || format!("expected a finite number, got {alpha}"))?;
+        ensure((0.0..=1.0).contains(&gamma), "gamma", || format!("expected a discount in [0, 1], got {gamma}"))?;
+        ensure((0.0..=1.0).contains(&lam), "lam", || format!("expected a GAE lambda in [0, 1], got {lam}"))?;
+        ensure(lam == 1.0 || estimator == Estimator::Ppo, "lam", || {
+            format!("only the 'ppo' estimator uses lam, got lam={lam} with '{estimator}'")
+        })?;
+        ensure(norm_by_std || matches!(estimator, Estimator::Grpo | Estimator::DrGrpo), "norm_by_std", || {
+            format!("only 'grpo' divides by a group std ('dr_grpo' never does); norm_by_std=False has no meaning for '{estimator}'")
+        })
+    }
+}
+
 impl Default for Options {
     fn default() -> Self {
         Self { alpha: 0.1, gamma: 1.0, lam: 1.0, norm_by_std: true }
@@ -121,16 +137,7 @@ fn validate(
 ) -> Result<(Vec<usize>, Vec<Range<usize>>)> {
     let lengths = lengths(batch.response_mask, parallel)?;
     let (n_rows, width) = batch.response_mask.shape();
-    let Options { alpha, gamma, lam, norm_by_std } = *options;
-    ensure(alpha.is_finite(), "alpha", || format!("expected a finite number, got {alpha}"))?;
-    ensure((0.0..=1.0).contains(&gamma), "gamma", || format!("expected a discount in [0, 1], got {gamma}"))?;
-    ensure((0.0..=1.0).contains(&lam), "lam", || format!("expected a GAE lambda in [0, 1], got {lam}"))?;
-    ensure(lam == 1.0 || estimator == Estimator::Ppo, "lam", || {
-        format!("only the 'ppo' estimator uses lam, got lam={lam} with {estimator:?}")
-    })?;
-    ensure(norm_by_std || matches!(estimator, Estimator::Grpo | Estimator::DrGrpo), "norm_by_std", || {
-        format!("only 'grpo' divides by a group std ('dr_grpo' never does); norm_by_std=False has no meaning for '{estimator}'")
-    })?;
+    options.check(estimator)?;
     match (estimator, batch.values) {
         (Estimator::Ppo, None) => {
             return Err(Error::new("values", "the 'ppo' estimator needs critic values (B, T), got None"))

@@ -20,4 +20,4 @@ pub use delimiters::{Delimiters, TokenText};
 pub use error::{Error, Result};
 pub use ragged::row_ranges;
 pub use rows::{lengths, Mask, MaskValue, Rows, Widen};
-pub use scores::{magnitude, score_steps, Steps};
+pub use scores::{check_score_options, magnitude, score_steps, Steps};

@@ -34,11 +34,17 @@ fn stability(smoothed: &[f64], out: &mut [f64]) {
     }
 }
 
-fn validate(j_values: &[f64], w: f64, stability_ema: Option<f64>) -> Result<()> {
+/// The checks of `score_steps`' options, which need no data.
+pub fn check_score_options(w: f64, stability_ema: Option<f64>) -> Result<()> {
     ensure((0.0..=1.0).contains(&w), "w", || format!("expected a weight in [0, 1], got {w}"))?;
     if let Some(beta) = stability_ema {
         ensure(beta > 0.0 && beta <= 1.0, "stability_ema", || format!("expected beta in (0, 1], got {beta}"))?;
     }
+    Ok(())
+}
+
+fn validate(j_values: &[f64], w: f64, stability_ema: Option<f64>) -> Result<()> {
+    check_score_options(w, stability_ema)?;
     for (i, &j) in j_values.iter().enumerate() {
         if !j.is_finite() {
             return Err(Error::new("j_values", format!("expected finite values, got {j} at index {i}")));

@@ -6,23 +6,26 @@
 use std::borrow::Cow;
 
 use numpy::{IntoPyArray, PyArray1, PyArray2, PyReadonlyArray1, PyReadonlyArray2};
-use pyo3::create_exception;
-use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
+use pyo3::sync::PyOnceLock;
+use pyo3::types::PyType;
 use repro_core::{Batch, Delimiters, Estimator, Mask, Options, Rows, TokenText, Widen};
 
 mod threads;
 
-create_exception!(
-    repro_core,
-    ReproError,
-    PyValueError,
-    "Bad input to repro_core: the message names the argument, what was expected and what was found."
-);
+/// `repro_core.errors.ReproError`, the package's one exception (a `ValueError` with `argument`).
+static REPRO_ERROR: PyOnceLock<Py<PyType>> = PyOnceLock::new();
 
-/// The one mapping of core errors to Python.
+fn repro_error(py: Python<'_>) -> PyResult<&Bound<'_, PyType>> {
+    REPRO_ERROR.import(py, "repro_core.errors", "ReproError")
+}
+
+/// The one mapping of core errors to Python: `ReproError(argument, message)`.
 fn raise(error: repro_core::Error) -> PyErr {
-    ReproError::new_err(error.to_string())
+    Python::attach(|py| match repro_error(py) {
+        Ok(class) => PyErr::from_type(class.clone(), (error.argument, error.message)),
+        Err(import_error) => import_error,
+    })
 }
 
 /// Runs `compute` without the GIL, in parallel when `elements` is large enough, mapping core
@@ -187,6 +190,30 @@ type Int64Array<'py> = Bound<'py, PyArray1<i64>>;
 type Float64Array<'py> = Bound<'py, PyArray1<f64>>;
 type Float32Matrix<'py> = Bound<'py, PyArray2<f32>>;
 
+fn cut_count(k: i64) -> PyResult<usize> {
+    usize::try_from(k).map_err(|_| raise(repro_core::Error::new("k", format!("expected an integer >= 0, got {k}"))))
+}
+
+/// The checks of every option of `select_cuts`, `score_steps` and `compute_advantages`, without data.
+#[pyfunction]
+#[pyo3(signature = (estimator, k, w, alpha, gamma, lam, stability_ema, norm_by_std))]
+#[allow(clippy::too_many_arguments)]
+fn check_options(
+    estimator: &str,
+    k: i64,
+    w: f64,
+    alpha: f64,
+    gamma: f64,
+    lam: f64,
+    stability_ema: Option<f64>,
+    norm_by_std: bool,
+) -> PyResult<()> {
+    let estimator = Estimator::parse(estimator).map_err(raise)?;
+    cut_count(k)?;
+    repro_core::check_score_options(w, stability_ema).map_err(raise)?;
+    Options { alpha, gamma, lam, norm_by_std }.check(estimator).map_err(raise)
+}
+
 #[pyfunction]
 #[pyo3(signature = (token_ids, response_mask, entropies, delimiters, k, think_end_id))]
 fn select_cuts<'py>(
@@ -198,8 +225,7 @@ fn select_cuts<'py>(
     k: i64,
     think_end_id: Option<i64>,
 ) -> PyResult<(Int64Array<'py>, Int64Array<'py>, Int64Array<'py>)> {
-    let k = usize::try_from(k)
-        .map_err(|_| raise(repro_core::Error::new("k", format!("expected an integer >= 0, got {k}"))))?;
+    let k = cut_count(k)?;
     let (ids, mask, entropies) = (token_ids.rows(), response_mask.rows(), entropies.rows());
     let (batch, width) = mask.shape();
     let cuts = detach(py, batch * width, |parallel| {
@@ -293,11 +319,13 @@ fn compute_advantages<'py>(
 #[pymodule(gil_used = false)]
 mod _core {
     #[pymodule_export]
-    use super::{compute_advantages, score_steps, segment_paragraphs, select_cuts, DelimiterTable, ReproError};
+    use super::{check_options, compute_advantages, score_steps, segment_paragraphs, select_cuts, DelimiterTable};
 
     #[pymodule_init]
     fn init(module: &pyo3::Bound<'_, pyo3::types::PyModule>) -> pyo3::PyResult<()> {
         use pyo3::types::PyModuleMethods;
-        module.add("PARALLEL_MIN_ELEMENTS", super::threads::PARALLEL_MIN_ELEMENTS)
+        module.add("PARALLEL_MIN_ELEMENTS", super::threads::PARALLEL_MIN_ELEMENTS)?;
+        module.add("ESTIMATORS", pyo3::types::PyTuple::new(module.py(), repro_core::Estimator::NAMES)?)?;
+        module.add("ReproError", super::repro_error(module.py())?)
     }
 }
