@@ -5,11 +5,18 @@ set, as in .ci/run, else "dev"):
 - dev:      150 examples per property, random seeds (fast local runs);
 - ci:       100 examples per property, derandomized (reproducible, fast on 2 cores);
 - thorough: 2000 examples per property (run occasionally).
+
+Shared fixtures (session scope; torch and the tiny model load on first use, so that collecting a
+suite that needs neither imports neither):
+- tok:        tests/tiny.py's byte-level BPE tokenizer;
+- tiny_model: tests/tiny.py's random-weight qwen2 model for `tok`, in eval mode. Shared by every
+  test in the session: a test that trains or otherwise changes weights builds its own model.
 """
 
 import os
 import sys
 
+import pytest
 from hypothesis import HealthCheck, settings
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -23,3 +30,17 @@ settings.register_profile("dev", max_examples=150, **_common)
 settings.register_profile("ci", max_examples=100, derandomize=True, **_common)
 settings.register_profile("thorough", max_examples=2000, **_common)
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci" if os.environ.get("CI") else "dev"))
+
+
+@pytest.fixture(scope="session")
+def tok():
+    import tiny
+
+    return tiny.tokenizer()
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tok):
+    import tiny
+
+    return tiny.model(len(tok))
