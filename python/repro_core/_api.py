@@ -238,8 +238,8 @@ def select_cuts(
 ) -> Cuts:
     """Cut points of every completion: 0, the k highest-entropy paragraph breaks, the end of thinking.
 
-    token_ids, response_mask, entropies: (B, T); the mask is right-padded. REPRO.md section 1,
-    steps 2 to 4: candidates are breaks inside the thinking part, ties in entropy go to the
+    token_ids, response_mask, entropies: (B, T); the mask is right-padded. docs/method.md, "Cut
+    points": candidates are breaks inside the thinking part, ties in entropy go to the
     smaller position.
     """
     offsets, positions, ends = _core.select_cuts(
@@ -271,7 +271,7 @@ def segment_paragraphs(
 
 
 def score_steps(j_values: Any, offsets: Any, *, w: float = 0.1, stability_ema: float | None = None) -> Steps:
-    """Magnitude, stability, composite score and process reward at every cut point (REPRO.md section 3).
+    """Magnitude, stability, composite score and process reward at every cut point (docs/method.md).
 
     j_values: (N,) J at each cut point in cuts order (mean answer log-probabilities, <= 0);
     offsets: (B + 1,) from ``select_cuts``. w weighs stability; stability_ema smooths J for the
@@ -303,7 +303,7 @@ def compute_advantages(
     token_rewards: Any = None,
 ) -> Advantages:
     """Per-token advantages: the estimator's outcome advantage plus alpha times the normalised,
-    discounted sum of process rewards to the end of the completion (REPRO.md section 4).
+    discounted sum of process rewards to the end of the completion (docs/method.md, "Advantages").
 
     outcome_rewards (B,), step_rewards (N,) (``Steps.reward``), offsets (B + 1,) and positions
     (N,) (``Cuts``), response_mask (B, T), group_index (B,) (completions of one prompt share a
