@@ -1,5 +1,6 @@
-"""ObjectiveScorer (REPRO.md sections 1, 2, 6): J and entropies against direct computations, the
-shared-prefix path against the per-cut oracle, and bad input."""
+"""ObjectiveScorer (docs/method.md, "J, the surrogate objective" and "Shared-prefix J"): J and
+entropies against direct computations, the shared-prefix path against the per-cut oracle, and bad
+input."""
 
 from __future__ import annotations
 
@@ -19,16 +20,12 @@ torch = pytest.importorskip("torch")
 
 import repro_core as rc  # noqa: E402
 from repro_core import ReproError  # noqa: E402
+from repro_core.config import ReproConfig  # noqa: E402
 from repro_core.objective import ObjectiveScorer  # noqa: E402
 
 import tiny  # noqa: E402
 
 TEMPLATE = "\\boxed{{{answer}}}"
-
-
-@pytest.fixture(scope="module")
-def tok():
-    return tiny.tokenizer()
 
 
 @pytest.fixture(scope="module", params=["qwen2", "llama"])
@@ -264,27 +261,41 @@ def test_non_finite_entropies_name_row_and_position(tok):
 
 
 @pytest.fixture(scope="module")
-def scorer(tok):
-    return ObjectiveScorer(tiny.model(len(tok)), tok)
+def scorer(tok, tiny_model):
+    return ObjectiveScorer(tiny_model, tok)
 
 
 @pytest.mark.parametrize(
     ("kwargs", "message"),
     [
-        (dict(mode="fast"), "mode: expected 'shared' or 'per_cut'"),
+        (dict(mode="fast"), "mode: expected one of shared, per_cut, got 'fast'"),
         (dict(temperature=0), "temperature: expected a finite number > 0"),
         (dict(temperature=float("nan")), "temperature"),
-        (dict(temperature="1"), "temperature: expected a positive number"),
-        (dict(max_batch_tokens=0), "max_batch_tokens: expected a positive int"),
-        (dict(max_batch_tokens=2.5), "max_batch_tokens: expected a positive int"),
+        (dict(temperature="1"), "temperature: expected a finite number > 0, got '1'"),
+        (dict(max_batch_tokens=0), "max_batch_tokens: expected an int >= 1"),
+        (dict(max_batch_tokens=2.5), "max_batch_tokens: expected an int >= 1"),
         (dict(answer_template="{solution}"), "answer_template"),
         (dict(answer_template="\\boxed{{x}}"), "answer_template: expected a str.format template"),
         (dict(answer_template=None), "answer_template"),
     ],
 )
-def test_bad_options(tok, kwargs, message):
-    with pytest.raises(ReproError, match=message):
-        ObjectiveScorer(tiny.model(len(tok)), tok, **kwargs)
+def test_bad_options(tok, tiny_model, kwargs, message):
+    with pytest.raises(ReproError, match=message) as raised:
+        ObjectiveScorer(tiny_model, tok, **kwargs)
+    assert raised.value.argument == next(iter(kwargs))  # the keyword the caller set
+
+
+def test_options_are_checked_as_the_config_checks_them(tok, tiny_model):
+    """One check per setting: the scorer's message is ReproConfig's, under the scorer's keyword."""
+    for keyword, field, value in [("mode", "objective_mode", "fast"), ("temperature", "temperature", -1.0),
+                                  ("max_batch_tokens", "max_batch_tokens", 0),
+                                  ("answer_template", "answer_template", "{x}")]:
+        with pytest.raises(ReproError) as from_config:
+            ReproConfig(**{field: value})
+        with pytest.raises(ReproError) as from_scorer:
+            ObjectiveScorer(tiny_model, tok, **{keyword: value})
+        assert (from_config.value.argument, from_scorer.value.argument) == (field, keyword)
+        assert from_scorer.value.message == from_config.value.message
 
 
 def test_bad_rollouts(scorer, tok):

@@ -1,0 +1,263 @@
+"""The adapter around a ``transformers`` causal LM: what J and the entropies need of the model.
+
+Its decoder and output head (with the logit transforms some architectures apply), the prefix pass
+over padded chunks, the probes of the shared-prefix path against that pass's KV cache
+(docs/method.md, "Shared-prefix J"), and the per-cut oracle.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import numpy as np
+import torch
+from transformers import DynamicCache
+
+from .._api import Cuts
+from ..errors import ReproError
+from .rows import Chunk, Rows
+
+__all__ = ["LOGIT_CHUNK_ELEMENTS", "ModelAdapter"]
+
+#: Most logits (tokens x vocab) materialised at once, in float32: 256 MiB per buffer.
+LOGIT_CHUNK_ELEMENTS = 1 << 26
+
+# The 4-D probe mask is passed to the model as is; these attention kernels accept it.
+_MASKABLE_ATTENTION = ("sdpa", "eager")
+
+
+class ModelAdapter:
+    """The pieces of a causal LM that J needs: its decoder, its output head, its logit transform."""
+
+    def __init__(self, model: Any) -> None:
+        self.model = model
+        if isinstance(model, torch.nn.parallel.DistributedDataParallel):
+            model = model.module
+        # PEFT keeps the transformers model (adapters injected in place) behind get_base_model().
+        self.causal_lm = model.get_base_model() if hasattr(model, "get_base_model") else model
+        self.decoder = self.causal_lm.base_model
+        self.head = self.causal_lm.get_output_embeddings()
+        config = self.causal_lm.config.get_text_config()
+        # What some architectures' forwards do to the lm_head output (Gemma 2/3, Cohere, Granite).
+        self.softcap = getattr(config, "final_logit_softcapping", None)
+        self.scale = getattr(config, "logit_scale", None) or 1.0
+        self.scale /= getattr(config, "logits_scaling", None) or 1.0
+        self.attention = self.causal_lm.config._attn_implementation
+        # Sliding-window layers see only the last `window` positions; Mistral-style configs slide
+        # in every layer without naming layer types.
+        self.window: int = getattr(config, "sliding_window", None) or 0
+        kinds = getattr(config, "layer_types", None) or ["sliding_attention" if self.window else "full_attention"]
+        self.layer_types = frozenset(kinds)
+        self.vocab_size = self.causal_lm.get_input_embeddings().num_embeddings
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.model.parameters()).device
+
+    @contextmanager
+    def inference(self, *, shared: bool) -> Iterator[ModelAdapter]:
+        """Eval mode and no grad for the call; every module's own training flag is restored.
+
+        ``shared``: the probes' 4-D masks will be used, so the model must take them (a flash
+        attention kernel is swapped for SDPA during the call).
+        """
+        modes = [(module, module.training) for module in self.model.modules()]
+        restore_attention = None
+        unsupported = self.layer_types - {"full_attention", "sliding_attention"}
+        if shared and unsupported:
+            raise ReproError(
+                "mode", f"'shared' cannot mask the model's {', '.join(sorted(unsupported))} layers; use mode='per_cut'"
+            )
+        if shared and self.attention not in _MASKABLE_ATTENTION:
+            # Flash-attention kernels take no arbitrary 4-D mask: SDPA for the call, then back.
+            restore_attention = self.attention
+            self.causal_lm.set_attn_implementation("sdpa")
+        self.model.eval()
+        try:
+            with torch.no_grad():
+                yield self
+        finally:
+            if restore_attention is not None:
+                self.causal_lm.set_attn_implementation(restore_attention)
+            for module, training in modes:
+                module.training = training
+
+    def logits(self, hidden: torch.Tensor) -> torch.Tensor:
+        """float32 logits of a (n, d) slice of hidden states, as the model's own forward makes them."""
+        logits = self.head(hidden).float()
+        if self.scale != 1.0:
+            logits = logits * self.scale
+        if self.softcap:
+            logits = torch.tanh(logits / self.softcap) * self.softcap
+        return logits
+
+    def token_chunks(self, count: int) -> Iterator[slice]:
+        step = max(1, LOGIT_CHUNK_ELEMENTS // self.head.weight.shape[0])
+        for start in range(0, count, step):
+            yield slice(start, min(start + step, count))
+
+    def prefix(self, chunk: Chunk) -> torch.Tensor:
+        """Final hidden states (b, P + T, d) of the chunk's rows."""
+        return self._decode(chunk, use_cache=False).last_hidden_state
+
+    def prefix_with_cache(self, chunk: Chunk) -> tuple[torch.Tensor, DynamicCache]:
+        """Final hidden states (b, P + T, d) and the KV cache the probes run against."""
+        # A cache of full layers: sliding-window layers would drop the keys that early probes see.
+        out = self._decode(chunk, use_cache=True, cache=DynamicCache())
+        return out.last_hidden_state, out.past_key_values
+
+    def _decode(self, chunk: Chunk, *, use_cache: bool, cache: DynamicCache | None = None) -> Any:
+        return self.decoder(
+            input_ids=chunk.input_ids,
+            attention_mask=chunk.attention_mask,
+            position_ids=chunk.position_ids,
+            past_key_values=cache,
+            use_cache=use_cache,
+        )
+
+    def entropies(self, chunk: Chunk, hidden: torch.Tensor, temperature: float) -> np.ndarray:
+        """(b, T) float32 entropies of the completion tokens (0 past each completion's end)."""
+        width, start = chunk.completion_width, chunk.prompt_width
+        # Completion token t is predicted from column P + t - 1.
+        valid = torch.arange(width, device=hidden.device) < chunk.completion_lengths[:, None]
+        gathered = hidden[:, start - 1 : start - 1 + width][valid]
+        values = torch.empty(gathered.shape[0], dtype=torch.float32, device=hidden.device)
+        for part in self.token_chunks(gathered.shape[0]):
+            logp = torch.log_softmax(self.logits(gathered[part]) / temperature, dim=-1)
+            values[part] = -(logp.exp() * logp).sum(-1)
+        out = torch.zeros(valid.shape, dtype=torch.float32, device=hidden.device)
+        out[valid] = values
+        result = out.cpu().numpy()
+        bad = np.argwhere(~np.isfinite(result))
+        if bad.size:
+            row, position = bad[0]
+            raise ReproError(
+                "entropies", f"non-finite value {result[row, position]} at row {chunk.rows[row]}, position {position} "
+                "(the model's logits overflow or are NaN)"
+            )
+        return result
+
+    def probes(self, chunk: Chunk, cache: DynamicCache, cuts: Cuts, budget: int) -> np.ndarray:
+        """J (n,) at the cut points of the chunk's rows (``cuts``, one row per ``chunk.rows``, in
+        its layout), every probe of the chunk scored against the prefix cache."""
+        device = chunk.input_ids.device
+        rows, cache_width = len(chunk.rows), chunk.input_ids.shape[1]
+        answer_len = torch.tensor([len(a) for a in chunk.answers], device=device)
+        width = int(answer_len.max())
+        answers = torch.zeros((rows, width), dtype=torch.long, device=device)
+        for i, a in enumerate(chunk.answers):
+            answers[i, : len(a)] = torch.tensor(a, device=device)
+        per_row = np.diff(cuts.offsets)
+        most = int(per_row.max(initial=0))
+        cut_pos = torch.zeros((rows, most), dtype=torch.long, device=device)
+        has_cut = torch.from_numpy(np.arange(most) < per_row[:, None]).to(device)
+        cut_pos[has_cut] = torch.tensor(cuts.positions, dtype=torch.long, device=device)
+        # The last prefix token of the probe at cut p: column P + p - 1 (the last prompt token at p = 0).
+        last = chunk.prompt_width - 1 + cut_pos
+        offsets_in_probe = torch.arange(width, device=device)
+        totals = torch.zeros((rows, most), dtype=torch.float64, device=device)
+        per_call = max(1, budget // (rows * width))
+        for first in range(0, most, per_call):
+            probes = slice(first, min(first + per_call, most))
+            count = probes.stop - probes.start
+            last_col = last[:, probes]  # (b, n)
+            first_token = chunk.input_ids.gather(1, last_col)
+            input_ids = torch.cat([first_token[:, :, None], answers[:, None, :-1].expand(-1, count, -1)], dim=2)
+            position_ids = chunk.position_ids.gather(1, last_col)[:, :, None] + offsets_in_probe
+            # Query (j, i) sees cache columns < its last prefix column (real tokens only) ...
+            sees_cache = (torch.arange(cache_width, device=device) < last_col[:, :, None]) & chunk.attention_mask[
+                :, None, :
+            ].bool()
+            sees_cache = sees_cache[:, :, None, :].expand(-1, -1, width, -1)
+            # ... and the tokens of its own probe up to itself.
+            same_probe = torch.eye(count, dtype=torch.bool, device=device)[:, None, :, None]
+            causal = offsets_in_probe[None, :] <= offsets_in_probe[:, None]
+            sees_probe = (same_probe & causal[None, :, None, :]).reshape(count * width, count * width)
+            allowed = torch.cat(
+                [sees_cache.reshape(rows, count * width, cache_width), sees_probe.expand(rows, -1, -1)], dim=2
+            )
+            position_ids = position_ids.reshape(rows, -1)
+            key_positions = torch.cat([chunk.position_ids, position_ids], dim=1)
+            out = self.decoder(
+                input_ids=input_ids.reshape(rows, -1),
+                attention_mask=self.probe_masks(allowed, position_ids, key_positions),
+                position_ids=position_ids,
+                past_key_values=cache,
+                use_cache=True,
+            )
+            cache.crop(cache_width)
+            scored = has_cut[:, probes, None] & (offsets_in_probe < answer_len[:, None])[:, None, :]
+            hidden = out.last_hidden_state.reshape(rows, count, width, -1)[scored]
+            targets = answers[:, None, :].expand(-1, count, -1)[scored]
+            logp = torch.empty(hidden.shape[0], dtype=torch.float64, device=device)
+            for part in self.token_chunks(hidden.shape[0]):
+                logits = self.logits(hidden[part])
+                logp[part] = (logits.gather(1, targets[part, None])[:, 0] - logits.logsumexp(-1)).double()
+            placed = torch.zeros(scored.shape, dtype=torch.float64, device=device)
+            placed[scored] = logp
+            totals[:, probes] = placed.sum(-1)
+        # Row-major order of the (row, probe) grid is the ``cuts`` layout.
+        return (totals / answer_len[:, None])[has_cut].cpu().numpy()
+
+    def probe_masks(
+        self, allowed: torch.Tensor, query_positions: torch.Tensor, key_positions: torch.Tensor
+    ) -> torch.Tensor | dict[str, torch.Tensor]:
+        """Additive 4-D masks from ``allowed`` (b, q, k): one tensor, or one per layer type."""
+        dtype = self.decoder.get_input_embeddings().weight.dtype
+        masks = {}
+        for kind in self.layer_types:
+            if kind == "sliding_attention":
+                kind_allowed = allowed & (key_positions[:, None, :] > query_positions[:, :, None] - self.window)
+            else:
+                kind_allowed = allowed
+            mask = torch.zeros(allowed.shape, dtype=dtype, device=allowed.device)
+            masks[kind] = mask.masked_fill_(~kind_allowed, torch.finfo(dtype).min)[:, None]
+        # Models with several layer types take a mapping; the others one tensor.
+        return masks if len(masks) > 1 else next(iter(masks.values()))
+
+    def per_cut(self, rows: Rows, cuts: Cuts, budget: int) -> np.ndarray:
+        """J (N,) in the ``cuts`` layout, with one sequence ``prompt + completion[:p] + answer`` per
+        cut point (the oracle)."""
+        sequences = [
+            (rows.prompts[b] + rows.completions[b][:p], rows.answers[b])
+            for b, p in zip(cuts.row_index().tolist(), cuts.positions.tolist())
+        ]
+        j = np.empty(len(sequences), dtype=np.float64)
+        order = sorted(range(len(sequences)), key=lambda n: -sum(map(len, sequences[n])))
+        vocab = self.head.weight.shape[0]
+        start = 0
+        while start < len(order):
+            longest = sum(map(len, sequences[order[start]]))
+            answer_width = max(len(sequences[n][1]) for n in order[start:])
+            by_tokens = budget // longest
+            by_logits = LOGIT_CHUNK_ELEMENTS // ((answer_width + 1) * vocab)
+            batch = order[start : start + max(1, min(by_tokens, by_logits))]
+            j[batch] = self._per_cut_batch([sequences[n] for n in batch], rows.device)
+            start += len(batch)
+        return j
+
+    def _per_cut_batch(self, sequences: list[tuple[list[int], list[int]]], device: torch.device) -> np.ndarray:
+        width = max(len(prefix) + len(answer) for prefix, answer in sequences)
+        answer_width = max(len(answer) for _, answer in sequences)
+        input_ids = torch.zeros((len(sequences), width), dtype=torch.long)
+        attention_mask = torch.zeros_like(input_ids)
+        targets = torch.zeros((len(sequences), answer_width), dtype=torch.long)
+        scored = torch.zeros((len(sequences), answer_width), dtype=torch.bool)
+        for i, (prefix, answer) in enumerate(sequences):
+            tokens = prefix + answer
+            input_ids[i, width - len(tokens) :] = torch.tensor(tokens)
+            attention_mask[i, width - len(tokens) :] = 1
+            # Left padding puts every answer at the end; right-align them in the target block too.
+            targets[i, answer_width - len(answer) :] = torch.tensor(answer)
+            scored[i, answer_width - len(answer) :] = True
+        position_ids = (attention_mask.cumsum(-1) - 1).clamp(min=0)
+        logits = self.model(
+            input_ids=input_ids.to(device),
+            attention_mask=attention_mask.to(device),
+            position_ids=position_ids.to(device),
+            logits_to_keep=answer_width + 1,
+        ).logits[:, :-1].float()
+        logp = torch.log_softmax(logits, dim=-1).gather(2, targets.to(device)[:, :, None])[:, :, 0].double().cpu()
+        return ((logp * scored).sum(-1) / scored.sum(-1)).numpy()

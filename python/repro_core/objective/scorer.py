@@ -1,0 +1,193 @@
+"""``ObjectiveScorer``: J at cut points and per-token entropies, the public calls of ``objective``.
+
+docs/method.md, "J, the surrogate objective" and "Shared-prefix J"; the package docstring
+describes the two modes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from .._api import Cuts
+from ..config import ObjectiveMode, check_setting
+from ..errors import ReproError
+from .answers import AnswerTokens
+from .model import ModelAdapter
+from .rows import Rows, checked_cuts, in_row_order
+
+__all__ = ["CutSelector", "Evaluation", "ObjectiveScorer"]
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    """Entropy pass and J in one go (``ObjectiveScorer.evaluate``).
+
+    ``token_ids`` (B, T) int64 are the right-padded completions (0 past the end); ``entropies``
+    (B, T) float32 and ``mask`` (B, T) bool as from ``entropies()``; ``cuts`` as
+    returned by the selection callback, stitched over chunks in row order; ``j`` (N,) float64 in
+    ``cuts.positions`` order.
+    """
+
+    token_ids: np.ndarray
+    entropies: np.ndarray
+    mask: np.ndarray
+    cuts: Cuts
+    j: np.ndarray
+
+
+#: ``select(token_ids (b, t) int64, mask (b, t) bool, entropies (b, t) float32) -> Cuts`` for a
+#: chunk of rows; ``repro_core.select_cuts`` with its options bound.
+CutSelector = Callable[[np.ndarray, np.ndarray, np.ndarray], Cuts]
+
+
+class ObjectiveScorer:
+    """J at cut points and per-token entropies for any ``transformers`` causal LM.
+
+    Args:
+        model: a causal LM (``AutoModelForCausalLM``), optionally PEFT- or DDP-wrapped, on any
+            device and dtype. It is switched to eval mode without gradients during each call and
+            restored afterwards.
+        tokenizer: its tokenizer; used only to tokenize the answer text.
+        answer_template: ``answer_template.format(answer=gt)`` is the scored text, tokenized on its
+            own without special tokens.
+        mode: ``"shared"`` (fast: one pass plus cached probes) or ``"per_cut"`` (one sequence per
+            cut); ``ReproConfig.objective_mode``.
+        temperature: the sampling temperature, applied to the entropies only; J always uses the
+            raw logits (temperature 1).
+        max_batch_tokens: the token budget of one forward call (rows x padded width), which
+            bounds activation and KV-cache memory.
+
+    The settings are checked as ``ReproConfig`` checks them (``repro_core.config.check_setting``).
+    """
+
+    def __init__(
+        self,
+        model: Any,
+        tokenizer: Any,
+        *,
+        answer_template: str = "\\boxed{{{answer}}}",
+        mode: ObjectiveMode = "shared",
+        temperature: float = 1.0,
+        max_batch_tokens: int = 16384,
+    ) -> None:
+        try:
+            check_setting("objective_mode", mode)
+        except ReproError as error:
+            raise error.renamed("mode") from None
+        check_setting("temperature", temperature)
+        check_setting("max_batch_tokens", max_batch_tokens)
+        self.answer_ids = AnswerTokens(tokenizer, answer_template)
+        self.model = model
+        self.tokenizer = tokenizer
+        self.mode = mode
+        self.temperature = float(temperature)
+        self.max_batch_tokens = int(max_batch_tokens)
+
+    def entropies(self, prompt_ids: Sequence[Sequence[int]], completion_ids: Sequence[Sequence[int]]) -> tuple[
+        np.ndarray, np.ndarray
+    ]:
+        """Per-token entropies (B, T) float32 of the completions and their mask (B, T) bool.
+
+        H[b, t] is the entropy of the next-token distribution (at ``temperature``) that produced
+        completion token t; T is the longest completion; 0 where the mask is False.
+        """
+        with self._inference() as lm:
+            rows = self._rows(lm, prompt_ids, completion_ids)
+            entropies = np.zeros((rows.count, rows.width), dtype=np.float32)
+            for chunk in rows.chunks(self.max_batch_tokens):
+                hidden = lm.prefix(chunk)
+                entropies[chunk.rows, : chunk.completion_width] = lm.entropies(chunk, hidden, self.temperature)
+        return entropies, rows.mask()
+
+    def score(
+        self,
+        prompt_ids: Sequence[Sequence[int]],
+        completion_ids: Sequence[Sequence[int]],
+        answers: Sequence[Any],
+        offsets: Any,
+        positions: Any,
+    ) -> np.ndarray:
+        """J (N,) float64 at every cut point, in ``positions`` order.
+
+        Row b's cut points are ``positions[offsets[b]:offsets[b + 1]]`` (``Cuts`` layout), each in
+        ``[0, len(completion_ids[b])]``; J at p is the mean log-probability of the answer tokens
+        after ``prompt + completion[:p]``.
+        """
+        with self._inference() as lm:
+            rows = self._rows(lm, prompt_ids, completion_ids, answers)
+            cuts = checked_cuts(offsets, positions, rows)
+            if self.mode == "per_cut":
+                return lm.per_cut(rows, cuts, self.max_batch_tokens)
+            # The prefix pass needs each completion only up to its last cut.
+            last_cut = [int(row.max(initial=0)) for row in cuts.rows()]
+            chunk_rows: list[int] = []
+            chunk_j: list[np.ndarray] = []
+            for chunk in rows.chunks(self.max_batch_tokens, prefix_lengths=last_cut):
+                _, cache = lm.prefix_with_cache(chunk)
+                chunk_j.append(lm.probes(chunk, cache, cuts.take(chunk.rows), self.max_batch_tokens))
+                chunk_rows += chunk.rows
+        return in_row_order(chunk_rows, cuts.take(chunk_rows), _concat(chunk_j)).astype(np.float64, copy=False)
+
+    def evaluate(
+        self,
+        prompt_ids: Sequence[Sequence[int]],
+        completion_ids: Sequence[Sequence[int]],
+        answers: Sequence[Any],
+        select: CutSelector,
+    ) -> Evaluation:
+        """Entropies, cut points and J for one batch, with one pass over the rollouts.
+
+        ``select`` chooses the cut points of a chunk of rows from their entropies (e.g.
+        ``functools.partial(repro_core.select_cuts, delimiters=..., k=20)``). In ``"shared"`` mode
+        the probes run against the KV cache of the entropy pass, chunk by chunk, so at most one
+        chunk's cache is alive at a time.
+        """
+        with self._inference() as lm:
+            rows = self._rows(lm, prompt_ids, completion_ids, answers)
+            token_ids = rows.completion_matrix()
+            entropies = np.zeros(token_ids.shape, dtype=np.float32)
+            mask = rows.mask()
+            chunk_rows: list[int] = []
+            chunk_cuts: list[Cuts] = []
+            chunk_j: list[np.ndarray] = []
+            for chunk in rows.chunks(self.max_batch_tokens):
+                hidden, cache = lm.prefix_with_cache(chunk) if self.mode == "shared" else (lm.prefix(chunk), None)
+                entropies[chunk.rows, : chunk.completion_width] = lm.entropies(chunk, hidden, self.temperature)
+                del hidden
+                chosen = select(token_ids[chunk.rows], mask[chunk.rows], entropies[chunk.rows])
+                if cache is not None:
+                    chunk_j.append(lm.probes(chunk, cache, chosen, self.max_batch_tokens))
+                chunk_rows += chunk.rows
+                chunk_cuts.append(chosen)
+            chunked = Cuts.concat(chunk_cuts)  # rows in chunk_rows order
+            cuts = chunked.take(np.argsort(chunk_rows, kind="stable"))
+            if self.mode == "per_cut":
+                j = lm.per_cut(rows, cuts, self.max_batch_tokens)
+            else:
+                j = in_row_order(chunk_rows, chunked, _concat(chunk_j)).astype(np.float64, copy=False)
+        return Evaluation(token_ids, entropies, mask, cuts, j)
+
+    def _inference(self) -> AbstractContextManager[ModelAdapter]:
+        """The model adapter, in eval mode without gradients for the call."""
+        return ModelAdapter(self.model).inference(shared=self.mode == "shared")
+
+    def _rows(
+        self,
+        lm: ModelAdapter,
+        prompt_ids: Sequence[Sequence[int]],
+        completion_ids: Sequence[Sequence[int]],
+        answers: Sequence[Any] | None = None,
+    ) -> Rows:
+        return Rows.build(
+            prompt_ids, completion_ids, answers, answer_tokens=self.answer_ids, vocab_size=lm.vocab_size,
+            device=lm.device,
+        )
+
+
+def _concat(parts: Sequence[np.ndarray]) -> np.ndarray:
+    return np.concatenate(parts) if parts else np.empty(0, np.float64)
