@@ -1,0 +1,94 @@
+//! Groups of completions of one prompt: the outcome-group estimators (grpo, dr_grpo,
+//! reinforce_pp_baseline), and the normalisation of the process rewards, which every estimator
+//! but reinforce_pp does per group.
+
+use std::collections::HashMap;
+use std::ops::Range;
+
+use super::moments::{Moments, VAR_EPSILON};
+use super::rowwise::{fill_rows, write_row};
+use super::{Batch, Estimator, Options, Placed, Prepared};
+
+/// Added to a group's std before dividing by it (grpo, ppo).
+const STD_EPSILON: f64 = 1e-6;
+
+/// The rows of each group, groups in order of first appearance.
+pub(super) fn groups(labels: &[i64]) -> Vec<Vec<usize>> {
+    let mut index = HashMap::new();
+    let mut members: Vec<Vec<usize>> = Vec::new();
+    for (b, label) in labels.iter().enumerate() {
+        let g = *index.entry(label).or_insert_with(|| {
+            members.push(Vec::new());
+            members.len() - 1
+        });
+        members[g].push(b);
+    }
+    members
+}
+
+/// Process rewards r_j (j >= 1) on token p_j - 1, minus the mean of their group and divided by
+/// its std when the estimator does (a one-completion group uses mean 0, std 1). reinforce_pp
+/// whitens them over the whole batch instead, as its token rewards.
+pub(super) fn process_rewards(
+    estimator: Estimator,
+    batch: &Batch,
+    ranges: &[Range<usize>],
+    members: &[Vec<usize>],
+    options: &Options,
+) -> Vec<Placed> {
+    let mut placed: Vec<Placed> = ranges
+        .iter()
+        .map(|range| range.clone().skip(1).map(|i| (batch.positions[i] as usize - 1, batch.step_rewards[i])).collect())
+        .collect();
+    let divide_by_std = options.norm_by_std && matches!(estimator, Estimator::Grpo | Estimator::Ppo);
+    let whole_batch = [(0..placed.len()).collect::<Vec<_>>()];
+    let process_groups = if estimator == Estimator::ReinforcePp { &whole_batch[..] } else { members };
+    for rows in process_groups {
+        let rewards: Vec<f64> = rows.iter().flat_map(|&b| placed[b].iter().map(|&(_, r)| r)).collect();
+        let (mu, sigma) = Moments::of(&rewards).mean_std().filter(|_| rows.len() >= 2).unwrap_or((0.0, 1.0));
+        let scale = match estimator {
+            Estimator::ReinforcePp => 1.0 / (sigma * sigma + VAR_EPSILON).sqrt(),
+            _ if divide_by_std => 1.0 / (sigma + STD_EPSILON),
+            _ => 1.0,
+        };
+        for &b in rows {
+            for (_, r) in placed[b].iter_mut() {
+                *r = (*r - mu) * scale;
+            }
+        }
+    }
+    placed
+}
+
+/// grpo, dr_grpo and reinforce_pp_baseline: a per-row constant from the outcome rewards of the
+/// group, plus alpha times the discounted sum of the normalised process rewards.
+pub(super) fn outcome_group(estimator: Estimator, members: &[Vec<usize>], prepared: &Prepared, target: &mut [f32]) {
+    let Prepared { batch, options, ref lengths, ref placed, parallel } = *prepared;
+    let divide_by_std = estimator == Estimator::Grpo && options.norm_by_std;
+    let mut outcome = outcome_advantages(batch.outcome_rewards, members, divide_by_std);
+    if estimator == Estimator::ReinforcePpBaseline {
+        // masked_whiten of a per-row constant: each row counts once per token.
+        let rows = outcome.iter().zip(lengths).map(|(&x, &len)| Moments::repeated(x, len));
+        let (mean, inv_std) = Moments::merged(rows).whitening();
+        outcome.iter_mut().for_each(|x| *x = (*x - mean) * inv_std);
+    }
+    let Options { alpha, gamma, .. } = options;
+    fill_rows(target, lengths, parallel, || (), |_, b, row| write_row(row, |_| outcome[b], &placed[b], gamma, alpha));
+}
+
+/// R_b minus its group's mean, divided by the group's std + 1e-6 when asked (a one-completion
+/// group uses mean 0, std 1).
+fn outcome_advantages(outcome_rewards: &[f64], groups: &[Vec<usize>], divide_by_std: bool) -> Vec<f64> {
+    let mut out = vec![0.0; outcome_rewards.len()];
+    for rows in groups {
+        let rewards: Vec<f64> = rows.iter().map(|&b| outcome_rewards[b]).collect();
+        let (mean, std) = Moments::of(&rewards).mean_std().unwrap_or((0.0, 1.0));
+        for &b in rows {
+            out[b] = outcome_rewards[b] - mean;
+            if divide_by_std {
+                out[b] /= std + STD_EPSILON;
+            }
+        }
+    }
+    out
+}

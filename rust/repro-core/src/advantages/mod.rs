@@ -1,0 +1,143 @@
+//! Per-token advantages from outcome and process rewards (REPRO.md section 4).
+//!
+//! `compute_advantages` checks every input first (`validate`), places the process rewards on
+//! the tokens that close their spans and normalises them (`group`), then runs the estimator's
+//! family: `group` (grpo, dr_grpo, reinforce_pp_baseline), `reinforce` (reinforce_pp) or `gae`
+//! (ppo). `moments` (mergeable batch statistics) and `rowwise` (the row writers) are shared.
+
+mod gae;
+mod group;
+mod moments;
+mod reinforce;
+mod rowwise;
+mod validate;
+
+use std::fmt;
+
+use ndarray::Array2;
+
+use crate::error::{ensure, Error, Result};
+use crate::rows::{Mask, Rows};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Estimator {
+    Grpo,
+    DrGrpo,
+    Ppo,
+    ReinforcePp,
+    ReinforcePpBaseline,
+}
+
+impl Estimator {
+    pub const NAMES: [&'static str; 5] = ["grpo", "dr_grpo", "ppo", "reinforce_pp", "reinforce_pp_baseline"];
+
+    pub fn parse(name: &str) -> Result<Self> {
+        Ok(match name {
+            "grpo" => Self::Grpo,
+            "dr_grpo" => Self::DrGrpo,
+            "ppo" => Self::Ppo,
+            "reinforce_pp" => Self::ReinforcePp,
+            "reinforce_pp_baseline" => Self::ReinforcePpBaseline,
+            _ => return Err(Error::new("estimator", format!("expected one of {:?}, got {name:?}", Self::NAMES))),
+        })
+    }
+}
+
+impl fmt::Display for Estimator {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(Self::NAMES[*self as usize])
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Options {
+    pub alpha: f64,
+    pub gamma: f64,
+    pub lam: f64,
+    pub norm_by_std: bool,
+}
+
+impl Options {
+    /// The checks of the options for `estimator`, which need no data.
+    pub fn check(&self, estimator: Estimator) -> Result<()> {
+        let Self { alpha, gamma, lam, norm_by_std } = *self;
+        ensure(alpha.is_finite(), "alpha", || format!("expected a finite number, got {alpha}"))?;
+        ensure((0.0..=1.0).contains(&gamma), "gamma", || format!("expected a discount in [0, 1], got {gamma}"))?;
+        ensure((0.0..=1.0).contains(&lam), "lam", || format!("expected a GAE lambda in [0, 1], got {lam}"))?;
+        ensure(lam == 1.0 || estimator == Estimator::Ppo, "lam", || {
+            format!("only the 'ppo' estimator uses lam, got lam={lam} with '{estimator}'")
+        })?;
+        ensure(norm_by_std || matches!(estimator, Estimator::Grpo | Estimator::DrGrpo), "norm_by_std", || {
+            format!("only 'grpo' divides by a group std ('dr_grpo' never does); norm_by_std=False has no meaning for '{estimator}'")
+        })
+    }
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Self { alpha: 0.1, gamma: 1.0, lam: 1.0, norm_by_std: true }
+    }
+}
+
+/// Advantages (B, T), and critic returns (B, T) for `ppo`; 0 outside the response mask.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Advantages {
+    pub advantages: Array2<f32>,
+    pub returns: Option<Array2<f32>>,
+}
+
+/// The inputs of `compute_advantages`, borrowed.
+pub struct Batch<'a> {
+    pub outcome_rewards: &'a [f64],
+    pub step_rewards: &'a [f64],
+    pub offsets: &'a [i64],
+    pub positions: &'a [i64],
+    pub response_mask: &'a dyn Mask,
+    pub group_index: &'a [i64],
+    pub values: Option<&'a dyn Rows<f64>>,
+    pub token_rewards: Option<&'a dyn Rows<f64>>,
+}
+
+/// Process rewards of one completion, each on the token that closes its span.
+type Placed = Vec<(usize, f64)>;
+
+/// The checked inputs, as every estimator family reads them.
+struct Prepared<'a> {
+    batch: &'a Batch<'a>,
+    options: Options,
+    /// Completion length of each row.
+    lengths: Vec<usize>,
+    /// Normalised process rewards of each row.
+    placed: Vec<Placed>,
+    parallel: bool,
+}
+
+/// The advantages of `estimator` (and the critic returns for ppo). Every input is checked before
+/// any arithmetic, so an error never comes from halfway through.
+pub fn compute_advantages(
+    estimator: Estimator,
+    batch: &Batch,
+    options: &Options,
+    parallel: bool,
+) -> Result<Advantages> {
+    let (lengths, ranges) = validate::validate(estimator, batch, options, parallel)?;
+    let members = group::groups(batch.group_index);
+    let placed = group::process_rewards(estimator, batch, &ranges, &members, options);
+    let prepared = Prepared { batch, options: *options, lengths, placed, parallel };
+
+    let shape = batch.response_mask.shape();
+    let mut advantages = vec![0.0f32; shape.0 * shape.1];
+    let returns = match estimator {
+        Estimator::Grpo | Estimator::DrGrpo | Estimator::ReinforcePpBaseline => {
+            group::outcome_group(estimator, &members, &prepared, &mut advantages);
+            None
+        }
+        Estimator::ReinforcePp => {
+            reinforce::reinforce_pp(&prepared, &mut advantages)?;
+            None
+        }
+        Estimator::Ppo => Some(gae::ppo(&prepared, &mut advantages)?),
+    };
+    let to_array = |data: Vec<f32>| Array2::from_shape_vec(shape, data).expect("buffer has B * T entries");
+    Ok(Advantages { advantages: to_array(advantages), returns: returns.map(to_array) })
+}
