@@ -1,6 +1,7 @@
 """``repro score`` (repro_core.analysis and repro_core.report) end to end on the embedded SmolLM2-135M: sampled
-traces of procedural problems and hand-written ones, every output file checked field by field, and bad input
-ending as one error line."""
+traces of procedural problems and hand-written ones, every output file checked field by field, the command-line
+convention (both spellings, ``--config FILE.yaml``, the ``--repro_*`` flags) and bad input ending as one error
+line naming the flag."""
 
 from __future__ import annotations
 
@@ -66,8 +67,8 @@ def load(out: Path) -> list[dict]:
 @pytest.fixture(scope="module")
 def generated(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("generated")
-    args = ["reasoning-gym:basic_arithmetic", "--limit", "3", "--generate", "1", "--max-new-tokens", "16", "-o",
-            str(out)]
+    args = ["--dataset", "reasoning-gym:basic_arithmetic", "--dataset_size", "3", "--generate", "1",
+            "--max-new-tokens", "16", "-o", str(out)]
     assert analysis.main(args) == 0
     return out
 
@@ -96,7 +97,7 @@ def check_record(record: dict, *, all_paragraphs: bool = True) -> None:
     assert ((magnitude[1:] > 0) & (magnitude[1:] <= 1)).all() and ((stability >= 0) & (stability <= 1)).all()
     np.testing.assert_allclose(score[1:], (1 - W) * magnitude[1:] + W * stability[1:], atol=1e-9)
     np.testing.assert_allclose(reward[1:], np.diff(score), atol=1e-9)
-    # Magnitude straight from REPRO.md section 3.
+    # Magnitude straight from docs/method.md, "Scores and process rewards".
     v = -j
     np.testing.assert_allclose(magnitude[1:], np.tanh((v[0] - v[1:]) / (v[0] + 1e-6) - 1) + 1, atol=1e-6)
     if n > 1:
@@ -135,6 +136,7 @@ def check_outputs(out: Path, records: list[dict]) -> None:
         assert html.escape(record["tail"]) in page
 
 
+@pytest.mark.slow
 def test_generated_traces_write_valid_outputs(generated: Path) -> None:
     records = load(generated)
     assert len(records) == 3
@@ -146,6 +148,7 @@ def test_generated_traces_write_valid_outputs(generated: Path) -> None:
     check_outputs(generated, records)
 
 
+@pytest.mark.slow
 def test_handwritten_traces_count_paragraphs_and_backtracking(handwritten: Path) -> None:
     records = load(handwritten)
     assert len(records) == len(TRACES)
@@ -162,16 +165,18 @@ def test_handwritten_traces_count_paragraphs_and_backtracking(handwritten: Path)
     check_outputs(handwritten, records)
 
 
+@pytest.mark.slow
 def test_top_k_restricts_the_cut_points(tmp_path: Path) -> None:
     rows = [{"question": QUESTION, "completion": TRACES[1][1], "answer": "14"}]
     source = write_jsonl(tmp_path / "traces.jsonl", rows)
-    assert analysis.main([str(source), "--k", "1", "-o", str(tmp_path / "out")]) == 0
+    assert analysis.main([str(source), "--repro_k", "1", "-o", str(tmp_path / "out")]) == 0
     (record,) = load(tmp_path / "out")
     check_record(record, all_paragraphs=False)
     assert len(record["cut_points"]) == 3 and record["num_paragraphs"] == 5
     assert record["backtracks"] == 2  # counted over every paragraph, whatever k
 
 
+@pytest.mark.slow
 def test_terminal_table(handwritten: Path, capsys: pytest.CaptureFixture[str]) -> None:
     from rich.console import Console
 
@@ -193,13 +198,14 @@ def test_backtrack_pattern() -> None:
     assert analysis.backtrack_pattern([]) is None
 
 
+@pytest.mark.slow
 def test_bad_input_is_one_error_line_in_a_subprocess(tmp_path: Path) -> None:
     source = write_jsonl(tmp_path / "no_completion.jsonl", [{"prompt": QUESTION, "answer": "14"}])
     proc = subprocess.run([sys.executable, "-m", "repro_core.analysis", str(source), "-o", str(tmp_path / "out")],
                           capture_output=True, text=True, env={**os.environ, "HF_HUB_OFFLINE": "1"})
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
     (line,) = proc.stderr.strip().splitlines()
-    assert line.startswith("repro: error: --completion-column:") and "--generate" in line
+    assert line.startswith("repro: error: --completion_column:") and "--generate" in line
     assert not (tmp_path / "out").exists()
 
 
@@ -209,13 +215,23 @@ def test_bad_input_is_one_error_line_in_a_subprocess(tmp_path: Path) -> None:
         ("empty.jsonl", "", [], "is empty"),
         ("blank.jsonl", "\n  \n", [], "is empty"),
         ("bad.jsonl", OK + '{"prompt": \n', [], "line 2 is not valid JSON"),
-        ("no_answer.jsonl", '{"prompt": "q", "completion": "c"}\n', [], "--answer-column"),
-        ("no_prompt.jsonl", '{"text": "q", "completion": "c", "answer": "1"}\n', [], "'prompt' nor a 'question'"),
-        ("list.json", '[1, 2]', [], "expected a JSON object"),
-        ("none_answer.jsonl", '{"prompt": "q", "completion": "c", "answer": null}\n', [], "row 0: answer is empty"),
-        ("ok.jsonl", OK, ["--model", "/nonexistent/model"], "cannot load model '/nonexistent/model'"),
-        ("ok.jsonl", OK, ["--k", "-1"], "argument --k"),
-        ("ok.jsonl", OK, ["--w", "2"], "w: expected"),
+        ("no_answer.jsonl", '{"prompt": "q", "completion": "c"}\n', [], "--answer_column: "),
+        ("no_prompt.jsonl", '{"text": "q", "completion": "c", "answer": "1"}\n', [],
+         "--prompt_column: {path} has neither a 'prompt' nor a 'question'"),
+        ("list.json", '[1, 2]', [], "--dataset: {path} item 1 is int, expected a JSON object"),
+        ("none_answer.jsonl", '{"prompt": "q", "completion": "c", "answer": null}\n', [],
+         "--answer_column: row 0: answer is empty"),
+        ("late_column.jsonl", OK + '{"prompt": "q", "answer": "1"}\n', [], "--completion_column: row 1 of"),
+        ("ok.jsonl", OK, ["--model_name_or_path", "/nonexistent/model"],
+         "--model_name_or_path: cannot load '/nonexistent/model'"),
+        ("ok.jsonl", OK, ["--repro_k", "-1"], "--repro_k: expected an integer >= 0, got -1"),
+        ("ok.jsonl", OK, ["--repro-w", "2"], "--repro_w: expected"),
+        ("ok.jsonl", OK, ["--temperature", "0"], "--temperature: expected a finite number > 0"),
+        ("ok.jsonl", OK, ["--top_p", "2"], "--top_p: expected a number in (0, 1]"),
+        ("ok.jsonl", OK, ["--dataset_size", "0"], "--dataset_size: expected an integer >= 1, got 0"),
+        ("ok.jsonl", OK, ["--repro_objective_mode", "fast"], "invalid choice: 'fast'"),
+        ("ok.jsonl", OK, ["--k", "1"], "arguments: unrecognized arguments: --k 1"),
+        ("ok.jsonl", OK, ["--dataset", "other.jsonl"], "--dataset: given twice"),
     ],
 )
 def test_bad_input_is_one_error_line(tmp_path: Path, capsys: pytest.CaptureFixture[str], name: str, content: str,
@@ -225,18 +241,54 @@ def test_bad_input_is_one_error_line(tmp_path: Path, capsys: pytest.CaptureFixtu
     code, err = run([str(source), "-o", str(tmp_path / "out"), *extra], capsys)
     assert code == 2 and "Traceback" not in err
     (line,) = err.strip().splitlines()
-    assert line.startswith("repro: error: ") and expected in line, line
+    assert line.startswith("repro: error: ") and expected.format(path=source) in line, line
     assert not (tmp_path / "out").exists()
 
 
 def test_missing_file_and_help(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     code, err = run([str(tmp_path / "missing.jsonl")], capsys)
-    assert code == 2 and err.strip() == f"repro: error: input: no such file: {tmp_path / 'missing.jsonl'}"
+    assert code == 2 and err.strip() == f"repro: error: --dataset: no such file: {tmp_path / 'missing.jsonl'}"
     assert analysis.main(["--help"]) == 0
-    assert "--generate" in capsys.readouterr().out
+    usage = capsys.readouterr().out
+    for flag in ("--generate", "--dataset_size", "--repro_k", "--repro-k", "--model_name_or_path", "-o", "--config"):
+        assert flag in usage, flag
 
 
 def test_importing_does_not_import_torch_or_matplotlib() -> None:
-    code = ("import sys, repro_core.analysis, repro_core.report; "
-            "assert not {'torch', 'matplotlib', 'transformers', 'datasets'} & set(sys.modules), sys.modules.keys()")
+    code = ("import sys, repro_core.analysis, repro_core.report; heavy = {'torch', 'matplotlib', 'transformers', "
+            "'datasets', 'trl'} & set(sys.modules); assert not heavy, heavy")
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_flags_both_spellings_and_yaml_config(tmp_path: Path) -> None:
+    """The shared convention: --flag_name and --flag-name, a YAML --config whose keys the command line overrides,
+    the positional INPUT as --dataset, and the RePro settings as repro train's --repro_* flags."""
+    defaults = analysis.parse_arguments([])
+    assert defaults.data.dataset == analysis.DEFAULT_INPUT and defaults.repro.repro_k is None
+    assert defaults.repro.repro_w == W and defaults.model.dtype == "auto" and defaults.report.output_dir == "repro-score"
+    assert not hasattr(defaults.repro, "repro_alpha")  # advantages' settings: scoring has none
+    for spelling in (["--repro_k", "3", "--dataset_size", "2", "--max_new_tokens", "8"],
+                     ["--repro-k", "3", "--dataset-size", "2", "--max-new-tokens", "8"]):
+        parsed = analysis.parse_arguments(["traces.jsonl", *spelling, "-o", "out"])
+        assert parsed.data.dataset == "traces.jsonl" and parsed.repro.repro_k == 3
+        assert parsed.data.dataset_size == 2 and parsed.generation.max_new_tokens == 8
+        assert parsed.report.output_dir == "out"
+    config = tmp_path / "score.yaml"
+    config.write_text("dataset: traces.jsonl\nrepro_k: 4\nrepro_w: 0.2\ntemperature: 0.7\nmodel_name_or_path: m\n"
+                      "output_dir: from-yaml\n", encoding="utf-8")
+    parsed = analysis.parse_arguments(["--config", str(config), "--repro_w", "0.3"])
+    assert (parsed.data.dataset, parsed.repro.repro_k, parsed.repro.repro_w) == ("traces.jsonl", 4, 0.3)
+    assert parsed.generation.temperature == 0.7 and parsed.model.model_name_or_path == "m"
+    assert parsed.report.output_dir == "from-yaml"
+    repro_config = parsed.repro.repro_config(temperature=parsed.generation.temperature)
+    assert (repro_config.k, repro_config.w, repro_config.temperature) == (4, 0.3, 0.7)
+
+
+def test_config_file_errors_name_the_flag(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    config = tmp_path / "score.yaml"
+    config.write_text("repro_k: 3\nk: 3\n", encoding="utf-8")
+    code, err = run(["--config", str(config)], capsys)
+    assert code == 2 and err.strip().startswith("repro: error: --config: unknown keys in the file: k")
+    config.write_text("repro_k: -2\ndataset: x.jsonl\n", encoding="utf-8")
+    code, err = run(["--config", str(config)], capsys)
+    assert code == 2 and err.strip() == "repro: error: --repro_k: expected an integer >= 0, got -2"

@@ -1,0 +1,45 @@
+"""The terminal summary of ``repro score``: one row per trace, then the means by outcome."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from rich.console import Console
+
+__all__ = ["print_table"]
+
+
+def print_table(records: Sequence[dict[str, Any]], console: Console, *, max_rows: int = 30) -> None:
+    """The terminal summary: one row per trace (the first ``max_rows``), then the means by outcome."""
+    from rich import box
+    from rich.table import Table
+
+    from ..report import summarize
+
+    def number(value: float | None, digits: int = 3, sign: bool = False) -> str:
+        if value is None or math.isnan(value):
+            return "–"
+        return f"{value:+.{digits}f}" if sign else f"{value:.{digits}f}"
+
+    table = Table(title="RePro scores", title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False, show_edge=False)
+    for name in ("trace", "correct", "tokens", "paras", "backtracks", "J_b", "J_end", "mean r"):
+        table.add_column(name, justify="left" if name in ("trace", "correct") else "right", no_wrap=True)
+    marks = {True: "[green]yes[/]", False: "[red]no[/]", None: "–"}
+    for record in records[:max_rows]:
+        table.add_row(str(record["id"]), marks[record["correct"]], str(record["tokens"]),
+                      str(record["num_paragraphs"]), str(record["backtracks"]), number(record["j_baseline"]),
+                      number(record["j_end"]), number(record["mean_reward"], 3, True))
+    if len(records) > max_rows:
+        table.add_row(f"… {len(records) - max_rows} more", *[""] * 7)
+    table.add_section()
+    for summary in summarize(records):
+        accuracy = "–" if summary.accuracy is None else f"{summary.correct}/{summary.graded}"
+        table.add_row(f"{summary.label} ({summary.count})", accuracy, number(summary.tokens, 1),
+                      number(summary.paragraphs, 1), number(summary.backtracks, 2), number(summary.j_baseline),
+                      number(summary.j_end), number(summary.mean_reward, 3, True), style="bold")
+    table.caption = "bold rows: means over the correct, incorrect and all traces"
+    table.caption_justify = "left"
+    console.print(table)
