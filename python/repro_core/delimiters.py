@@ -1,4 +1,4 @@
-"""Paragraph delimiters: which token boundaries are paragraph breaks (REPRO.md section 2).
+"""Paragraph delimiters: which token boundaries are paragraph breaks (docs/method.md, "Cut points").
 
 Built once per vocabulary, then passed as ``delimiters=`` to ``select_cuts`` and
 ``segment_paragraphs``. The exact semantics are in docs/semantics.md, "Paragraph breaks".
@@ -30,7 +30,7 @@ _INT64_MAX = np.iinfo(np.int64).max
 
 
 class Delimiters:
-    """Which token boundaries are paragraph breaks, for one vocabulary (REPRO.md section 2).
+    """Which token boundaries are paragraph breaks, for one vocabulary (docs/method.md, "Cut points").
 
     Build it with a constructor, never directly:
 

@@ -81,7 +81,9 @@ def _completion_text(completion: Any, index: int) -> str:
             elif isinstance(content, list):  # multimodal content blocks
                 parts.extend(block["text"] for block in content if block.get("type") == "text")
         return "\n".join(parts)
-    raise ReproError(f"completions[{index}]", f"expected a string or a list of messages, got {type(completion).__name__}")
+    raise ReproError(
+        f"completions[{index}]", f"expected a string or a list of messages, got {type(completion).__name__}"
+    )
 
 
 def _parse_boxed(latex: str, timeout: int | None) -> list[Any]:
