@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 os.environ["HF_HUB_OFFLINE"] = "1"
 
@@ -21,6 +22,8 @@ from verl.trainer.ppo.core_algos import get_adv_estimator_fn  # noqa: E402
 from verl.trainer.ppo.ray_trainer import compute_advantage  # noqa: E402
 
 import repro_core as rc  # noqa: E402
+import repro_core.verl  # noqa: E402
+from repro_core._api import ESTIMATORS as CORE_ESTIMATORS  # noqa: E402
 from repro_core import ReproError  # noqa: E402
 from repro_core.verl import ESTIMATORS, ReproEstimator, process_rewards  # noqa: E402
 
@@ -31,41 +34,54 @@ def test_importing_verl_registers_the_estimators_and_the_trainer():
         "import verl\n"
         "from verl.trainer.ppo.core_algos import get_adv_estimator_fn\n"
         "from verl.trainer.ppo.v1 import get_trainer_cls\n"
-        "print(*[type(get_adv_estimator_fn(n)).__name__ for n in "
-        "('repro_grpo', 'repro_dr_grpo', 'repro_reinforce_pp', 'repro_reinforce_pp_baseline', 'repro_gae')])\n"
+        f"print(*[type(get_adv_estimator_fn(n)).__name__ for n in {tuple(ESTIMATORS)!r}])\n"
         "print(get_trainer_cls('repro_sync').__name__)\n"
         "import sys; print('repro_core.verl' in sys.modules)"
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert result.stdout.split() == ["ReproEstimator"] * 5 + ["ReproTrainerSync", "True"]
+    assert result.stdout.split() == ["ReproEstimator"] * len(CORE_ESTIMATORS) + ["ReproTrainerSync", "True"]
     for name in ESTIMATORS:
         assert get_adv_estimator_fn(name) == ReproEstimator(name)
 
 
+def test_one_verl_name_per_estimator():
+    """repro_<name> for every repro_core estimator; verl calls PPO's GAE "gae"."""
+    assert sorted(ESTIMATORS.values()) == sorted(CORE_ESTIMATORS)
+    assert ESTIMATORS["repro_gae"] == "ppo"
+    assert all(verl == f"repro_{name}" for verl, name in ESTIMATORS.items() if name != "ppo")
+
+
+def test_the_package_imports_its_modules_in_order_without_back_edges():
+    """estimators, then the TRL fix, then the trainer; no module imports from the package itself."""
+    package = Path(repro_core.verl.__file__).parent
+    imports = [line.split()[1] for line in (package / "__init__.py").read_text().splitlines()
+               if line.startswith("from .")]
+    assert imports == [".estimators", ".compat", ".trainer"]
+    for module in ("estimators.py", "compat.py", "trainer.py"):
+        text = (package / module).read_text()
+        assert "from . import" not in text and "from .__init__" not in text, module
+    assert "from .estimators import" in (package / "trainer.py").read_text()
+
+
 def batch(seed: int, rows: int = 8, width: int = 24, group: int = 4):
-    """Rollouts as verl holds them, and the RePro cut points they came from."""
+    """Rollouts as verl holds them, and the RePro cut points they came from (the last row a padding
+    row: a response but no cut points)."""
     rng = np.random.default_rng(seed)
     lengths = rng.integers(0, width + 1, rows)
     lengths[0] = width  # one completion fills the width
     mask = np.arange(width) < lengths[:, None]
     # Cut points: 0, a few breaks, and the end (the last one closes on the last token).
-    cuts = [np.unique(np.r_[0, rng.integers(1, n + 1, rng.integers(0, 4)), n]) if n else np.r_[0] for n in lengths]
-    offsets = np.r_[0, np.cumsum([len(c) for c in cuts])]
-    positions = np.concatenate(cuts)
-    steps = rc.score_steps(-rng.random(len(positions)) * 3, offsets)
-    rewards = np.zeros((rows, width))
-    placed = np.zeros((rows, width), dtype=bool)
-    for b, points in enumerate(cuts):
-        for j, p in enumerate(points[1:], start=1):
-            rewards[b, p - 1] = steps.reward[offsets[b] + j]
-            placed[b, p - 1] = True
+    points = [np.unique(np.r_[0, rng.integers(1, n + 1, rng.integers(0, 4)), n]) if n else np.r_[0] for n in lengths]
+    points[-1] = np.empty(0, dtype=np.int64)
+    cuts = rc.Cuts.from_rows(points)
+    steps = rc.score_steps(-rng.random(len(cuts.positions)) * 3, cuts.offsets)
     outcome = rng.choice([0.0, 1.0], rows)
     token_level = -0.01 * rng.random((rows, width)) * mask  # an in-reward KL
     token_level[np.arange(rows), np.maximum(lengths - 1, 0)] += outcome * (lengths > 0)
     uid = np.array([f"prompt-{b // group}" for b in range(rows)], dtype=object)
     values = (rng.normal(size=(rows, width)) * mask).astype(np.float32)
-    return dict(mask=mask, offsets=offsets, positions=positions, steps=steps, rewards=rewards, placed=placed,
-                token_level=token_level, uid=uid, values=values, groups=np.arange(rows) // group)
+    return dict(mask=mask, cuts=cuts, steps=steps, token_level=token_level, uid=uid, values=values,
+                groups=np.arange(rows) // group)
 
 
 @pytest.mark.parametrize("name", sorted(ESTIMATORS))
@@ -78,7 +94,7 @@ def test_verls_dispatch_equals_compute_advantages(name, seed):
         non_tensors={"uid": b["uid"]},
     )
     config = OmegaConf.create({"adv_estimator": name, "gamma": 0.97, "lam": 0.9, "repro": {"alpha": 0.3}})
-    with process_rewards(torch.tensor(b["rewards"]), torch.tensor(b["placed"]), torch.tensor(b["values"])):
+    with process_rewards(b["cuts"], torch.tensor(b["steps"].reward), torch.tensor(b["values"])):
         data = compute_advantage(data, adv_estimator=name, gamma=0.97, lam=0.9, config=config)
 
     estimator = ESTIMATORS[name]
@@ -87,8 +103,8 @@ def test_verls_dispatch_equals_compute_advantages(name, seed):
 
     def direct(alpha: float) -> rc.Advantages:
         return rc.compute_advantages(
-            estimator, np.zeros(len(scores)) if per_token else scores.sum(1), b["steps"].reward, b["offsets"],
-            b["positions"], b["mask"], b["groups"], alpha=alpha, gamma=0.97, lam=0.9 if estimator == "ppo" else 1.0,
+            estimator, np.zeros(len(scores)) if per_token else scores.sum(1), b["steps"].reward, b["cuts"].offsets,
+            b["cuts"].positions, b["mask"], b["groups"], alpha=alpha, gamma=0.97, lam=0.9 if estimator == "ppo" else 1.0,
             values=b["values"] if estimator == "ppo" else None, token_rewards=scores if per_token else None,
         )
 
@@ -109,7 +125,7 @@ def test_repro_grpo_without_process_rewards_is_verls_grpo_plus_nothing():
     ours = DataProto.from_dict(tensors=dict(tensors), non_tensors={"uid": b["uid"]})
     theirs = DataProto.from_dict(tensors=dict(tensors), non_tensors={"uid": b["uid"]})
     config = OmegaConf.create({"adv_estimator": "repro_grpo", "repro": {"alpha": 0.0}})
-    with process_rewards(torch.tensor(b["rewards"]), torch.tensor(b["placed"])):
+    with process_rewards(b["cuts"], b["steps"].reward):
         ours = compute_advantage(ours, adv_estimator="repro_grpo", config=config)
     theirs = compute_advantage(theirs, adv_estimator="grpo", config=OmegaConf.create({"adv_estimator": "grpo"}))
     np.testing.assert_allclose(ours.batch["advantages"].numpy(), theirs.batch["advantages"].numpy(), atol=1e-5)
@@ -117,17 +133,38 @@ def test_repro_grpo_without_process_rewards_is_verls_grpo_plus_nothing():
 
 def test_errors_are_clear():
     b = batch(4)
+    cuts, rewards = b["cuts"], b["steps"].reward
     estimator = get_adv_estimator_fn("repro_grpo")
     args = dict(token_level_rewards=torch.tensor(b["token_level"]), response_mask=torch.tensor(b["mask"]),
                 index=b["uid"], config=None)
-    with pytest.raises(ReproError, match="repro_grpo: no process rewards"):
+    with pytest.raises(ReproError, match="algorithm.adv_estimator: repro_grpo found no process rewards"):
         estimator(**args)
-    with process_rewards(torch.zeros(3, 3), torch.zeros(3, 3, dtype=torch.bool)):
-        with pytest.raises(ReproError, match=r"process_rewards: rewards has shape \(3, 3\), expected \(8, 24\)"):
+    with process_rewards(cuts.take([0, 1, 2]), rewards[: cuts.offsets[3]]):
+        with pytest.raises(ReproError, match=r"process_rewards: the cuts have 3 rows, expected one per batch row "
+                                             r"\(B = 8\)"):
             estimator(**args)
-    with process_rewards(torch.tensor(b["rewards"]), torch.tensor(b["placed"])):
-        with pytest.raises(ReproError, match="repro_gae: process_rewards.* needs the critic's values"):
+    with process_rewards(cuts, rewards[:-1]):
+        with pytest.raises(ReproError, match=r"process_rewards: step_rewards has \d+ entries, expected one per cut"):
+            estimator(**args)
+    short = int(np.argmin(b["mask"].sum(1)[:-1]))  # a real row shorter than the width
+    length = int(b["mask"][short].sum())
+    beyond = rc.Cuts.from_rows([np.r_[0, length + 1] if row == short else cuts.row(row) for row in range(len(cuts))])
+    with process_rewards(beyond, np.zeros(len(beyond.positions))):
+        with pytest.raises(ReproError, match=f"process_rewards: batch row {short}: cut point {length + 1} lies "
+                                             f"outside its response of {length} tokens"):
+            estimator(**args)
+    unsorted = rc.Cuts.from_rows([np.r_[0, 2, 1] if row == 0 else cuts.row(row) for row in range(len(cuts))])
+    with process_rewards(unsorted, np.zeros(len(unsorted.positions))):
+        with pytest.raises(ReproError, match="process_rewards: positions: row 0: expected strictly increasing"):
+            estimator(**args)
+    with process_rewards(cuts, rewards):
+        with pytest.raises(ReproError, match="process_rewards: repro_gae needs the critic's values"):
             get_adv_estimator_fn("repro_gae")(**args)
+        with pytest.raises(ReproError, match="algorithm.repro.alpha: expected a finite number"):
+            estimator(**{**args, "config": OmegaConf.create({"repro": {"alpha": float("nan")}})})
+    with pytest.raises(ReproError, match="process_rewards: expected the cut points as a repro_core.Cuts"):
+        with process_rewards(b["mask"], rewards):
+            pass
 
 
 def test_verls_engines_build_models_next_to_trl():

@@ -4,6 +4,7 @@ ReproScorer pipeline on the same rollouts."""
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import random
 import subprocess
@@ -30,7 +31,7 @@ from verl.utils.tensordict_utils import list_of_dict_to_tensordict  # noqa: E402
 from repro_core import ReproError  # noqa: E402
 from repro_core.pipeline import ReproConfig, ReproScorer  # noqa: E402
 from repro_core.verl import ESTIMATORS, ReproTrainerSync  # noqa: E402
-from repro_core.verl.trainer import PROBE_PARTITION, repro_config  # noqa: E402
+from repro_core.verl.trainer import OUTSIDE_THE_BLOCK, PROBE_PARTITION, REPRO_KEYS, repro_config  # noqa: E402
 
 import tiny  # noqa: E402
 
@@ -199,6 +200,7 @@ def pipeline(model, tokenizer, rows: list[dict], estimator: str, values=None, **
     )
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("estimator", ["repro_grpo", "repro_dr_grpo", "repro_reinforce_pp",
                                        "repro_reinforce_pp_baseline"])
 def test_advantage_step_equals_the_pipeline(transfer_queue, model_dir, estimator):
@@ -224,6 +226,7 @@ def test_advantage_step_equals_the_pipeline(transfer_queue, model_dir, estimator
     tq.kv_clear(keys=batch.keys, partition_id=batch.partition_id)
 
 
+@pytest.mark.slow
 def test_repro_gae_uses_the_critics_values(transfer_queue, model_dir):
     trainer = make_trainer(model_dir, "repro_gae", "critic.enable=True", "algorithm.lam=0.9",
                            "algorithm.gamma=0.95", dp_size=3)
@@ -262,15 +265,27 @@ def test_config_block(model_dir):
 @pytest.mark.parametrize(("estimator", "overrides", "match"), [
     ("grpo", [], "algorithm.adv_estimator: repro_sync needs one of repro_grpo"),
     ("repro_grpo", ["+algorithm.repro.kk=2"], r"algorithm.repro: unknown keys \['kk'\]"),
-    ("repro_grpo", ["+algorithm.repro.delimiters=[1,2]", "+algorithm.repro.think_end=2.5"], "think_end: expected"),
-    ("repro_grpo", ["algorithm.repro.k=-1"], "k: expected an int >= 0, got -1"),
-    ("repro_grpo", ["+algorithm.repro.stability_ema=2"], "stability_ema: expected a number in"),
-    ("repro_gae", ["critic.enable=False"], "repro_gae needs the critic: set critic.enable=True"),
+    ("repro_grpo", ["+algorithm.repro.delimiters=[1,2]", "+algorithm.repro.think_end=2.5"],
+     "algorithm.repro.think_end: expected"),
+    ("repro_grpo", ["+algorithm.repro.objective_mode=per_cut"], "algorithm.repro.objective_mode: not a key"),
+    ("repro_grpo", ["+algorithm.repro.gamma=0.9"], "algorithm.repro.gamma: not a key .*set algorithm.gamma instead"),
+    ("repro_grpo", ["algorithm.repro.k=-1"], r"algorithm.repro.k: expected an int(eger)? >= 0, got -1"),
+    ("repro_grpo", ["+algorithm.repro.stability_ema=2"], "algorithm.repro.stability_ema: expected .*got 2"),
+    ("repro_grpo", ["algorithm.gamma=1.5"], "algorithm.gamma: expected"),
+    ("repro_grpo", ["actor_rollout_ref.rollout.temperature=0"], "actor_rollout_ref.rollout.temperature: expected"),
+    ("repro_gae", ["critic.enable=False"], "critic.enable: .*repro_gae needs the critic: set critic.enable=True"),
     ("repro_grpo", ["algorithm.rollout_correction.bypass_mode=True"], "bypass_mode: repro_sync reads the entropies"),
 ])
 def test_bad_config(model_dir, estimator, overrides, match):
     with pytest.raises(ReproError, match=match):
         ReproTrainerSync(verl_config(model_dir, estimator, *overrides))
+
+
+def test_the_block_keys_are_reproconfigs_fields():
+    """Every ReproConfig field is a key of algorithm.repro or comes from elsewhere, not both."""
+    names = [field.name for field in dataclasses.fields(ReproConfig)]
+    assert sorted(REPRO_KEYS + tuple(OUTSIDE_THE_BLOCK)) == sorted(names)
+    assert not set(REPRO_KEYS) & set(OUTSIDE_THE_BLOCK)
 
 
 def test_without_a_repro_block_the_defaults_are_the_papers(model_dir):
@@ -279,7 +294,7 @@ def test_without_a_repro_block_the_defaults_are_the_papers(model_dir):
         del config.algorithm["repro"]
     repro = repro_config(config)
     default = ReproConfig()
-    for name in ("alpha", "k", "w", "delimiters", "think_end", "answer_template"):
+    for name in REPRO_KEYS:
         assert getattr(repro, name) == getattr(default, name)
 
 
@@ -291,25 +306,27 @@ def test_repro_block_must_be_a_mapping(model_dir):
 
 
 def test_bad_answer_template(model_dir):
-    with pytest.raises(ReproError, match="answer_template: expected a str.format template"):
+    with pytest.raises(ReproError, match="algorithm.repro.answer_template: expected a str.format template"):
         make_trainer(model_dir, "repro_grpo", "+algorithm.repro.answer_template=boxed")
 
 
+@pytest.mark.slow
 def test_bad_batches(transfer_queue, model_dir):
     trainer = make_trainer(model_dir, dp_size=1)
     rows = rollouts(trainer.tokenizer, seed=7)
     batch = put_batch(rows, partition="bad")
-    with pytest.raises(ReproError, match=r"the batch has no \['entropy'\]"):
+    with pytest.raises(ReproError, match=r"trainer.v1.trainer_mode: repro_sync reads .* the batch has no \['entropy'\]"):
         trainer._compute_advantage(batch, metrics={})
     tq.kv_clear(keys=batch.keys, partition_id="bad")
     batch = put_batch(rows, partition="bad", ground_truth=False)
     batch.extra_info["temperature"] = TEMPERATURE
     batch = trainer._compute_old_log_prob(batch, metrics={})
-    with pytest.raises(ReproError, match=f"row {rows[0]['key']} has no reward_model.ground_truth"):
+    with pytest.raises(ReproError, match=f"reward_model.ground_truth: row {rows[0]['key']} has none"):
         trainer._compute_advantage(batch, metrics={})
     tq.kv_clear(keys=batch.keys, partition_id="bad")
 
 
+@pytest.mark.slow
 def test_with_verls_own_actor_worker(tmp_path):
     """verl's ActorRolloutRefWorker (FSDP2, fp32, on CPU) computes the old log-probs and the probes
     through verl's own TransferQueue bridge: the advantages equal the pipeline (tests/verl_engine.py)."""

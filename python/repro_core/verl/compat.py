@@ -5,6 +5,10 @@ whenever TRL is importable (``verl.models.transformers.monkey_patch.apply_monkey
 removed that class (huggingface/trl#7020), so the import fails and no actor or critic can be built.
 The patch concerns only that class: with it gone there is nothing to patch, and verl's check is
 narrowed to "TRL still has the class" (unchanged where it does, or where TRL is absent).
+
+Importing this module applies the fix (``narrow_verl_trl_check``; calling it again is harmless).
+The package imports it before the trainer: verl swallows a plugin's import errors, and the fix
+must not depend on the trainer importing.
 """
 
 from __future__ import annotations
@@ -28,6 +32,10 @@ def has_value_head_model() -> bool:
 
 
 def narrow_verl_trl_check() -> None:
+    """Point verl's "is TRL available" check of its model patch at ``has_value_head_model``."""
     from verl.models.transformers import monkey_patch
 
     monkey_patch.is_trl_available = has_value_head_model
+
+
+narrow_verl_trl_check()

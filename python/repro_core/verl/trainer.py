@@ -11,12 +11,14 @@ the advantage step is verl's ``PPOTrainerSync``. The advantage step:
    point, through ``compute_log_prob`` at temperature 1, padded to whole micro-batches per rank
    and balanced over the data-parallel ranks;
 4. turns J into process rewards (``score_steps``) and runs the parent's advantage step inside
-   ``process_rewards(...)``, so the estimator sees them beside verl's scores.
+   ``process_rewards(cuts, step_rewards, values)``, the cuts laid on verl's batch rows (padding rows
+   empty), so the estimator sees them beside verl's scores.
 """
 
 from __future__ import annotations
 
 import copy
+import dataclasses
 import uuid
 from collections.abc import Sequence
 from typing import Any, cast
@@ -33,23 +35,38 @@ from verl.utils.tensordict_utils import list_of_dict_to_tensordict
 from verl.workers.utils.padding import response_from_nested
 
 from .._api import Cuts, score_steps
+from ..config import ReproConfig
 from ..errors import ReproError
 from ..objective import AnswerTokens
-from ..pipeline import ReproConfig, cut_selector, step_metrics
-from . import ESTIMATORS, ProcessRewards, process_rewards
+from ..pipeline import cut_selector, step_metrics
+from .estimators import ESTIMATORS, ProcessRewards, process_rewards
 
-__all__ = ["PROBE_PARTITION", "ReproTrainerSync", "repro_config"]
+__all__ = ["OUTSIDE_THE_BLOCK", "PROBE_PARTITION", "REPRO_KEYS", "ReproTrainerSync", "repro_config"]
 
 #: TransferQueue partition of the probe rows; they live there for one advantage step.
 PROBE_PARTITION = "repro_probe"
 
-#: Keys of ``algorithm.repro`` (the estimator itself reads ``alpha``).
-_REPRO_KEYS = ("alpha", "k", "w", "stability_ema", "delimiters", "think_end", "answer_template")
+#: ``ReproConfig`` fields that are not keys of ``algorithm.repro``, each with where it comes from.
+#: verl's own config already has the first four; the last two choose how ``ObjectiveScorer`` runs
+#: J on one machine, and the verl path runs J otherwise (one probe row per cut point through the
+#: actor workers, batched by verl's own ``log_prob_*`` token limits), so it does not use them yet.
+OUTSIDE_THE_BLOCK: dict[str, str] = {
+    "estimator": "algorithm.adv_estimator",
+    "gamma": "algorithm.gamma",
+    "lam": "algorithm.lam",
+    "temperature": "actor_rollout_ref.rollout.temperature",
+    "objective_mode": "not used by repro_sync: J runs through the actor workers, one probe row per cut point",
+    "max_batch_tokens": "not used by repro_sync: verl's log_prob_* token limits batch the probe rows",
+}
+
+#: Keys of ``algorithm.repro``: every other ``ReproConfig`` field (the estimator itself reads ``alpha``).
+REPRO_KEYS: tuple[str, ...] = tuple(f.name for f in dataclasses.fields(ReproConfig) if f.name not in OUTSIDE_THE_BLOCK)
 
 
 def repro_config(config: DictConfig) -> ReproConfig:
-    """The ``ReproConfig`` of a verl run: ``algorithm.repro.*``, the estimator, ``algorithm.gamma``
-    (and ``lam`` for repro_gae) and the rollout temperature; every value checked here."""
+    """The ``ReproConfig`` of a verl run: ``algorithm.repro.*`` (``REPRO_KEYS``), the estimator,
+    ``algorithm.gamma`` (and ``lam`` for repro_gae) and the rollout temperature; every value checked
+    here, a ReproError naming the verl key."""
     algorithm = config.algorithm
     name = algorithm.adv_estimator
     if name not in ESTIMATORS:
@@ -61,17 +78,29 @@ def repro_config(config: DictConfig) -> ReproConfig:
         raise ReproError("algorithm.repro", f"expected a mapping, got {block!r}")
     values = cast(dict, OmegaConf.to_container(block or OmegaConf.create(), resolve=True))
     repro = {str(key): value for key, value in values.items()}
-    unknown = sorted(set(repro) - set(_REPRO_KEYS))
+    for key in repro:
+        if key in OUTSIDE_THE_BLOCK:
+            source = OUTSIDE_THE_BLOCK[key]
+            hint = source if source.startswith("not used") else f"set {source} instead"
+            raise ReproError(f"algorithm.repro.{key}", f"not a key of algorithm.repro ({hint})")
+    unknown = sorted(set(repro) - set(REPRO_KEYS))
     if unknown:
-        raise ReproError("algorithm.repro", f"unknown keys {unknown}; expected some of {list(_REPRO_KEYS)}")
+        raise ReproError("algorithm.repro", f"unknown keys {unknown}; expected some of {list(REPRO_KEYS)}")
     estimator = ESTIMATORS[name]
-    return ReproConfig(
-        **repro,
-        estimator=estimator,
-        gamma=algorithm.gamma,
-        lam=algorithm.lam if estimator == "ppo" else 1.0,
-        temperature=config.actor_rollout_ref.rollout.temperature,
-    )
+    host = {
+        "estimator": estimator,
+        "gamma": algorithm.gamma,
+        "lam": algorithm.lam if estimator == "ppo" else 1.0,
+        "temperature": config.actor_rollout_ref.rollout.temperature,
+    }
+    try:
+        return ReproConfig(**repro, **host)
+    except ReproError as error:
+        if error.argument in repro:
+            raise error.renamed(f"algorithm.repro.{error.argument}") from None
+        if error.argument in host:
+            raise error.renamed(OUTSIDE_THE_BLOCK[error.argument]) from None
+        raise
 
 
 @register_trainer("repro_sync")
@@ -87,7 +116,7 @@ class ReproTrainerSync(PPOTrainerSync):
         self.repro = repro_config(config)
         super().__init__(config)
         if self.repro.estimator == "ppo" and not self.use_critic:
-            raise ReproError("algorithm.adv_estimator=repro_gae needs the critic: set critic.enable=True")
+            raise ReproError("critic.enable", "algorithm.adv_estimator=repro_gae needs the critic: set critic.enable=True")
         correction = config.algorithm.get("rollout_correction") or {}
         if correction.get("bypass_mode", False):
             raise ReproError(
@@ -102,22 +131,28 @@ class ReproTrainerSync(PPOTrainerSync):
 
     def _compute_advantage(self, batch: KVBatchMeta, metrics: dict) -> KVBatchMeta:
         process = self._process_rewards(batch, metrics)
-        with process_rewards(process.rewards, process.placed, process.values):
+        with process_rewards(process.cuts, process.step_rewards, process.values):
             return super()._compute_advantage(batch, metrics)
 
     # ------------------------------------------------------------------------------ RePro
 
     def _process_rewards(self, batch: KVBatchMeta, metrics: dict) -> ProcessRewards:
-        """Process rewards (B, T) of the batch, T its longest response, as the parent pads it."""
+        """The batch's process rewards: its cut points (one row per batch row, padding rows empty)
+        and the step reward at each, plus the critic's values (B, T) for repro_gae."""
         fields = ["prompts", "responses", "response_mask", "entropy", "position_ids", "reward_model"]
         if self.repro.estimator == "ppo":
             fields.append("values")
         data = tq.kv_batch_get(keys=batch.keys, partition_id=batch.partition_id, select_fields=fields)
         missing = [name for name in fields if name not in data.keys()]
         if missing:
-            raise ReproError("repro_sync", f"the batch has no {missing} in the TransferQueue (fields: {fields})")
+            raise ReproError(
+                "trainer.v1.trainer_mode", f"repro_sync reads {fields} from the TransferQueue; the batch has no {missing}"
+            )
         if data["position_ids"].dim() != 2:
-            raise ReproError("repro_sync", "multi-dimensional position_ids (multi-modal rows) are not supported")
+            raise ReproError(
+                "trainer.v1.trainer_mode", "repro_sync scores text rows; multi-dimensional position_ids "
+                "(multi-modal rows) are not supported"
+            )
         lengths = data["response_mask"].offsets().diff().tolist()
         width = max([1, *lengths])
         real = [b for b, tag in enumerate(batch.tags) if not tag.get("is_padding", False)]
@@ -130,12 +165,14 @@ class ReproTrainerSync(PPOTrainerSync):
         for i, b in enumerate(real):
             if not bool(masks[b].bool().all()):
                 raise ReproError(
-                    "repro_sync", f"row {batch.keys[b]} masks tokens inside its response (multi-turn tool "
-                    "output); RePro scores single-turn responses"
+                    "trainer.v1.trainer_mode", f"repro_sync scores single-turn responses; row {batch.keys[b]} "
+                    "masks tokens inside its response (multi-turn tool output)"
                 )
             ground_truth = (reward_models[b] or {}).get("ground_truth")
             if ground_truth is None:
-                raise ReproError("repro_sync", f"row {batch.keys[b]} has no reward_model.ground_truth")
+                raise ReproError(
+                    "reward_model.ground_truth", f"row {batch.keys[b]} has none; repro_sync scores J on the answer"
+                )
             prompts.append(prompt_rows[b])
             completions.append(responses[b])
             answers.append(self._answer_ids(ground_truth, b))
@@ -148,19 +185,18 @@ class ReproTrainerSync(PPOTrainerSync):
         if real:
             metrics.update(step_metrics(j, cuts.offsets, magnitude=steps.magnitude, stability=steps.stability,
                                         reward=steps.reward))
-        rewards = torch.zeros((len(lengths), width), dtype=torch.float32)
-        placed = torch.zeros((len(lengths), width), dtype=torch.bool)
+        # The cuts onto the batch's rows, a padding row empty. The real rows keep their order, so the
+        # points do too, and steps.reward stays aligned with them.
+        rows = [np.empty(0, dtype=np.int64)] * len(lengths)
+        ends = np.zeros(len(lengths), dtype=np.int64)
         for i, b in enumerate(real):
-            start, end = cuts.offsets[i] + 1, cuts.offsets[i + 1]  # the baseline point carries no reward
-            tokens = torch.from_numpy(cuts.positions[start:end] - 1)
-            rewards[b, tokens] = torch.from_numpy(steps.reward[start:end]).float()
-            placed[b, tokens] = True
+            rows[b], ends[b] = cuts.row(i), cuts.ends[i]
         values = None
         if self.repro.estimator == "ppo":
-            values = torch.zeros((len(lengths), width), dtype=torch.float32)
+            values = np.zeros((len(lengths), width), dtype=np.float32)
             for b, row in enumerate(data["values"].unbind()):
-                values[b, : len(row)] = row.float()
-        return ProcessRewards(rewards, placed, values)
+                values[b, : len(row)] = row.float().numpy()
+        return ProcessRewards(Cuts.from_rows(rows, ends), steps.reward, values)
 
     def _objective(
         self,
@@ -172,9 +208,9 @@ class ReproTrainerSync(PPOTrainerSync):
         """J (N,) at every cut point: the mean log-probability of the answer tokens of a probe row
         ``prompt + completion[:p] + answer``, computed by the actor workers at temperature 1."""
         rows: list[dict[str, Any]] = []
-        for b, (prompt, completion, answer) in enumerate(zip(prompts, completions, answers)):
+        for prompt, completion, answer, points in zip(prompts, completions, answers, cuts.rows()):
             answer_tensor = torch.tensor(answer, dtype=torch.int64)
-            for p in cuts.positions[cuts.offsets[b] : cuts.offsets[b + 1]].tolist():
+            for p in points.tolist():
                 rows.append(_probe_row(prompt.long(), torch.cat([completion[:p].long(), answer_tensor])))
         if not rows:
             return np.zeros(0)

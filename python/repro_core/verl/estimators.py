@@ -1,0 +1,204 @@
+"""The ``repro_*`` advantage estimators, registered with verl's ``register_adv_est`` on import.
+
+One per repro_core estimator, named ``repro_<name>`` (``repro_gae`` for ``ppo``, as verl calls
+GAE). Each returns ``(advantages, returns)`` computed by ``repro_core.compute_advantages``
+(docs/method.md, "Advantages"), reading:
+
+- the outcome from verl's ``token_level_rewards`` (the score on the last token, plus any in-reward
+  KL): its row sum for the grpo family and reinforce_pp_baseline; the whole tensor as token rewards
+  for reinforce_pp and gae;
+- the groups from ``index`` (verl's ``uid``);
+- alpha from ``algorithm.repro.alpha`` (``ReproConfig``'s default when absent), gamma and lam
+  (gae only) from ``algorithm``;
+- the process rewards, never summed into the scores, from ``process_rewards(...)``: the cut points
+  (``Cuts``, one row per batch row) and the step reward at every point, given for the duration of
+  verl's advantage dispatch. The last cut point of a completion without a think-end tag closes on
+  its last token, where the outcome sits too; in one tensor the two would be inseparable.
+
+verl's dispatch passes estimators only ``token_level_rewards``, ``response_mask``, ``index`` and
+``config``, hence the context manager::
+
+    with repro_core.verl.process_rewards(cuts, step_rewards, values=None):
+        data = compute_advantage(data, adv_estimator="repro_grpo", config=algorithm_config)
+
+An estimator called outside it raises ``ReproError`` rather than drop the process part silently.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
+from dataclasses import dataclass
+from typing import Any, cast
+
+import numpy as np
+import torch
+from verl.trainer.ppo.core_algos import register_adv_est
+
+from .. import _api
+from .._api import Cuts, Estimator, compute_advantages
+from ..config import ReproConfig
+from ..errors import ReproError
+
+__all__ = ["DEFAULT_ALPHA", "ESTIMATORS", "ProcessRewards", "ReproEstimator", "process_rewards", "verl_name"]
+
+#: verl's spelling of an estimator where it differs from repro_core's: verl calls PPO's GAE "gae".
+_VERL_SPELLING = {"ppo": "gae"}
+
+
+def verl_name(estimator: str) -> str:
+    """The verl name of a repro_core estimator: ``repro_<name>``, ``repro_gae`` for ``ppo``."""
+    return f"repro_{_VERL_SPELLING.get(estimator, estimator)}"
+
+
+#: verl name -> repro_core estimator, one per ``repro_core._api.ESTIMATORS``.
+ESTIMATORS: dict[str, Estimator] = {verl_name(name): cast(Estimator, name) for name in _api.ESTIMATORS}
+DEFAULT_ALPHA = ReproConfig.alpha
+
+#: The verl keys that set ``compute_advantages``'s options (a ReproError from the core names them).
+_OPTION_KEYS = {"alpha": "algorithm.repro.alpha", "gamma": "algorithm.gamma", "lam": "algorithm.lam"}
+
+
+@dataclass(frozen=True)
+class ProcessRewards:
+    """RePro's process rewards of a batch, aligned with verl's rows.
+
+    ``cuts``: the cut points, one row per batch row (``Cuts``; a padding row is empty), positions
+    within each row's response; ``step_rewards`` (N,): the step reward r_j at every cut point in
+    ``cuts`` order (``Steps.reward``; 0 at each row's baseline point 0); ``values`` (B, T): the
+    critic's values, for repro_gae only.
+    """
+
+    cuts: Cuts
+    step_rewards: np.ndarray
+    values: np.ndarray | None = None
+
+    def check(self, lengths: np.ndarray) -> None:
+        """That the cuts fit a batch with these response lengths (ReproError naming process_rewards)."""
+        rows, points = len(self.cuts), len(self.cuts.positions)
+        if rows != len(lengths):
+            raise ReproError(
+                "process_rewards", f"the cuts have {rows} rows, expected one per batch row (B = {len(lengths)})"
+            )
+        if len(self.cuts.offsets) != rows + 1 or (rows and self.cuts.offsets[-1] != points):
+            raise ReproError(
+                "process_rewards", f"the cuts' offsets {self.cuts.offsets.tolist()} do not delimit "
+                f"{points} positions in {rows} rows"
+            )
+        if len(self.step_rewards) != points:
+            raise ReproError(
+                "process_rewards", f"step_rewards has {len(self.step_rewards)} entries, expected one per cut "
+                f"point (N = {points})"
+            )
+        if points:
+            row = self.cuts.row_index()
+            beyond = np.flatnonzero((self.cuts.positions < 0) | (self.cuts.positions > lengths[row]))
+            if len(beyond):
+                n = beyond[0]
+                raise ReproError(
+                    "process_rewards", f"batch row {row[n]}: cut point {self.cuts.positions[n]} lies outside its "
+                    f"response of {lengths[row[n]]} tokens"
+                )
+
+
+_current: ContextVar[ProcessRewards | None] = ContextVar("repro_process_rewards", default=None)
+
+
+@contextmanager
+def process_rewards(cuts: Cuts, step_rewards: Any, values: Any = None) -> Iterator[ProcessRewards]:
+    """Make a batch's process rewards visible to the repro_* estimators for the duration of the block.
+
+    cuts: one row per batch row, in verl's row order (an empty row for a padding row), each row
+    0 first, then increasing positions up to the row's response length; step_rewards (N,): the
+    reward at every cut point, in ``cuts`` order (``score_steps(...).reward``); values (B, T): the
+    critic's values, needed by repro_gae only. The estimator checks them against verl's batch.
+    """
+    if not isinstance(cuts, Cuts):
+        raise ReproError("process_rewards", f"expected the cut points as a repro_core.Cuts, got {type(cuts).__name__}")
+    rewards = _numpy(step_rewards, np.float64)
+    if rewards.ndim != 1:
+        raise ReproError("process_rewards", f"expected step_rewards of shape (N,), got {rewards.shape}")
+    process = ProcessRewards(cuts, rewards, None if values is None else _numpy(values, np.float32))
+    token = _current.set(process)
+    try:
+        yield process
+    finally:
+        _current.reset(token)
+
+
+@dataclass(frozen=True)
+class ReproEstimator:
+    """One registered estimator (a frozen dataclass: equal when re-registered, and picklable)."""
+
+    name: str
+
+    def __call__(
+        self,
+        token_level_rewards: torch.Tensor,
+        response_mask: torch.Tensor,
+        index: np.ndarray | None = None,
+        config: Any = None,
+        **kwargs: Any,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        process = _current.get()
+        if process is None:
+            raise ReproError(
+                "algorithm.adv_estimator", f"{self.name} found no process rewards; run verl's compute_advantage "
+                "inside repro_core.verl.process_rewards(...), as the repro_sync trainer does"
+            )
+        estimator = ESTIMATORS[self.name]
+        mask = response_mask.bool().cpu().numpy()
+        process.check(mask.sum(1))
+        scores = (token_level_rewards.detach().double().cpu().numpy()) * mask
+        groups = np.arange(len(mask)) if index is None else np.unique(np.asarray(index), return_inverse=True)[1]
+        per_token = estimator in ("reinforce_pp", "ppo")  # the KL in the rewards stays per token
+        values = None
+        if estimator == "ppo":
+            if process.values is None:
+                raise ReproError("process_rewards", f"{self.name} needs the critic's values: process_rewards(..., values=)")
+            values = process.values
+            if values.shape != mask.shape:
+                raise ReproError("process_rewards", f"values has shape {values.shape}, expected {mask.shape}")
+        repro = _get(config, "repro", None) or {}
+        try:
+            result = compute_advantages(
+                estimator,
+                np.zeros(len(mask)) if per_token else scores.sum(1),
+                process.step_rewards,
+                process.cuts.offsets,
+                process.cuts.positions,
+                mask,
+                groups,
+                alpha=_get(repro, "alpha", DEFAULT_ALPHA),
+                gamma=_get(config, "gamma", 1.0),
+                lam=_get(config, "lam", 1.0) if estimator == "ppo" else 1.0,
+                values=values,
+                token_rewards=scores if per_token else None,
+            )
+        except ReproError as error:
+            if error.argument in _OPTION_KEYS:
+                raise error.renamed(_OPTION_KEYS[error.argument]) from None
+            if error.argument in ("offsets", "positions", "step_rewards", "values"):
+                raise ReproError("process_rewards", f"{error.argument}: {error.message}") from None
+            raise
+        device = token_level_rewards.device
+        advantages = torch.from_numpy(result.advantages).to(device)
+        returns = advantages if result.returns is None else torch.from_numpy(result.returns).to(device)
+        return advantages, returns
+
+
+def _numpy(value: Any, dtype: type[np.generic]) -> np.ndarray:
+    """A tensor (any device) or array-like as a NumPy array of ``dtype``."""
+    if isinstance(value, torch.Tensor):
+        value = value.detach().cpu().double()  # NumPy reads no bfloat16
+    return np.asarray(value, dtype=dtype)
+
+
+def _get(config: Any, key: str, default: Any) -> Any:
+    """``config.get(key)`` for verl's configs, OmegaConf nodes and dicts alike."""
+    return default if config is None else config.get(key, default)
+
+
+for _name in ESTIMATORS:
+    register_adv_est(_name)(ReproEstimator(_name))
