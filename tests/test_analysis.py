@@ -85,7 +85,7 @@ def handwritten(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def check_record(record: dict, *, all_paragraphs: bool = True) -> None:
     assert set(record) == FIELDS
     points = record["cut_points"]
-    assert points[0] == 0 and all(a < b for a, b in zip(points, points[1:]))
+    assert points[0] == 0 and all(a < b for a, b in zip(points, points[1:], strict=False))
     assert points[-1] == record["thinking_tokens"] <= record["tokens"]
     n = len(points)
     for key in ("j", "magnitude", "stability", "score", "reward"):
@@ -152,7 +152,7 @@ def test_generated_traces_write_valid_outputs(generated: Path) -> None:
 def test_handwritten_traces_count_paragraphs_and_backtracking(handwritten: Path) -> None:
     records = load(handwritten)
     assert len(records) == len(TRACES)
-    for record, (prompt, completion, _, paragraphs, cues) in zip(records, TRACES):
+    for record, (prompt, completion, _, paragraphs, cues) in zip(records, TRACES, strict=True):
         check_record(record)
         assert record["prompt"] == prompt and record["completion"] == completion
         assert record["num_paragraphs"] == paragraphs and record["tail"] == ""
@@ -265,7 +265,8 @@ def test_flags_both_spellings_and_yaml_config(tmp_path: Path) -> None:
     the positional INPUT as --dataset, and the RePro settings as repro train's --repro_* flags."""
     defaults = analysis.parse_arguments([])
     assert defaults.data.dataset == analysis.DEFAULT_INPUT and defaults.repro.repro_k is None
-    assert defaults.repro.repro_w == W and defaults.model.dtype == "auto" and defaults.report.output_dir == "repro-score"
+    assert defaults.repro.repro_w == W and defaults.model.dtype == "auto"
+    assert defaults.report.output_dir == "repro-score"
     assert not hasattr(defaults.repro, "repro_alpha")  # advantages' settings: scoring has none
     for spelling in (["--repro_k", "3", "--dataset_size", "2", "--max_new_tokens", "8"],
                      ["--repro-k", "3", "--dataset-size", "2", "--max-new-tokens", "8"]):

@@ -1,4 +1,5 @@
-"""Math prompts: reasoning-gym problems and question/answer datasets in the prompt/answer/task schema."""
+"""Datasets: reasoning-gym problems, question/answer datasets in the prompt/answer/task schema, plain rows of
+JSON/JSONL files, gold-answer parsing."""
 
 import os
 
@@ -10,7 +11,18 @@ import pytest
 import reasoning_gym
 
 import repro_core
-from repro_core.data import DEFAULT_SYSTEM_PROMPT, RECOMMENDED_TASKS, load_prompts, reasoning_gym_dataset
+from repro_core.data import (
+    DEFAULT_SYSTEM_PROMPT,
+    RECOMMENDED_TASKS,
+    chat_prompt,
+    final_answer,
+    load_dataset_prompts,
+    load_prompts,
+    load_table,
+    parse_task_config,
+    read_json_rows,
+    reasoning_gym_dataset,
+)
 from repro_core.rewards import boxed_accuracy
 
 
@@ -68,9 +80,9 @@ def test_reasoning_gym_scorer_agrees(task):
     entries = list(generator)
     answers = [entry["answer"] for entry in entries]
     wrong = [str(int(float(answer)) + 1) for answer in answers]
-    assert [generator.score_answer(a, e) for a, e in zip(answers, entries)] == [1.0] * 4
+    assert [generator.score_answer(a, e) for a, e in zip(answers, entries, strict=True)] == [1.0] * 4
     assert boxed_accuracy([rf"\boxed{{{a}}}" for a in answers], answers) == [1.0] * 4
-    assert all(generator.score_answer(w, e) < 1.0 for w, e in zip(wrong, entries))
+    assert all(generator.score_answer(w, e) < 1.0 for w, e in zip(wrong, entries, strict=True))
     assert boxed_accuracy([rf"\boxed{{{w}}}" for w in wrong], answers) == [0.0] * 4
 
 
@@ -146,3 +158,88 @@ def test_load_prompts_errors(tmp_path):
     path = _write_jsonl(tmp_path / "bad.jsonl", [{"question": 3, "answer": "3"}])
     with pytest.raises(repro_core.ReproError, match="question_column: row 0 of 'question' is int"):
         load_prompts(path, cache_dir=str(tmp_path / "cache"))
+
+
+def test_read_json_rows_splits_lines_on_newline_only(tmp_path):
+    # U+2028 / U+2029 / U+0085 are valid inside JSON strings (json.dumps keeps them with ensure_ascii=False), and
+    # str.splitlines() would break the line there.
+    rows = [{"question": "a\u2028b", "answer": "1"}, {"question": "c\u2029d\x85e\x1cf", "answer": "2"}]
+    path = tmp_path / "odd.jsonl"
+    path.write_text("".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows) + "\n", encoding="utf-8")
+    assert read_json_rows(path) == rows
+    assert load_prompts(str(path))["answer"] == ["1", "2"]
+    (tmp_path / "list.json").write_text(json.dumps(rows), encoding="utf-8")
+    assert read_json_rows(tmp_path / "list.json") == rows
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        ("", "is empty"),
+        ('{"a": 1}\n{"a": \n', "line 2 is not valid JSON"),
+        ("[1]", "item 1 is int, expected a JSON object"),
+    ],
+)
+def test_read_json_rows_errors(tmp_path, content, message):
+    path = tmp_path / "bad.jsonl"
+    path.write_text(content, encoding="utf-8")
+    with pytest.raises(repro_core.ReproError, match=f"path: {path}.*{message}"):
+        read_json_rows(path)
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [("3 + 4 = 7\n#### 7", "7"), (" 42 ", "42"), (0.5, "0.5"), (None, ""), (["7"], ""),
+     (r"so the answer is $\boxed{\frac{1}{2}}$", r"\frac{1}{2}"), ("#### \\boxed{9}", "9")],
+)
+def test_final_answer(value, expected):
+    assert final_answer(value) == expected
+
+
+def test_chat_prompt():
+    assert chat_prompt(" What is 1 + 1? ", None) == [
+        {"role": "user", "content": "What is 1 + 1?\n\nPlease reason step by step, and put your final answer "
+         "within \\boxed{}."}
+    ]
+    assert chat_prompt("q")[0] == {"role": "system", "content": DEFAULT_SYSTEM_PROMPT}
+
+
+def test_load_table(tmp_path):
+    rows = [{"prompt": "q", "completion": "c", "answer": "#### 1"}, {"prompt": "r", "extra": [1]}]
+    path = _write_jsonl(tmp_path / "rows.jsonl", rows)
+    assert load_table(path) == rows  # as stored: columns may differ between rows
+    assert load_table(path, dataset_size=1) == rows[:1]
+    generated = load_table("reasoning-gym:basic_arithmetic", dataset_size=3, dataset_seed=5)
+    assert [set(row) for row in generated] == [{"prompt", "answer", "task"}] * 3
+    assert generated == reasoning_gym_dataset(size=3, seed=5).to_list()
+
+
+@pytest.mark.parametrize(
+    ("dataset", "kwargs", "message"),
+    [
+        ("missing.jsonl", {}, "dataset: no such file: missing.jsonl"),
+        ("reasoning-gym:", {}, "dataset: names no task"),
+        ("reasoning-gym:nope", {}, "dataset: unknown reasoning-gym task 'nope'"),
+        ("reasoning-gym:basic_arithmetic", {"dataset_size": 0}, "dataset_size: expected a positive integer"),
+        ("reasoning-gym:basic_arithmetic", {"task_config": "[1]"}, "task_config: expected a JSON object"),
+        ("reasoning-gym:basic_arithmetic", {"task_config": "{"}, "task_config: is not valid JSON"),
+        ("openai/gsm8k", {"task_config": {"min_terms": 2}}, "task_config: applies to reasoning-gym:TASK"),
+        ("no-such-owner/no-such-dataset", {}, "dataset: cannot load 'no-such-owner/no-such-dataset'"),
+    ],
+)
+def test_load_table_errors_name_the_parameter(tmp_path, dataset, kwargs, message):
+    with pytest.raises(repro_core.ReproError, match=message):
+        load_table(dataset, cache_dir=str(tmp_path / "cache"), **kwargs)
+
+
+def test_load_dataset_prompts(tmp_path):
+    generated = load_dataset_prompts("reasoning-gym:chain_sum", dataset_size=2, task_config='{"max_terms": 2}')
+    assert len(generated) == 2 and set(generated["task"]) == {"chain_sum"}
+    path = _write_jsonl(tmp_path / "data.jsonl", [{"problem": "What is 1 + 1?", "solution": "#### 2"}])
+    ds = load_dataset_prompts(path, question_column="problem", answer_column="solution", system_prompt="")
+    assert ds["answer"] == ["2"] and [m["role"] for m in ds[0]["prompt"]] == ["user"]
+    with pytest.raises(repro_core.ReproError, match="question_column: no column 'question'"):
+        load_dataset_prompts(path)
+    with pytest.raises(repro_core.ReproError, match="dataset_size: expected a positive integer"):
+        load_dataset_prompts(path, dataset_size=0)
+    assert parse_task_config(None) is None and parse_task_config({"a": 1}) == {"a": 1}

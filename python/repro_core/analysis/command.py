@@ -288,7 +288,8 @@ def run(arguments: CommandArguments) -> int:
         rows = load_rows(data.dataset, split=data.split, dataset_config=data.dataset_config,
                          dataset_size=data.dataset_size, dataset_seed=data.dataset_seed, task_config=data.task_config,
                          system_prompt=system_prompt, prompt_column=data.prompt_column,
-                         answer_column=data.answer_column, completion_column=None if samples else data.completion_column)
+                         answer_column=data.answer_column,
+                         completion_column=None if samples else data.completion_column)
     except ReproError as error:
         if error.argument == "completion_column":
             raise ReproError("--completion_column", f"{error.message}; pass --generate N to sample completions "
