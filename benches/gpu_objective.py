@@ -1,4 +1,6 @@
-"""J on CUDA: shared-prefix vs per-cut vs one plain forward, with peak memory (REPRO.md section 6).
+"""J on CUDA: shared-prefix vs per-cut vs one plain forward, with peak memory.
+
+The method: docs/method.md, "Shared-prefix J".
 
 A random-weight model of Qwen2-1.5B's shape (no download), bf16, SDPA; 8 rollouts of 4,096
 completion tokens after prompts of 40 to 120; k = 20; reasoning text in paragraphs tokenized by the

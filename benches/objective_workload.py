@@ -3,8 +3,9 @@
 
 Methods, all on the same rollouts and the same token budget per forward call:
 - ``bare``: one no-grad forward returning only the last logit (``logits_to_keep=1``);
-- ``forward_entropies``: the yardstick of REPRO.md section 6, a no-grad forward with the entropy
-  at every completion position (what an RL trainer runs anyway): ``ObjectiveScorer.entropies``;
+- ``forward_entropies``: the yardstick of docs/method.md ("Shared-prefix J"), a no-grad forward
+  with the entropy at every completion position (what an RL trainer runs anyway):
+  ``ObjectiveScorer.entropies``;
 - ``shared``: J at the given cut points, shared-prefix mode (a prefix pass keeping the KV cache,
   then the probes against it): ``ObjectiveScorer.score``;
 - ``evaluate``: what the pipeline runs: the entropy pass, cut selection (Rust) and J from the
@@ -26,9 +27,8 @@ import torch
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests"))
 
 import repro_core as rc  # noqa: E402
-from repro_core.objective import ObjectiveScorer  # noqa: E402
-
 import tiny  # noqa: E402
+from repro_core.objective import ObjectiveScorer  # noqa: E402
 
 METHODS = ("bare", "forward_entropies", "shared", "evaluate", "per_cut")
 LABELS = {

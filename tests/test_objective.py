@@ -19,11 +19,10 @@ from hypothesis import strategies as st
 torch = pytest.importorskip("torch")
 
 import repro_core as rc  # noqa: E402
+import tiny  # noqa: E402
 from repro_core import ReproError  # noqa: E402
 from repro_core.config import ReproConfig  # noqa: E402
 from repro_core.objective import ObjectiveScorer  # noqa: E402
-
-import tiny  # noqa: E402
 
 TEMPLATE = "\\boxed{{{answer}}}"
 
@@ -109,7 +108,9 @@ def test_shared_equals_per_cut_for_any_budget(model, tok, budget):
     """Tiny budgets force one row per chunk and one probe per call."""
     prompts, completions, answers = rollouts(tok, seed=3, rows=6)
     offsets, positions = random_cuts(completions, seed=3, per_row=8)
-    shared = ObjectiveScorer(model, tok, max_batch_tokens=budget).score(prompts, completions, answers, offsets, positions)
+    shared = ObjectiveScorer(model, tok, max_batch_tokens=budget).score(
+        prompts, completions, answers, offsets, positions
+    )
     per_cut = ObjectiveScorer(model, tok, mode="per_cut", max_batch_tokens=budget).score(
         prompts, completions, answers, offsets, positions
     )
@@ -133,7 +134,9 @@ def test_shared_equals_per_cut_property(tok, prompt_lengths, data):
     offsets = np.r_[0, np.cumsum([len(c) for c in cuts])]
     positions = np.array([p for c in cuts for p in c], dtype=np.int64)
     budget = data.draw(st.integers(1, 200))
-    shared = ObjectiveScorer(model, tok, max_batch_tokens=budget).score(prompts, completions, answers, offsets, positions)
+    shared = ObjectiveScorer(model, tok, max_batch_tokens=budget).score(
+        prompts, completions, answers, offsets, positions
+    )
     per_cut = ObjectiveScorer(model, tok, mode="per_cut").score(prompts, completions, answers, offsets, positions)
     assert shared.shape == positions.shape
     np.testing.assert_allclose(shared, per_cut, atol=1e-4, rtol=0)
@@ -253,7 +256,7 @@ def test_non_finite_entropies_name_row_and_position(tok):
     model = tiny.model(len(tok))
     with torch.no_grad():
         model.lm_head.weight[5] = float("nan")
-    with pytest.raises(ReproError, match=r"entropies: non-finite value nan at row 0, position 0"):
+    with pytest.raises(ReproError, match=r"model: non-finite entropy nan at row 0, position 0"):
         ObjectiveScorer(model, tok).entropies([[1, 2]], [[3, 4]])
 
 

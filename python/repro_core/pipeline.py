@@ -1,4 +1,4 @@
-"""One call from rollouts to per-token advantages (REPRO.md section 1).
+"""One call from rollouts to per-token advantages (docs/method.md, "Cut points" to "Advantages").
 
 ``ReproScorer.score`` runs the entropy pass and J on the model (``objective``), and everything
 else in the Rust core: cut selection, scores, process rewards, advantages. Each piece is computed
@@ -78,7 +78,8 @@ class ReproScorer:
         results and calls ``advantages`` once on the whole batch.
         """
         evaluation = self.objective.evaluate(prompt_ids, completion_ids, answers, self._select)
-        steps = score_steps(evaluation.j, evaluation.cuts.offsets, w=self.config.w, stability_ema=self.config.stability_ema)
+        config = self.config
+        steps = score_steps(evaluation.j, evaluation.cuts.offsets, w=config.w, stability_ema=config.stability_ema)
         return evaluation, steps
 
     def advantages(
@@ -129,6 +130,7 @@ class ReproScorer:
         """
         evaluation, steps = self.evaluate(prompt_ids, completion_ids, answers)
         cuts = evaluation.cuts
+        j_rows = cuts.split(evaluation.j)  # every row has its baseline point p = 0 and its end point
         advantages = self.advantages(
             outcome_rewards, steps.reward, cuts.offsets, cuts.positions, evaluation.mask, group_index, values,
             token_rewards,
@@ -144,8 +146,8 @@ class ReproScorer:
             j=evaluation.j,
             steps=steps,
             advantages=advantages,
-            j_baseline=evaluation.j[cuts.offsets[:-1]],
-            j_end=evaluation.j[cuts.offsets[1:] - 1],
+            j_baseline=np.array([j[0] for j in j_rows]),
+            j_end=np.array([j[-1] for j in j_rows]),
             num_paragraphs=np.diff(paragraphs.offsets),
         )
 

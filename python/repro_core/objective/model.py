@@ -134,8 +134,8 @@ class ModelAdapter:
         if bad.size:
             row, position = bad[0]
             raise ReproError(
-                "entropies", f"non-finite value {result[row, position]} at row {chunk.rows[row]}, position {position} "
-                "(the model's logits overflow or are NaN)"
+                "model", f"non-finite entropy {result[row, position]} at row {chunk.rows[row]}, position {position} "
+                "(its logits overflow or are NaN)"
             )
         return result
 
@@ -222,7 +222,7 @@ class ModelAdapter:
         cut point (the oracle)."""
         sequences = [
             (rows.prompts[b] + rows.completions[b][:p], rows.answers[b])
-            for b, p in zip(cuts.row_index().tolist(), cuts.positions.tolist())
+            for b, p in zip(cuts.row_index().tolist(), cuts.positions.tolist(), strict=True)
         ]
         j = np.empty(len(sequences), dtype=np.float64)
         order = sorted(range(len(sequences)), key=lambda n: -sum(map(len, sequences[n])))

@@ -146,7 +146,9 @@ def _token_lists(name: str, rows: Sequence[Sequence[int]], vocab: int) -> list[l
         except (TypeError, ValueError) as exc:
             raise ReproError(f"{name}[{b}]", f"expected a sequence of token ids ({exc})") from None
         if ids.size and (ids.ndim != 1 or ids.dtype.kind not in "iu"):
-            raise ReproError(f"{name}[{b}]", f"expected a 1-D sequence of ints, got shape {ids.shape} dtype {ids.dtype}")
+            raise ReproError(
+                f"{name}[{b}]", f"expected a 1-D sequence of ints, got shape {ids.shape} dtype {ids.dtype}"
+            )
         if ids.size and (ids.min() < 0 or ids.max() >= vocab):
             bad = int(ids.min() if ids.min() < 0 else ids.max())
             raise ReproError(f"{name}[{b}]", f"token id {bad} is outside the model's vocabulary [0, {vocab})")
@@ -160,12 +162,15 @@ def checked_cuts(offsets: Any, positions: Any, rows: Rows) -> Cuts:
     offsets = np.asarray(offsets)
     positions = np.asarray(positions)
     if offsets.shape != (rows.count + 1,) or offsets.dtype.kind not in "iu":
-        raise ReproError("offsets", f"expected ({rows.count + 1},) ints, got shape {offsets.shape} dtype {offsets.dtype}")
+        raise ReproError(
+            "offsets", f"expected ({rows.count + 1},) ints, got shape {offsets.shape} dtype {offsets.dtype}"
+        )
     if positions.ndim != 1 or (positions.size and positions.dtype.kind not in "iu"):
         raise ReproError("positions", f"expected (N,) ints, got shape {positions.shape} dtype {positions.dtype}")
     if offsets[0] != 0 or offsets[-1] != len(positions) or np.any(np.diff(offsets) < 0):
         raise ReproError(
-            "offsets", f"expected non-decreasing values from 0 to len(positions) = {len(positions)}, got {offsets.tolist()}"
+            "offsets",
+            f"expected non-decreasing values from 0 to len(positions) = {len(positions)}, got {offsets.tolist()}",
         )
     offsets, positions = offsets.astype(np.int64), positions.astype(np.int64)
     ends = np.array([positions[offsets[b + 1] - 1] if offsets[b + 1] > offsets[b] else 0 for b in range(rows.count)])

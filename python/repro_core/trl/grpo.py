@@ -11,6 +11,7 @@ import torch
 from accelerate.utils import gather_object
 from trl import GRPOTrainer
 
+from .._api import Cuts
 from ..errors import ReproError
 from ..pipeline import ReproScorer, step_metrics
 from .config import ReproGRPOConfig
@@ -27,7 +28,7 @@ class ReproGRPOTrainer(GRPOTrainer):
     normalised per group on the whole batch (groups can straddle processes) and sliced back exactly
     as the parent slices its own advantages. With ``repro_estimator="grpo"`` the outcome part is
     TRL's advantage (so ``scale_rewards`` and ``multi_objective_aggregation`` apply); the other
-    estimators compute it from the weighted sum of the rewards (REPRO.md section 4).
+    estimators compute it from the weighted sum of the rewards (docs/method.md, "Advantages").
 
     Takes the same arguments as ``GRPOTrainer``; ``args`` must be a ``ReproGRPOConfig``.
     """
@@ -94,7 +95,11 @@ class ReproGRPOTrainer(GRPOTrainer):
         """RePro on the local completions, then everything the advantages need, over all processes.
 
         Returns the whole batch (rows in rank order, as the parent lays out its rewards) and the
-        seconds spent in RePro here.
+        seconds spent in RePro here. Its entries: per row (B,) ``lengths``, ``outcome_rewards``
+        (the weighted sum of the reward functions), ``outcome_advantages`` (TRL's advantage),
+        ``unscorable`` and ``group_index``; ``cuts`` (a ``Cuts``) and per cut point, in its layout,
+        ``step_rewards`` (RePro's process rewards) and, when RePro is on, ``j``, ``magnitude`` and
+        ``stability``; per token (B, T) ``mask`` and the arrays of ``_rollout_arrays``.
         """
         completion_mask = output["completion_mask"]
         lengths = completion_mask.sum(1).tolist()  # right-padded; truncated rows may be masked whole
@@ -106,50 +111,56 @@ class ReproGRPOTrainer(GRPOTrainer):
                 raise ReproError(
                     "repro_answer_column", f"{column!r} is not a dataset column (columns: {sorted(inputs[0])})"
                 )
-            prompt_ids = [ids[mask.bool()].tolist() for ids, mask in zip(output["prompt_ids"], output["prompt_mask"])]
-            completion_ids = [ids[:n].tolist() for ids, n in zip(output["completion_ids"], lengths)]
+            prompt_ids = [
+                ids[mask.bool()].tolist() for ids, mask in zip(output["prompt_ids"], output["prompt_mask"], strict=True)
+            ]
+            completion_ids = [ids[:n].tolist() for ids, n in zip(output["completion_ids"], lengths, strict=True)]
             self.repro.objective.model = self.model  # the current policy, as wrapped now
             evaluation, steps = self.repro.evaluate(prompt_ids, completion_ids, [x[column] for x in inputs])
-            local.update(offsets=evaluation.cuts.offsets, positions=evaluation.cuts.positions, reward=steps.reward,
-                         j=evaluation.j, magnitude=steps.magnitude, stability=steps.stability)
+            local.update(cuts=evaluation.cuts, step_rewards=steps.reward, j=evaluation.j, magnitude=steps.magnitude,
+                         stability=steps.stability)
         else:  # only the baseline point: no process reward
-            local.update(offsets=np.arange(len(lengths) + 1), positions=np.zeros(len(lengths), dtype=np.int64),
-                         reward=np.zeros(len(lengths)))
+            local.update(cuts=Cuts.from_rows([[0]] * len(lengths)), step_rewards=np.zeros(len(lengths)))
         repro_seconds = time.perf_counter() - started
-        local["outcome"] = output["advantages"].float().cpu().numpy()
+        local["outcome_advantages"] = output["advantages"].float().cpu().numpy()
         arrays = self._rollout_arrays(output)
-        local["rows"] = {name: [row[:n] for row, n in zip(values, lengths)] for name, values in arrays.items()}
-        parts = gather_object([local])  # one entry per process, in rank order
-        batch: dict[str, Any] = {
-            key: np.concatenate([part[key] for part in parts]) for key in local if key not in ("offsets", "rows")
+        local["token_rows"] = {
+            name: [row[:n] for row, n in zip(values, lengths, strict=True)] for name, values in arrays.items()
         }
-        batch["offsets"] = np.concatenate([[0], np.cumsum(np.concatenate([np.diff(p["offsets"]) for p in parts]))])
+        parts = gather_object([local])  # one entry per process, in rank order
+        # Rows and their cut points one process after another: per-row and per-point arrays
+        # concatenate in that same order.
+        batch: dict[str, Any] = {
+            key: np.concatenate([part[key] for part in parts]) for key in local if key not in ("cuts", "token_rows")
+        }
+        batch["cuts"] = Cuts.concat([part["cuts"] for part in parts])
         width = max(1, int(batch["lengths"].max()))
         batch["mask"] = np.arange(width) < batch["lengths"][:, None]
         for name in arrays:
             padded = np.zeros(batch["mask"].shape, dtype=np.float32)
-            padded[batch["mask"]] = np.concatenate([row for part in parts for row in part["rows"][name]])
+            padded[batch["mask"]] = np.concatenate([row for part in parts for row in part["token_rows"][name]])
             batch[name] = padded
         # TRL resolves both counts in its __init__ (eval falls back to the training one).
         group_size = cast(int, self.num_generations_eval if self._mode() == "eval" else self.num_generations)
         batch["group_index"] = np.arange(len(batch["lengths"])) // group_size
-        batch["rewards"], batch["unscorable"] = self._outcome_rewards()
+        batch["outcome_rewards"], batch["unscorable"] = self._outcome_rewards()
         return batch, repro_seconds
 
     def _batch_advantages(self, batch: dict[str, Any]) -> dict[str, np.ndarray]:
-        """(N, T) advantages of the whole batch."""
+        """(B, T) advantages of the whole batch (B rows over all processes)."""
         grpo = self.args.repro_estimator == "grpo"
         # For grpo the outcome part is TRL's advantage, added below.
-        rewards = np.zeros(len(batch["lengths"])) if grpo else batch["rewards"]
-        total = self.repro.advantages(rewards, batch["reward"], batch["offsets"], batch["positions"], batch["mask"],
-                                      batch["group_index"]).advantages
+        outcome_rewards = np.zeros(len(batch["lengths"])) if grpo else batch["outcome_rewards"]
+        cuts = batch["cuts"]
+        total = self.repro.advantages(outcome_rewards, batch["step_rewards"], cuts.offsets, cuts.positions,
+                                      batch["mask"], batch["group_index"]).advantages
         if grpo:
-            total = total + batch["outcome"][:, None] * batch["mask"]
+            total = total + batch["outcome_advantages"][:, None] * batch["mask"]
         total[batch["unscorable"]] = 0.0  # no reward function scored these rows (TRL zeroes them too)
         return {"advantages": total}
 
     def _local_rows(self, values: np.ndarray, completion_mask: torch.Tensor) -> torch.Tensor:
-        """This process's rows of a whole-batch (N, T) array, at the local width, zero off the mask."""
+        """This process's rows of a whole-batch (B, T) array, at the local width, zero off the mask."""
         rows, width = completion_mask.shape
         first = self.accelerator.process_index * rows  # the parent's own slicing
         local = torch.zeros((rows, width), dtype=torch.float32)
@@ -170,8 +181,8 @@ class ReproGRPOTrainer(GRPOTrainer):
     def _metrics_of(batch: dict[str, Any], advantages: np.ndarray) -> dict[str, float]:
         """The repro/* metrics over the whole batch (every process logs the same values)."""
         mask = batch["mask"]
-        metrics = step_metrics(batch["j"], batch["offsets"], magnitude=batch["magnitude"],
-                               stability=batch["stability"], reward=batch["reward"])
+        metrics = step_metrics(batch["j"], batch["cuts"].offsets, magnitude=batch["magnitude"],
+                               stability=batch["stability"], reward=batch["step_rewards"])
         metrics["repro/advantage_abs_mean"] = float(np.abs(advantages[mask]).mean()) if mask.any() else 0.0
         return metrics
 

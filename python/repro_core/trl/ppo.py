@@ -2,7 +2,9 @@
 
 TRL removed its PPO trainer in 1.13. This one reuses everything of ``GRPOTrainer`` that PPO shares
 with it (generation with transformers or vLLM, reward functions, PEFT, accelerate, mini-batches
-and epochs over a generation batch, the clipped policy loss, logging) and adds what PPO needs:
+and epochs over a generation batch, the clipped policy loss, logging) and adds what PPO needs: a
+critic, a frozen reference for the KL in the token rewards, GAE advantages and returns, and the
+value loss (``ReproPPOTrainer``).
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ CRITIC_DIR = "critic"
 
 
 class ReproPPOTrainer(ReproGRPOTrainer):
-    """PPO + RePro (REPRO.md section 4, estimator ``ppo``).
+    """PPO + RePro (docs/method.md, "Advantages", estimator ``ppo``).
 
     At each generation batch:
     - the critic gives V (B, T), the value of the state before each completion token;
@@ -127,7 +129,8 @@ class ReproPPOTrainer(ReproGRPOTrainer):
     def _batch_advantages(self, batch: dict[str, Any]) -> dict[str, np.ndarray]:
         kl = batch.get("kl")
         token_rewards = None if kl is None else -self.args.kl_coef * kl
-        result = self.repro.advantages(batch["rewards"], batch["reward"], batch["offsets"], batch["positions"],
+        cuts = batch["cuts"]
+        result = self.repro.advantages(batch["outcome_rewards"], batch["step_rewards"], cuts.offsets, cuts.positions,
                                        batch["mask"], batch["group_index"], values=batch["values"],
                                        token_rewards=token_rewards)
         advantages, returns = result.advantages, result.returns
