@@ -9,8 +9,9 @@ next to this script holds the recipe::
     accelerate launch examples/grpo_math.py --config examples/grpo_math.yaml --use_vllm --vllm_mode colocate
     python examples/grpo_math.py --config examples/grpo_math.yaml --max_steps 10 --output_dir /tmp/smoke
 
-Flags on the command line override the YAML file. The model and data flags have the names ``repro train`` uses,
-so ``repro train --config examples/grpo_math.yaml`` reads the same file. See docs/training.md.
+Flags on the command line override the YAML file; both spellings (``--max_steps``, ``--max-steps``) work. The model
+and data flags have the names ``repro train`` uses, so ``repro train --config examples/grpo_math.yaml`` reads the same
+file. See docs/training.md.
 """
 
 from __future__ import annotations
@@ -18,9 +19,8 @@ from __future__ import annotations
 import sys
 from dataclasses import dataclass, field
 
-from trl import TrlParser
-
 from repro_core import ReproError
+from repro_core.arguments import make_parser, parse
 from repro_core.trl import ReproGRPOConfig
 
 
@@ -73,12 +73,16 @@ def main(script_args: ScriptArguments, config: ReproGRPOConfig) -> None:
 
 
 if __name__ == "__main__":
-    parser = TrlParser(
-        (ScriptArguments, ReproGRPOConfig),
-        usage="accelerate launch examples/grpo_math.py --config examples/grpo_math.yaml [--FLAG VALUE ...]",
+    # repro_core's command-line convention (as `repro train`): TRL's TrlParser, both spellings of every flag,
+    # --config FILE.yaml, and bad input as one line naming the flag.
+    parser = make_parser(
+        "grpo_math.py",
+        [ScriptArguments, ReproGRPOConfig],
+        description="GRPO with RePro process rewards on competition math (the paper's recipe).",
+        defaults={},
     )
     try:
-        script_args, config = parser.parse_args_and_config()
+        script_args, config = parse(parser, sys.argv[1:])
         main(script_args, config)
     except ReproError as error:
         print(f"grpo_math.py: error: {error}", file=sys.stderr)

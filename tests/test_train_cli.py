@@ -1,5 +1,6 @@
 """`repro train` end to end on CPU with real TRL: a tiny random Qwen2 checkpoint, two GRPO steps with RePro,
-metrics.jsonl, checkpoints, resuming, and one-line errors for bad input."""
+metrics.jsonl, checkpoints, resuming, both spellings of every flag, YAML files, and one-line errors that name
+the flag at fault. Also the `repro` dispatcher and `repro demo`'s flags."""
 
 import os
 
@@ -15,9 +16,10 @@ import pytest
 pytest.importorskip("trl")
 
 import tiny
-
 from repro_core import ReproError
 from repro_core.cli import main
+from repro_core.train import CLI_DEFAULTS, parse_args, resolve_checkpoint
+from repro_core.train.metrics import jsonable
 
 # A minimal ChatML-like template: the tiny BPE tokenizer has none, and the prompts are conversational.
 CHAT_TEMPLATE = (
@@ -64,20 +66,51 @@ def test_help_lists_the_flags(capsys):
     assert exit_info.value.code == 0
     help_text = capsys.readouterr().out
     assert help_text.startswith("usage: repro train")
-    for flag in ("--model_name_or_path", "--dataset", "--algorithm", "--max-steps", "--resume-from-checkpoint",
-                 "--repro_alpha", "--repro_k", "--num_generations", "--use_vllm"):
+    for flag in ("--model_name_or_path", "--dataset", "--algorithm", "--max-steps", "--max_steps",
+                 "--resume-from-checkpoint", "--repro_alpha", "--repro_k", "--num_generations", "--use_vllm"):
         assert flag in help_text
+    assert "--algorithm {grpo,ppo}" in help_text
     # The CPU defaults are what --help shows.
     assert "(default: repro-output)" in help_text
     assert "(default: reasoning-gym:basic_arithmetic)" in help_text
 
 
-def test_repro_help_mentions_train(capsys):
-    with pytest.raises(SystemExit):
+def test_repro_help_lists_the_commands(capsys):
+    with pytest.raises(SystemExit) as exit_info:
         main(["--help"])
-    assert "train" in capsys.readouterr().out
+    assert exit_info.value.code == 0
+    help_text = capsys.readouterr().out
+    for command in ("demo", "train", "score"):
+        assert f"    {command} " in help_text
 
 
+def test_unknown_command_is_a_usage_error(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["tarin"])
+    assert exit_info.value.code == 2
+    assert "invalid choice: 'tarin'" in capsys.readouterr().err
+
+
+def test_both_spellings_and_the_yaml_file(tmp_path):
+    config_file = tmp_path / "run.yaml"
+    config_file.write_text("algorithm: ppo\nmax_steps: 7\nlearning_rate: 2.0e-5\nrepro_k: 6\n"
+                           "task_config:\n  max_terms: 3\n")
+    model_args, data_args, train_args, config = parse_args([
+        "--config", str(config_file), "--max-steps", "9", "--dataset_size", "3", "--per-device-train-batch-size", "2",
+        "--num_generations", "2", "--repro-alpha", "0.3", "--model-name-or-path", "some/model", "--dtype", "bfloat16",
+    ])
+    assert train_args.algorithm == "ppo" and type(config).__name__ == "ReproPPOConfig"
+    assert config.max_steps == 9  # the command line wins over the file
+    assert (config.learning_rate, config.repro_k, config.repro_alpha) == (2e-5, 6, 0.3)
+    assert (config.per_device_train_batch_size, config.num_generations) == (2, 2)
+    assert data_args.dataset_size == 3 and data_args.task_config == {"max_terms": 3}
+    assert (model_args.model_name_or_path, model_args.dtype) == ("some/model", "bfloat16")
+    # What neither sets comes from the command's CPU defaults.
+    assert config.output_dir == CLI_DEFAULTS["output_dir"]
+    assert config.max_completion_length == CLI_DEFAULTS["max_completion_length"]
+
+
+@pytest.mark.slow
 def test_train_writes_metrics_and_checkpoints_then_resumes(tiny_checkpoint, tmp_path, capsys):
     out = tmp_path / "run"
     assert main(_small_run(tiny_checkpoint, out, "--max-steps", "2")) == 0
@@ -108,40 +141,62 @@ def test_train_writes_metrics_and_checkpoints_then_resumes(tiny_checkpoint, tmp_
 
 
 def test_resume_last_finds_the_newest_checkpoint(tmp_path):
-    from repro_core.train import _resolve_checkpoint
-
     for step in (2, 10):
         (tmp_path / f"checkpoint-{step}").mkdir()
         (tmp_path / f"checkpoint-{step}" / "trainer_state.json").write_text("{}")
-    assert _resolve_checkpoint("last", str(tmp_path)) == str(tmp_path / "checkpoint-10")
-    assert _resolve_checkpoint(None, str(tmp_path)) is None
-    with pytest.raises(ReproError, match="not a checkpoint directory"):
-        _resolve_checkpoint(str(tmp_path / "nope"), str(tmp_path))
+    assert resolve_checkpoint("last", str(tmp_path)) == str(tmp_path / "checkpoint-10")
+    assert resolve_checkpoint(None, str(tmp_path)) is None
+    with pytest.raises(ReproError, match="not a checkpoint directory") as error:
+        resolve_checkpoint(str(tmp_path / "nope"), str(tmp_path))
+    assert error.value.argument == "--resume_from_checkpoint"
+
+
+def test_metrics_values_are_strict_json():
+    import numpy as np
+    import torch
+
+    record = {"nan": float("nan"), "inf": float("-inf"), "tensor": torch.tensor(0.5), "scalar": np.float32(2.0),
+              "nested": {"values": (1, float("nan"))}, "other": Path("x")}
+    assert json.loads(json.dumps(jsonable(record), allow_nan=False)) == {
+        "nan": None, "inf": None, "tensor": 0.5, "scalar": 2.0, "nested": {"values": [1, None]}, "other": "x"}
 
 
 @pytest.mark.parametrize(
-    ("args", "message"),
+    ("args", "argument", "message"),
     [
-        (["--dataset", "reasoning-gym:no_such_task"], "unknown reasoning-gym task 'no_such_task'"),
-        (["--dataset", "{jsonl}", "--question_column", "problem"], "no column 'problem'"),
-        (["--model_name_or_path", "{missing}"], "cannot load model"),
-        (["--algorithm", "dpo"], "--algorithm 'dpo' is not supported"),
-        (["--num_generations", "3"], "must be divisible by num_generations"),
-        (["--no_such_flag", "1"], "unrecognized arguments: --no_such_flag 1"),
-        (["--max_steps", "many"], "invalid int value: 'many'"),
+        (["--dataset", "reasoning-gym:no_such_task"], "--dataset", "unknown reasoning-gym task 'no_such_task'"),
+        (["--dataset", "reasoning-gym:"], "--dataset", "names no task"),
+        (["--dataset", "{jsonl}", "--question_column", "problem"], "--question_column", "no column 'problem'"),
+        (["--dataset", "{jsonl}", "--task_config", '{{"max_terms": 3}}'], "--task_config", "reasoning-gym:TASK"),
+        (["--task_config", "[1]"], "--task_config", "must be a JSON object"),
+        (["--dataset_size", "0"], "--dataset_size", "must be at least 1"),
+        (["--model_name_or_path", "{missing}"], "--model_name_or_path", "cannot load"),
+        (["--algorithm", "dpo"], "--algorithm", "'dpo' is not supported; choose from: grpo, ppo"),
+        (["--config", "{yaml_dpo}"], "--algorithm", "'dpo' is not supported"),
+        (["--repro_k", "-1"], "--repro_k", "expected an integer >= 0"),
+        (["--repro-k", "-1"], "--repro_k", "expected an integer >= 0"),
+        (["--resume-from-checkpoint", "last"], "--resume_from_checkpoint", "no checkpoint-N directory"),
+        (["--config", "{yaml_unknown_key}"], "--config", "unknown keys in the file: no_such_key"),
+        (["--config"], "--config", "needs a YAML file path"),
+        (["--num_generations", "3"], "arguments", "must be divisible by num_generations"),
+        (["--no_such_flag", "1"], "arguments", "unrecognized arguments: --no_such_flag 1"),
+        (["--max_steps", "many"], "arguments", "invalid int value: 'many'"),
     ],
 )
-def test_bad_input_is_one_error_line(tiny_checkpoint, tmp_path, capsys, args, message):
+def test_bad_input_is_one_error_line_naming_the_flag(tiny_checkpoint, tmp_path, capsys, args, argument, message):
     jsonl = tmp_path / "prompts.jsonl"
     jsonl.write_text(json.dumps({"question": "1 + 1?", "answer": "2"}) + "\n")
-    args = [a.format(jsonl=jsonl, missing=tmp_path / "missing") for a in args]
+    (tmp_path / "dpo.yaml").write_text("algorithm: dpo\n")
+    (tmp_path / "unknown.yaml").write_text("max_steps: 1\nno_such_key: 2\n")
+    args = [a.format(jsonl=jsonl, missing=tmp_path / "missing", yaml_dpo=tmp_path / "dpo.yaml",
+                     yaml_unknown_key=tmp_path / "unknown.yaml") for a in args]
     argv = ["train", "--output-dir", str(tmp_path / "out"), "--max-steps", "1", "--model_name_or_path",
             str(tiny_checkpoint), *args]
     assert main(argv) == 2
     err = capsys.readouterr().err
     # Other lines on stderr can only be progress bars (datasets reading a JSON file).
     errors = [line for line in err.splitlines() if "repro: error:" in line]
-    assert len(errors) == 1 and errors[0].startswith("repro: error: ") and message in errors[0], err
+    assert len(errors) == 1 and errors[0].startswith(f"repro: error: {argument}: ") and message in errors[0], err
     assert "Traceback" not in err
     assert not (tmp_path / "out").exists()
 
@@ -154,9 +209,36 @@ def test_bad_input_from_the_command_line_has_no_traceback(tmp_path):
         capture_output=True, text=True, env=env, timeout=300,
     )
     assert proc.returncode == 2, proc.stderr
-    assert proc.stderr.startswith("repro: error: --dataset reasoning-gym:no_such_task: "), proc.stderr
+    assert proc.stderr.startswith("repro: error: --dataset: unknown reasoning-gym task 'no_such_task'"), proc.stderr
     assert "Traceback" not in proc.stderr
     assert proc.stdout == ""
+
+
+def test_python_m_repro_core_train_is_repro_train(tmp_path):
+    proc = subprocess.run(
+        [sys.executable, "-m", "repro_core.train", "--algorithm=dpo", "--output-dir", str(tmp_path / "out")],
+        capture_output=True, text=True, env={**os.environ, "HF_HUB_OFFLINE": "1"}, timeout=300,
+    )
+    assert proc.returncode == 2 and proc.stdout == ""
+    assert proc.stderr == "repro: error: --algorithm: 'dpo' is not supported; choose from: grpo, ppo\n"
+
+
+def test_importing_the_commands_is_light():
+    code = ("import sys, repro_core.train, repro_core.cli, repro_core.demo; "
+            "print(sorted(m for m in ('torch', 'transformers', 'trl') if m in sys.modules))")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=300)
+    assert proc.stdout.strip() == "[]"
+
+
+def test_demo_takes_both_spellings_and_names_the_flag_at_fault(capsys):
+    assert main(["demo", "--batch", "8", "--width", "64", "--group-size", "4"]) == 0
+    first = capsys.readouterr().out
+    assert main(["demo", "--batch", "8", "--width", "64", "--group_size", "4"]) == 0
+    assert capsys.readouterr().out.split("\n")[:-2] == first.split("\n")[:-2]  # all but the timing line
+    assert main(["demo", "--w", "-1"]) == 2
+    assert capsys.readouterr().err.startswith("repro: error: --w: ")
+    assert main(["demo", "--batch", "1"]) == 2
+    assert capsys.readouterr().err == "repro: error: --batch: expected an integer >= 2, got 1\n"
 
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
@@ -172,6 +254,7 @@ def _problems(tmp_path: Path) -> Path:
     return path
 
 
+@pytest.mark.slow
 def test_repro_train_reads_the_example_yaml(tiny_checkpoint, tmp_path, capsys):
     out = tmp_path / "out"
     argv = ["train", "--config", str(EXAMPLES / "grpo_math.yaml"), *CPU_OVERRIDES,
@@ -186,6 +269,7 @@ def test_repro_train_reads_the_example_yaml(tiny_checkpoint, tmp_path, capsys):
     assert (config.learning_rate, config.repro_k, config.repro_think_end, config.save_steps) == (1e-6, 20, "", 50)
 
 
+@pytest.mark.slow
 def test_example_script_runs_one_step(tiny_checkpoint, tmp_path):
     proc = subprocess.run(
         [sys.executable, str(EXAMPLES / "grpo_math.py"), "--config", str(EXAMPLES / "grpo_math.yaml"), *CPU_OVERRIDES,
@@ -198,6 +282,7 @@ def test_example_script_runs_one_step(tiny_checkpoint, tmp_path):
     assert (tmp_path / "out" / "checkpoint-1" / "trainer_state.json").is_file()
 
 
+@pytest.mark.slow
 def test_ppo_from_the_command_line(tiny_checkpoint, tmp_path, capsys):
     out = tmp_path / "ppo"
     assert main(_small_run(tiny_checkpoint, out, "--algorithm", "ppo", "--max-steps", "2", "--kl_coef", "0.1")) == 0

@@ -6,7 +6,8 @@ Both commands parse dataclasses with TRL's ``TrlParser`` (an ``HfArgumentParser`
 - ``--config FILE.yaml`` reads the same names as keys; the command line wins over the file;
 - the same thing has the same name in both: ``--model_name_or_path``, ``--dtype``, ``--dataset``,
   and RePro's settings as ``--repro_*`` (``repro_core.config.ReproArguments``);
-- bad input is a ``ReproError`` naming the flag (the ``repro`` command prints one line, exit 2).
+- bad input is a ``ReproError`` naming the flag, also for the dataclasses' own checks (``repro_k`` ->
+  ``--repro_k``); the ``repro`` command prints it as one line, exit status 2.
 
 Importing this module imports neither torch nor TRL; ``CommandParser`` imports TRL when built.
 """
@@ -60,8 +61,9 @@ def make_parser(prog: str, dataclass_types: Sequence[type], *, description: str,
         def error(self, message: str) -> NoReturn:
             raise ReproError(COMMAND_ERROR, f"{message} (see `{prog} --help`)")
 
+    parsed_types: list[Any] = list(dataclass_types)
     parser = CommandParser(
-        list(dataclass_types),
+        parsed_types,
         prog=prog,
         usage=f"{prog} [--config FILE.yaml] [--FLAG VALUE ...]",
         description=description + " Flags can also come from a YAML file (--config FILE.yaml, keys as the flag names "
@@ -84,8 +86,9 @@ def parse(parser: Any, argv: Sequence[str]) -> tuple[Any, ...]:
         *outputs, unknown_keys, unknown_args = parser.parse_args_and_config(
             args, return_remaining_strings=True, separate_remaining_strings=True
         )
-    except ReproError:
-        raise
+    except ReproError as error:  # a dataclass's own check names its field: the flag that set it
+        dests = {action.dest for action in parser._actions}
+        raise (error.renamed(f"--{error.argument}") if error.argument in dests else error) from error
     except (OSError, yaml.YAMLError) as exc:
         raise ReproError("--config", f"cannot read the file: {exc}") from exc
     except (ValueError, TypeError) as exc:  # the dataclasses' own validation, a YAML mapping expected

@@ -1,0 +1,49 @@
+"""``repro train``: RL post-training with RePro process rewards, from the command line or a YAML file.
+
+Arguments come from four dataclasses, parsed the way every ``repro`` command parses
+(:mod:`repro_core.arguments`: TRL's ``TrlParser``, which also reads ``--config FILE.yaml``):
+
+- :class:`~repro_core.arguments.ModelArguments`: which checkpoint (default: the embedded
+  SmolLM2-135M-Instruct) and its dtype;
+- :class:`DataArguments`: which prompts (default: reasoning-gym ``basic_arithmetic``, generated on the spot);
+- :class:`TrainArguments`: the algorithm (``grpo`` or ``ppo``, :data:`ALGORITHMS`);
+- :class:`repro_core.trl.ReproGRPOConfig` (or ``ReproPPOConfig`` with ``--algorithm ppo``): every
+  ``GRPOConfig`` / ``TrainingArguments`` flag plus the ``repro_*`` ones (and PPO's).
+
+Precedence, lowest first: the dataclass defaults, the CPU-friendly defaults of :data:`CLI_DEFAULTS`
+(and :func:`device_defaults`), the YAML file, the command line. Both ``--max_steps`` and
+``--max-steps`` spellings work.
+
+Everything lands in ``output_dir``: the final model and tokenizer, ``checkpoint-N/`` directories
+(resumable with ``--resume-from-checkpoint``) and ``metrics.jsonl``, one JSON object per log.
+
+The modules: ``arguments`` (flags, defaults, parser), ``algorithms`` (the ``--algorithm`` table),
+``prompts`` (the training data), ``metrics`` (``metrics.jsonl``), ``command`` (:func:`main`).
+Importing this package imports nothing heavy; :func:`main` imports torch, transformers and TRL.
+"""
+
+from __future__ import annotations
+
+from ..arguments import ModelArguments
+from .algorithms import ALGORITHMS, Algorithm
+from .arguments import CLI_DEFAULTS, DataArguments, TrainArguments, device_defaults, make_parser, parse_args
+from .command import load_model, main, resolve_checkpoint
+from .metrics import METRICS_FILE
+from .prompts import load_train_prompts
+
+__all__ = [
+    "ALGORITHMS",
+    "Algorithm",
+    "CLI_DEFAULTS",
+    "DataArguments",
+    "METRICS_FILE",
+    "ModelArguments",
+    "TrainArguments",
+    "device_defaults",
+    "load_model",
+    "load_train_prompts",
+    "main",
+    "make_parser",
+    "parse_args",
+    "resolve_checkpoint",
+]

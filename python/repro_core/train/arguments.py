@@ -1,0 +1,168 @@
+"""The flags of ``repro train``: its dataclasses, its defaults and its parser.
+
+The parser follows the package's command-line convention (:mod:`repro_core.arguments`): both
+spellings of every flag, ``--config FILE.yaml``, errors as ``ReproError`` naming the flag. It is
+built over :class:`~repro_core.arguments.ModelArguments`, :class:`DataArguments`,
+:class:`TrainArguments` and the chosen algorithm's config (``ReproGRPOConfig`` or ``ReproPPOConfig``).
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from ..arguments import COMMAND_ERROR, ModelArguments, parse, read_config_key
+from ..arguments import make_parser as make_command_parser
+from ..errors import ReproError
+from .algorithms import ALGORITHMS
+
+if TYPE_CHECKING:
+    from ..trl import ReproGRPOConfig, ReproPPOConfig
+
+__all__ = [
+    "CLI_DEFAULTS",
+    "DataArguments",
+    "REASONING_GYM_PREFIX",
+    "TrainArguments",
+    "device_defaults",
+    "make_parser",
+    "parse_args",
+]
+
+PROG = "repro train"
+#: The ``--dataset`` prefix that selects a procedurally generated reasoning-gym task.
+REASONING_GYM_PREFIX = "reasoning-gym:"
+
+#: Defaults that differ from ``ReproGRPOConfig``'s own, chosen so that ``repro train --max-steps 3``
+#: finishes in a few minutes on a laptop CPU with the 135M embedded model. A YAML file or a flag
+#: overrides any of them.
+CLI_DEFAULTS: dict[str, Any] = {
+    "output_dir": "repro-output",
+    # One prompt per optimizer step, four samples of it: the smallest group GRPO learns from
+    # that still gives a usable within-group baseline.
+    "per_device_train_batch_size": 4,
+    "num_generations": 4,
+    # Enough for a short worked answer to a reasoning-gym arithmetic question plus \boxed{...};
+    # CPU generation time is linear in it.
+    "max_completion_length": 96,
+    # Small models tolerate (and need) a larger step than the paper's 1e-6 for 1.5B-7B models.
+    "learning_rate": 1e-5,
+    "num_train_epochs": 1.0,
+    "logging_steps": 1,
+    "save_strategy": "steps",
+    "save_steps": 100,  # plus the save at the last step that save_strategy="steps" always makes
+    "save_total_limit": 2,  # a 135M checkpoint with AdamW state is ~1.6 GB
+    "report_to": "none",
+    "temperature": 1.0,
+    "beta": 0.0,
+}
+
+
+def device_defaults(cuda: bool) -> dict[str, Any]:
+    """Defaults that depend on whether a CUDA device is present: bf16 autocast and gradient
+    checkpointing only pay off on a GPU (on a CPU they cost time and save memory we don't need)."""
+    return {"bf16": cuda, "gradient_checkpointing": cuda, "dataloader_pin_memory": cuda}
+
+
+@dataclass
+class DataArguments:
+    """Which prompts to train on. Every source gives conversational prompts (rendered with the
+    tokenizer's chat template) and an ``answer`` column for the reward and RePro's answer probe."""
+
+    dataset: str = field(
+        default=REASONING_GYM_PREFIX + "basic_arithmetic",
+        metadata={
+            "help": "reasoning-gym:TASK generates TASK's questions procedurally (e.g. reasoning-gym:basic_arithmetic, "
+            "reasoning-gym:chain_sum); anything else is a Hugging Face dataset name or a local .json/.jsonl file."
+        },
+    )
+    dataset_size: int | None = field(
+        default=None,
+        metadata={
+            "help": "Number of prompts: generated for reasoning-gym (unset: 512), the first N rows otherwise "
+            "(unset: all)."
+        },
+    )
+    dataset_config: str | None = field(
+        default=None,
+        metadata={"help": "Configuration (subset) of a Hugging Face dataset that has several, e.g. main for "
+                  "openai/gsm8k."},
+    )
+    dataset_seed: int = field(default=0, metadata={"help": "Seed of the reasoning-gym generator."})
+    task_config: str | None = field(
+        default=None,
+        metadata={
+            "help": "reasoning-gym task options as a JSON object (a mapping in the YAML file), e.g. "
+            "'{\"min_terms\": 2, \"max_terms\": 3}'."
+        },
+    )
+    question_column: str = field(
+        default="question",
+        metadata={"help": "Column of a Hugging Face / JSON dataset holding the question text."},
+    )
+    answer_column: str = field(
+        default="answer",
+        metadata={"help": "Column of a Hugging Face / JSON dataset holding the reference answer."},
+    )
+    split: str = field(default="train", metadata={"help": "Split of a Hugging Face dataset."})
+    system_prompt: str | None = field(
+        default=None,
+        metadata={
+            "help": "System message of every prompt. Unset: repro_core.data's default ('You are a helpful assistant "
+            "that solves math problems carefully.'); '' for none (the chat template may add its own). The user "
+            "message always ends by asking for the final answer in \\boxed{}."
+        },
+    )
+
+
+@dataclass
+class TrainArguments:
+    """How to train."""
+
+    algorithm: str = field(
+        default="grpo",
+        metadata={
+            "help": "RL algorithm: grpo (TRL's GRPOTrainer with RePro process rewards) or ppo (ReproPPOTrainer: "
+            "a critic initialised from the policy, GAE, a KL penalty in the rewards).",
+            "choices": tuple(ALGORITHMS),
+        },
+    )
+
+
+def make_parser(algorithm: str = "grpo", cuda: bool | None = None) -> Any:
+    """The ``repro train`` parser: a ``TrlParser`` over the model, data and train arguments and the
+    algorithm's config, with :data:`CLI_DEFAULTS` and :func:`device_defaults` applied (``cuda=None``
+    asks torch)."""
+    if algorithm not in ALGORITHMS:
+        raise ReproError("--algorithm", f"{algorithm!r} is not supported; choose from: {', '.join(ALGORITHMS)}")
+    try:
+        import torch
+
+        config_class = ALGORITHMS[algorithm].config_class()
+    except ImportError as exc:
+        raise ReproError(COMMAND_ERROR, f"{PROG} needs the trl extra (pip install 'repro-core[trl]'): {exc}") from exc
+    if cuda is None:
+        cuda = torch.cuda.is_available()
+    return make_command_parser(
+        PROG,
+        [ModelArguments, DataArguments, TrainArguments, config_class],
+        description="RL post-training with RePro process rewards (arXiv 2512.01925) on TRL's GRPOTrainer "
+        "(--algorithm grpo) or RePro's PPO trainer (--algorithm ppo). Defaults shown are this command's "
+        "(tuned for a CPU run of the embedded 135M model).",
+        defaults={**CLI_DEFAULTS, **device_defaults(cuda)},
+    )
+
+
+def parse_args(
+    argv: Sequence[str] | None = None,
+) -> tuple[ModelArguments, DataArguments, TrainArguments, ReproGRPOConfig | ReproPPOConfig]:
+    """The arguments of ``argv`` (default ``sys.argv[1:]``) and of the ``--config`` YAML file it names.
+    Raises ReproError on bad input; ``--help`` exits (SystemExit 0) after printing the flags."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    # The parser's flags depend on the algorithm, so it is read before the parser is built.
+    algorithm = read_config_key(args, "algorithm")
+    parser = make_parser(TrainArguments.algorithm if algorithm is None else str(algorithm))
+    model_args, data_args, train_args, config = parse(parser, args)
+    return model_args, data_args, train_args, config

@@ -1,0 +1,157 @@
+"""The ``repro train`` command: parse, load the model and the prompts, train, save, summarise."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from ..arguments import ModelArguments
+from ..errors import ReproError
+from .algorithms import ALGORITHMS
+from .arguments import parse_args
+from .metrics import METRICS_FILE, metrics_file_callback
+from .prompts import load_train_prompts
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedModel, PreTrainedTokenizerBase, Trainer
+
+    from ..trl import ReproGRPOConfig, ReproPPOConfig
+
+__all__ = ["load_model", "main", "resolve_checkpoint"]
+
+#: repro_core.assets' argument names -> the ``repro train`` flags that set them.
+MODEL_FLAGS = {"name_or_path": "--model_name_or_path", "model": "--model_name_or_path", "dtype": "--dtype"}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run ``repro train`` with ``argv`` (default ``sys.argv[1:]``). Returns 0 (130 when interrupted);
+    raises ReproError on bad input (``repro`` turns it into ``repro: error: ...`` and exit status 2)."""
+    start = time.monotonic()
+    model_args, data_args, train_args, config = parse_args(argv)
+    output_dir = Path(str(config.output_dir))  # TrainingArguments fills in None
+    resume_checkpoint = resolve_checkpoint(config.resume_from_checkpoint, str(output_dir))
+    # Prompts first: they are quick, and a bad dataset should not wait for the model to load.
+    prompts = load_train_prompts(data_args, config)
+    model, tokenizer = load_model(model_args, config)
+    metrics_path = output_dir / METRICS_FILE
+    algorithm = ALGORITHMS[train_args.algorithm]
+    trainer = algorithm.build_trainer(model, tokenizer, prompts, config, [metrics_file_callback(metrics_path)])
+
+    main_process = trainer.is_world_process_zero()
+    if main_process:
+        model_name = model_args.model_name_or_path or "SmolLM2-135M-Instruct (embedded default)"
+        samples_per_step = config.per_device_train_batch_size * config.gradient_accumulation_steps * config.world_size
+        length = f"{config.max_steps} steps" if config.max_steps > 0 else f"{config.num_train_epochs:g} epoch(s)"
+        print(f"repro train: {train_args.algorithm} on {model_name}, {len(prompts)} prompts from {data_args.dataset}; "
+              f"{samples_per_step // config.num_generations} prompt(s) x {config.num_generations} completions "
+              f"(<= {config.max_completion_length} tokens) per step, {length}, RePro "
+              f"{'on' if config.repro_enabled else 'off'} -> {output_dir}"
+              + (f"; resuming from {resume_checkpoint}" if resume_checkpoint else ""), flush=True)
+
+    try:
+        result = trainer.train(resume_from_checkpoint=resume_checkpoint)
+    except KeyboardInterrupt:
+        if main_process:
+            from transformers.trainer_utils import get_last_checkpoint
+
+            last_checkpoint = get_last_checkpoint(str(output_dir)) if output_dir.is_dir() else None
+            hint = (f"go on from {last_checkpoint} with --resume-from-checkpoint last" if last_checkpoint
+                    else "no checkpoint saved yet")
+            print(f"\nrepro train: interrupted at step {trainer.state.global_step}; {hint}", file=sys.stderr)
+        return 130
+    trainer.save_model(str(output_dir))
+    if main_process:
+        print_summary(trainer, result.metrics, output_dir, metrics_path, time.monotonic() - start)
+    return 0
+
+
+def resolve_checkpoint(resume_from_checkpoint: str | None, output_dir: str) -> str | None:
+    """The checkpoint directory that ``--resume-from-checkpoint`` names: a directory, or ``last``
+    (also ``latest``, ``true``) for the newest ``checkpoint-N`` in output_dir; None when unset."""
+    if resume_from_checkpoint is None or resume_from_checkpoint == "":
+        return None
+    if resume_from_checkpoint.lower() in ("last", "latest", "true"):
+        from transformers.trainer_utils import get_last_checkpoint
+
+        last_checkpoint = get_last_checkpoint(output_dir) if os.path.isdir(output_dir) else None
+        if last_checkpoint is None:
+            raise ReproError("--resume_from_checkpoint",
+                             f"{resume_from_checkpoint}: no checkpoint-N directory in {output_dir}")
+        return last_checkpoint
+    if not os.path.isfile(os.path.join(resume_from_checkpoint, "trainer_state.json")):
+        raise ReproError("--resume_from_checkpoint",
+                         f"{resume_from_checkpoint!r} is not a checkpoint directory (no trainer_state.json)")
+    return resume_from_checkpoint
+
+
+def load_model(
+    args: ModelArguments, config: ReproGRPOConfig | ReproPPOConfig
+) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
+    """The policy and its tokenizer, in ``--dtype`` (or ``--model_init_kwargs``' dtype when ``--dtype``
+    is auto). Raises ReproError for a model that cannot be loaded or has no chat template."""
+    import torch
+
+    from ..assets import load_default_model
+
+    dtypes = {"auto": torch.float32, "float32": torch.float32, "bfloat16": torch.bfloat16}
+    dtype = dtypes[args.dtype]
+    # This command loads the model itself; of GRPOConfig's model_init_kwargs (a YAML written for TRL-style
+    # scripts may have them) only a dtype is honoured, and only when --dtype is left at auto.
+    init_kwargs_setting = config.model_init_kwargs or {}
+    init_kwargs = dict(json.loads(init_kwargs_setting) if isinstance(init_kwargs_setting, str)
+                       else init_kwargs_setting)  # GRPOConfig parses JSON; be sure
+    config.model_init_kwargs = None  # else TRL warns that they are ignored
+    init_dtype = init_kwargs.pop("dtype", None)
+    if args.dtype == "auto" and init_dtype is not None:
+        dtype_name = str(init_dtype).removeprefix("torch.")
+        if dtype_name not in ("float32", "bfloat16"):
+            raise ReproError("--model_init_kwargs", f"dtype {init_dtype!r}: use float32 or bfloat16 (or set --dtype)")
+        dtype = dtypes[dtype_name]
+    if init_kwargs:
+        print(f"repro train: ignoring model_init_kwargs {sorted(init_kwargs)} (only dtype applies here)",
+              file=sys.stderr)
+    try:
+        model, tokenizer = load_default_model(args.model_name_or_path, dtype=dtype)
+    except ReproError as error:
+        raise error.renamed(MODEL_FLAGS.get(error.argument, error.argument)) from error
+    if not getattr(tokenizer, "chat_template", None):
+        name = args.model_name_or_path or "the default model"
+        raise ReproError("--model_name_or_path",
+                         f"the tokenizer of {name} has no chat template, which the conversational prompts need; "
+                         "use an instruct/chat checkpoint or add a chat_template to its tokenizer_config.json")
+    return model, tokenizer
+
+
+def print_summary(trainer: Trainer, train_metrics: dict[str, Any], output_dir: Path, metrics_path: Path,
+                  elapsed: float) -> None:
+    """The end-of-run lines: steps and time, the last logged reward and RePro values, what was written."""
+    history = trainer.state.log_history
+    last_reward_log = next((entry for entry in reversed(history) if "reward" in entry), {})
+    steps = trainer.state.global_step
+    print(f"\nrepro train: done, {steps} step{'s' if steps != 1 else ''} "
+          f"(train {train_metrics.get('train_runtime', float('nan')):.1f} s, total {elapsed:.1f} s)")
+    if last_reward_log:
+        rewards = [entry["reward"] for entry in history if "reward" in entry]
+        reward_std = last_reward_log.get("reward_std", float("nan"))
+        print(f"  reward at step {last_reward_log.get('step', '?')}: {last_reward_log['reward']:.4f} "
+              f"(std {reward_std:.4f}); mean over {len(rewards)} logged steps: {sum(rewards) / len(rewards):.4f}")
+        if "completions/mean_length" in last_reward_log:
+            print(f"  completion length: mean {last_reward_log['completions/mean_length']:.1f} tokens, "
+                  f"clipped {last_reward_log.get('completions/clipped_ratio', float('nan')):.0%}")
+        for prefix in ("repro/", ("value/", "policy/")):  # PPO logs the last two
+            shown = {key: value for key, value in last_reward_log.items() if key.startswith(prefix)}
+            if shown:
+                print("  " + ", ".join(f"{key} {value:.4g}" if isinstance(value, float) else f"{key} {value}"
+                                       for key, value in shown.items()))
+    checkpoints = sorted((path for path in output_dir.glob("checkpoint-*") if path.name.split("-")[-1].isdigit()),
+                         key=lambda path: int(path.name.split("-")[-1]))
+    print(f"  model + tokenizer: {output_dir}/")
+    if checkpoints:
+        print(f"  checkpoints: {', '.join(path.name for path in checkpoints)} (resume: --resume-from-checkpoint "
+              f"{checkpoints[-1]})")
+    print(f"  metrics: {metrics_path} (one JSON object per log)")
