@@ -23,8 +23,8 @@ from verl.trainer.ppo.ray_trainer import compute_advantage  # noqa: E402
 
 import repro_core as rc  # noqa: E402
 import repro_core.verl  # noqa: E402
-from repro_core._api import ESTIMATORS as CORE_ESTIMATORS  # noqa: E402
 from repro_core import ReproError  # noqa: E402
+from repro_core._api import ESTIMATORS as CORE_ESTIMATORS  # noqa: E402
 from repro_core.verl import ESTIMATORS, ReproEstimator, process_rewards  # noqa: E402
 
 
@@ -103,8 +103,9 @@ def test_verls_dispatch_equals_compute_advantages(name, seed):
 
     def direct(alpha: float) -> rc.Advantages:
         return rc.compute_advantages(
-            estimator, np.zeros(len(scores)) if per_token else scores.sum(1), b["steps"].reward, b["cuts"].offsets,
-            b["cuts"].positions, b["mask"], b["groups"], alpha=alpha, gamma=0.97, lam=0.9 if estimator == "ppo" else 1.0,
+            estimator, np.zeros(len(scores)) if per_token else scores.sum(1), b["steps"].reward,
+            b["cuts"].offsets, b["cuts"].positions, b["mask"], b["groups"],
+            alpha=alpha, gamma=0.97, lam=0.9 if estimator == "ppo" else 1.0,
             values=b["values"] if estimator == "ppo" else None, token_rewards=scores if per_token else None,
         )
 
@@ -174,7 +175,8 @@ def test_verls_engines_build_models_next_to_trl():
         "from verl.models.transformers import monkey_patch\n"
         "config = transformers.Qwen2Config(vocab_size=64, hidden_size=16, intermediate_size=32, num_hidden_layers=1,"
         " num_attention_heads=2, num_key_value_heads=1)\n"
-        "monkey_patch.apply_monkey_patch(transformers.AutoModelForCausalLM.from_config(config), use_remove_padding=False)\n"
+        "monkey_patch.apply_monkey_patch(transformers.AutoModelForCausalLM.from_config(config),"
+        " use_remove_padding=False)\n"
         "print(hasattr(trl, 'AutoModelForCausalLMWithValueHead'), monkey_patch.is_trl_available())\n"
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)

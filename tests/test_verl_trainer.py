@@ -28,12 +28,11 @@ from transfer_queue import KVBatchMeta  # noqa: E402
 from verl.trainer.ppo.v1 import get_trainer_cls  # noqa: E402
 from verl.utils.tensordict_utils import list_of_dict_to_tensordict  # noqa: E402
 
+import tiny  # noqa: E402
 from repro_core import ReproError  # noqa: E402
 from repro_core.pipeline import ReproConfig, ReproScorer  # noqa: E402
 from repro_core.verl import ESTIMATORS, ReproTrainerSync  # noqa: E402
 from repro_core.verl.trainer import OUTSIDE_THE_BLOCK, PROBE_PARTITION, REPRO_KEYS, repro_config  # noqa: E402
-
-import tiny  # noqa: E402
 
 # verl warns that a non-gae estimator runs without a critic, as meant here.
 pytestmark = pytest.mark.filterwarnings("ignore:Disabled critic:UserWarning")
@@ -88,7 +87,7 @@ class TinyActorWorkers:
         data = tq.kv_batch_get(keys=meta.keys, partition_id=meta.partition_id,
                                select_fields=["input_ids", "position_ids"])
         log_probs, entropies = [], []
-        for ids, positions in zip(data["input_ids"].unbind(), data["position_ids"].unbind()):
+        for ids, positions in zip(data["input_ids"].unbind(), data["position_ids"].unbind(), strict=True):
             logits = self.model(input_ids=ids[None], position_ids=positions[None]).logits[0].float()
             logp = torch.log_softmax(logits / meta.extra_info["temperature"], dim=-1)
             shifted = torch.zeros(len(ids))
@@ -214,7 +213,7 @@ def test_advantage_step_equals_the_pipeline(transfer_queue, model_dir, estimator
     advantages = padded(batch, "advantages", keys)
     np.testing.assert_allclose(advantages, expected.advantages.advantages[:, : advantages.shape[1]], atol=2e-5)
     # The process part is in: the advantages vary along the rows, and the metrics describe the cuts.
-    assert any(len(np.unique(row[: len(r["response"])])) > 1 for row, r in zip(advantages, rows))
+    assert any(len(np.unique(row[: len(r["response"])])) > 1 for row, r in zip(advantages, rows, strict=True))
     assert metrics["repro/num_cuts"] == pytest.approx(np.diff(expected.cuts.offsets).mean())
     assert metrics["repro/J_b"] == pytest.approx(expected.j_baseline.mean(), abs=1e-4)
     assert metrics["repro/J_end"] == pytest.approx(expected.j_end.mean(), abs=1e-4)
@@ -315,7 +314,7 @@ def test_bad_batches(transfer_queue, model_dir):
     trainer = make_trainer(model_dir, dp_size=1)
     rows = rollouts(trainer.tokenizer, seed=7)
     batch = put_batch(rows, partition="bad")
-    with pytest.raises(ReproError, match=r"trainer.v1.trainer_mode: repro_sync reads .* the batch has no \['entropy'\]"):
+    with pytest.raises(ReproError, match=r"trainer.v1.trainer_mode: repro_sync reads .* has no \['entropy'\]"):
         trainer._compute_advantage(batch, metrics={})
     tq.kv_clear(keys=batch.keys, partition_id="bad")
     batch = put_batch(rows, partition="bad", ground_truth=False)

@@ -119,7 +119,7 @@ def main(out: str) -> None:
         print(f"max abs difference {difference:.2e}")
         assert difference < 2e-5, difference
         # The process part is in: advantages vary along the rows.
-        assert any(len(np.unique(row[: len(r["response"])])) > 1 for row, r in zip(advantages, rows))
+        assert any(len(np.unique(row[: len(r["response"])])) > 1 for row, r in zip(advantages, rows, strict=True))
         assert abs(metrics["repro/J_b"] - expected.j_baseline.mean()) < 1e-4
     finally:
         tq.close()

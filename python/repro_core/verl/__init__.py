@@ -18,9 +18,11 @@ Each module imports from its siblings, never from this package. docs/verl.md des
 from __future__ import annotations
 
 # In this order (module docstring): the estimators, the TRL fix, the trainer.
+# isort: off
 from .estimators import ESTIMATORS, ProcessRewards, ReproEstimator, process_rewards
 from .compat import narrow_verl_trl_check
 from .trainer import ReproTrainerSync
+# isort: on
 
 __all__ = [
     "ESTIMATORS",

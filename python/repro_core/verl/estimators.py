@@ -156,7 +156,9 @@ class ReproEstimator:
         values = None
         if estimator == "ppo":
             if process.values is None:
-                raise ReproError("process_rewards", f"{self.name} needs the critic's values: process_rewards(..., values=)")
+                raise ReproError(
+                    "process_rewards", f"{self.name} needs the critic's values: process_rewards(..., values=)"
+                )
             values = process.values
             if values.shape != mask.shape:
                 raise ReproError("process_rewards", f"values has shape {values.shape}, expected {mask.shape}")

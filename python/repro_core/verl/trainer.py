@@ -116,7 +116,9 @@ class ReproTrainerSync(PPOTrainerSync):
         self.repro = repro_config(config)
         super().__init__(config)
         if self.repro.estimator == "ppo" and not self.use_critic:
-            raise ReproError("critic.enable", "algorithm.adv_estimator=repro_gae needs the critic: set critic.enable=True")
+            raise ReproError(
+                "critic.enable", "algorithm.adv_estimator=repro_gae needs the critic: set critic.enable=True"
+            )
         correction = config.algorithm.get("rollout_correction") or {}
         if correction.get("bypass_mode", False):
             raise ReproError(
@@ -146,7 +148,8 @@ class ReproTrainerSync(PPOTrainerSync):
         missing = [name for name in fields if name not in data.keys()]
         if missing:
             raise ReproError(
-                "trainer.v1.trainer_mode", f"repro_sync reads {fields} from the TransferQueue; the batch has no {missing}"
+                "trainer.v1.trainer_mode",
+                f"repro_sync reads {fields} from the TransferQueue; the batch has no {missing}",
             )
         if data["position_ids"].dim() != 2:
             raise ReproError(
@@ -208,7 +211,7 @@ class ReproTrainerSync(PPOTrainerSync):
         """J (N,) at every cut point: the mean log-probability of the answer tokens of a probe row
         ``prompt + completion[:p] + answer``, computed by the actor workers at temperature 1."""
         rows: list[dict[str, Any]] = []
-        for prompt, completion, answer, points in zip(prompts, completions, answers, cuts.rows()):
+        for prompt, completion, answer, points in zip(prompts, completions, answers, cuts.rows(), strict=True):
             answer_tensor = torch.tensor(answer, dtype=torch.int64)
             for p in points.tolist():
                 rows.append(_probe_row(prompt.long(), torch.cat([completion[:p].long(), answer_tensor])))
@@ -239,7 +242,7 @@ class ReproTrainerSync(PPOTrainerSync):
             tq.kv_clear(keys=keys, partition_id=PROBE_PARTITION)
         log_probs = response_from_nested(output["log_probs"], output["response_mask"]).unbind()
         sizes = np.repeat([len(answer) for answer in answers], np.diff(cuts.offsets))
-        return np.asarray([row[-size:].double().mean().item() for row, size in zip(log_probs, sizes)])
+        return np.asarray([row[-size:].double().mean().item() for row, size in zip(log_probs, sizes, strict=True)])
 
     def _actor_dp_size(self) -> int:
         """Data-parallel size of the actor mesh, as verl's own batch balancing reads it."""
