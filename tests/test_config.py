@@ -152,3 +152,21 @@ def test_every_raise_names_an_argument():
     assert len(calls) > 50
     bad = [f"{path}:{node.lineno}" for path, node in calls if len(node.args) != 2 or node.keywords]
     assert not bad, bad
+
+
+def test_score_flags_derive_from_the_repro_arguments():
+    from repro_core.analysis.command import SCORING_SETTINGS, ReproScoreArguments
+
+    flags = {f.name: f for f in dataclasses.fields(ReproArguments)}
+    for name in SCORING_SETTINGS:
+        flag = next(f for f in dataclasses.fields(ReproScoreArguments) if f.name == f"repro_{name}")
+        if name != "k":  # unset: every paragraph boundary is a cut point
+            assert (flag.default, flag.metadata) == (flags[flag.name].default, flags[flag.name].metadata), name
+
+
+def test_verl_keys_derive_from_the_config():
+    pytest.importorskip("verl")
+    from repro_core.verl.trainer import OUTSIDE_THE_BLOCK, REPRO_KEYS
+
+    assert set(REPRO_KEYS) | set(OUTSIDE_THE_BLOCK) == set(CONFIG_FIELDS)
+    assert not set(REPRO_KEYS) & set(OUTSIDE_THE_BLOCK)
