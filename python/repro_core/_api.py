@@ -138,7 +138,8 @@ def _array(value: Any, name: str, kind: str, ndim: int) -> np.ndarray:
     try:
         array = np.asarray(value)
     except (TypeError, ValueError) as error:
-        raise ReproError(name, f"expected a {ndim}-D array of {_EXPECTED[kind]}, got {type(value).__name__} ({error})") from None
+        expected = f"expected a {ndim}-D array of {_EXPECTED[kind]}"
+        raise ReproError(name, f"{expected}, got {type(value).__name__} ({error})") from None
     if array.ndim != ndim:
         raise ReproError(name, f"expected a {ndim}-D array, got shape {array.shape}")
     dtype = array.dtype

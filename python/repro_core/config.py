@@ -128,7 +128,8 @@ def check_setting(name: str, value: Any) -> None:
             all(isinstance(item, str) for item in value)
             or all(isinstance(item, int) and not isinstance(item, bool) for item in value)
         ):
-            raise ReproError(name, f"expected a mode name, a list of token strings or a list of token ids, got {value!r}")
+            expected = "a mode name, a list of token strings or a list of token ids"
+            raise ReproError(name, f"expected {expected}, got {value!r}")
     elif name == "answer_template":
         try:
             has_answer = isinstance(value, str) and "\0" in value.format(answer="\0")

@@ -35,16 +35,11 @@ class ReproTrainerArguments(ReproArguments):
         choices=GRPO_ESTIMATORS,
     )
 
-    def repro_settings(self) -> ReproConfig:
-        """The ``ReproConfig`` of this run; entropies are taken at the sampling temperature."""
-        return self.repro_config(temperature=getattr(self, "temperature"))
-
     def repro_config(self, **host: Any) -> ReproConfig:
         allowed = self.__dataclass_fields__["repro_estimator"].metadata["choices"]
         if self.repro_estimator not in allowed:
-            raise ReproError(
-                "repro_estimator", f"{type(self).__name__} takes one of {', '.join(allowed)}, got {self.repro_estimator!r}"
-            )
+            takes = f"{type(self).__name__} takes one of {', '.join(allowed)}"
+            raise ReproError("repro_estimator", f"{takes}, got {self.repro_estimator!r}")
         return super().repro_config(**host)
 
 
@@ -55,6 +50,10 @@ class ReproGRPOConfig(ReproTrainerArguments, GRPOConfig):
     def __post_init__(self) -> None:
         super().__post_init__()
         self.repro_settings()  # every check of the repro_* fields, at construction
+
+    def repro_settings(self) -> ReproConfig:
+        """The ``ReproConfig`` of this run; entropies are taken at the sampling temperature."""
+        return self.repro_config(temperature=self.temperature)
 
 
 @dataclass
