@@ -17,7 +17,7 @@ pub struct Cuts {
     pub ends: Vec<i64>,
 }
 
-/// Every paragraph span [starts[i], ends[i]) of the thinking part, rows delimited by `offsets`.
+/// Every paragraph span `[starts[i], ends[i])` of the thinking part, rows delimited by `offsets`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Segments {
     pub offsets: Vec<i64>,

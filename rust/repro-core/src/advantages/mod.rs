@@ -19,6 +19,7 @@ use ndarray::Array2;
 use crate::error::{ensure, Error, Result};
 use crate::rows::{Mask, Rows};
 
+/// The advantage estimators, in the order of [`Estimator::NAMES`] (which `Display` indexes).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Estimator {
     Grpo,
@@ -51,9 +52,14 @@ impl fmt::Display for Estimator {
 
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Options {
+    /// Weight of the process-reward term.
     pub alpha: f64,
+    /// Discount of the reverse cumulative sums (and of GAE).
     pub gamma: f64,
+    /// GAE lambda; only ppo uses it, so anything but 1 elsewhere is an error.
     pub lam: f64,
+    /// grpo divides by the group std unless this is false; dr_grpo never divides and accepts
+    /// either; the other estimators require true.
     pub norm_by_std: bool,
 }
 
