@@ -50,7 +50,7 @@ def test_demo_reports_bad_arguments_in_one_line():
         [sys.executable, "-m", "repro_core.cli", "demo", "--k", "-1"], capture_output=True, text=True
     )
     assert result.returncode == 2
-    assert result.stderr.strip() == "repro: error: k: expected an integer >= 0, got -1"
+    assert result.stderr.strip() == "repro: error: --k: expected an integer >= 0, got -1"
 
 
 def test_verl_switch_composes_into_a_repro_sync_run():
