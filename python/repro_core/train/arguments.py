@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..arguments import COMMAND_ERROR, ModelArguments, parse, read_config_key
 from ..arguments import make_parser as make_command_parser
+from ..data import DEFAULT_REASONING_GYM_SIZE, REASONING_GYM_PREFIX
 from ..errors import ReproError
 from .algorithms import ALGORITHMS
 
@@ -33,7 +34,6 @@ __all__ = [
 
 PROG = "repro train"
 #: The ``--dataset`` prefix that selects a procedurally generated reasoning-gym task.
-REASONING_GYM_PREFIX = "reasoning-gym:"
 
 #: Defaults that differ from ``ReproGRPOConfig``'s own, chosen so that ``repro train --max-steps 3``
 #: finishes in a few minutes on a laptop CPU with the 135M embedded model. A YAML file or a flag
@@ -81,8 +81,8 @@ class DataArguments:
     dataset_size: int | None = field(
         default=None,
         metadata={
-            "help": "Number of prompts: generated for reasoning-gym (unset: 512), the first N rows otherwise "
-            "(unset: all)."
+            "help": f"Number of prompts: generated for reasoning-gym (unset: {DEFAULT_REASONING_GYM_SIZE}), the "
+            "first N rows otherwise (unset: all)."
         },
     )
     dataset_config: str | None = field(
