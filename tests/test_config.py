@@ -53,6 +53,25 @@ def test_config_errors_name_the_field(name):
     assert str(caught.value).startswith(f"{name}: ")
 
 
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        dict(k=2.0), dict(k=True), dict(alpha=float("inf")), dict(gamma=-0.1), dict(stability_ema=2),
+        dict(estimator="gae"), dict(max_batch_tokens=True), dict(delimiters=[1, "x"]), dict(answer_template=3),
+    ],
+)
+def test_more_bad_values_name_the_field(kwargs):
+    with pytest.raises(rc.ReproError) as caught:
+        ReproConfig(**kwargs)
+    assert caught.value.argument == next(iter(kwargs))
+
+
+def test_edges_and_numpy_integers_are_accepted():
+    ReproConfig(gamma=0, stability_ema=1.0, k=0, w=1.0, alpha=0.0)
+    ReproConfig(estimator="ppo", lam=0.9)
+    ReproConfig(k=np.int64(5), max_batch_tokens=np.int64(4096), w=np.float32(0.5))
+
+
 @pytest.mark.parametrize("name", sorted(set(BAD_VALUES) - set(ReproArguments.HOST_SETTINGS)))
 def test_flag_errors_name_the_flag(name):
     arguments = ReproArguments(**{f"repro_{name}": BAD_VALUES[name]})

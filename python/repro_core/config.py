@@ -16,7 +16,10 @@ from __future__ import annotations
 
 import math
 from dataclasses import MISSING, Field, asdict, dataclass, field, fields
+from numbers import Integral, Real
 from typing import Any, ClassVar, Literal, get_args
+
+import numpy as np
 
 from ._api import ESTIMATORS, Estimator, check_options
 from .errors import ReproError
@@ -112,10 +115,11 @@ def check_setting(name: str, value: Any) -> None:
         if value not in OBJECTIVE_MODES:
             raise ReproError(name, f"expected one of {', '.join(OBJECTIVE_MODES)}, got {value!r}")
     elif name == "temperature":
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not (math.isfinite(value) and value > 0):
+        number = isinstance(value, Real) and not isinstance(value, (bool, np.bool_))
+        if not (number and math.isfinite(value) and value > 0):
             raise ReproError(name, f"expected a finite number > 0, got {value!r}")
     elif name == "max_batch_tokens":
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        if isinstance(value, (bool, np.bool_)) or not isinstance(value, Integral) or value < 1:
             raise ReproError(name, f"expected an int >= 1, got {value!r}")
     elif name == "think_end":
         if value is not None and (isinstance(value, bool) or not isinstance(value, (str, int))):

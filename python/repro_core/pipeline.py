@@ -164,17 +164,19 @@ def cut_selector(tokenizer: Any, config: ReproConfig) -> functools.partial[Cuts]
 
 
 def step_metrics(
-    j: np.ndarray, offsets: np.ndarray, *, magnitude: np.ndarray, stability: np.ndarray, reward: np.ndarray
+    cuts: Cuts, j: np.ndarray, *, magnitude: np.ndarray, stability: np.ndarray, reward: np.ndarray
 ) -> dict[str, float]:
     """The repro/* metrics of a batch: J at the baseline and at the end, cuts per row, and the means
-    of the scores and process rewards over the scored cut points (the baseline points carry none)."""
+    of the scores and process rewards over the scored cut points (the baseline points carry none).
+    Rows without cut points (padding) are left out."""
+    rows = [(values[0], values[-1]) for values in cuts.split(j) if len(values)]
     scored = np.ones(len(j), dtype=bool)
-    scored[offsets[:-1]] = False
+    scored[cuts.offsets[:-1][np.diff(cuts.offsets) > 0]] = False
     any_scored = bool(scored.any())
     return {
-        "repro/J_b": float(j[offsets[:-1]].mean()),
-        "repro/J_end": float(j[offsets[1:] - 1].mean()),
-        "repro/num_cuts": float(np.diff(offsets).mean()),
+        "repro/J_b": float(np.mean([first for first, _ in rows])) if rows else 0.0,
+        "repro/J_end": float(np.mean([last for _, last in rows])) if rows else 0.0,
+        "repro/num_cuts": float(np.diff(cuts.offsets).mean()),
         "repro/magnitude": float(magnitude[scored].mean()) if any_scored else 0.0,
         "repro/stability": float(stability[scored].mean()) if any_scored else 0.0,
         "repro/process_reward_mean": float(reward[scored].mean()) if any_scored else 0.0,

@@ -181,7 +181,7 @@ class ReproGRPOTrainer(GRPOTrainer):
     def _metrics_of(batch: dict[str, Any], advantages: np.ndarray) -> dict[str, float]:
         """The repro/* metrics over the whole batch (every process logs the same values)."""
         mask = batch["mask"]
-        metrics = step_metrics(batch["j"], batch["cuts"].offsets, magnitude=batch["magnitude"],
+        metrics = step_metrics(batch["cuts"], batch["j"], magnitude=batch["magnitude"],
                                stability=batch["stability"], reward=batch["step_rewards"])
         metrics["repro/advantage_abs_mean"] = float(np.abs(advantages[mask]).mean()) if mask.any() else 0.0
         return metrics

@@ -186,7 +186,7 @@ class ReproTrainerSync(PPOTrainerSync):
         j = self._objective(prompts, completions, answers, cuts)
         steps = score_steps(j, cuts.offsets, w=self.repro.w, stability_ema=self.repro.stability_ema)
         if real:
-            metrics.update(step_metrics(j, cuts.offsets, magnitude=steps.magnitude, stability=steps.stability,
+            metrics.update(step_metrics(cuts, j, magnitude=steps.magnitude, stability=steps.stability,
                                         reward=steps.reward))
         # The cuts onto the batch's rows, a padding row empty. The real rows keep their order, so the
         # points do too, and steps.reward stays aligned with them.
