@@ -66,10 +66,51 @@ def test_more_bad_values_name_the_field(kwargs):
     assert caught.value.argument == next(iter(kwargs))
 
 
+@pytest.mark.parametrize(
+    ("template", "command"),
+    [
+        ("\\boxed{answer}", "\\boxed"), ("$\\frac12 \\fbox{answer}$", "\\fbox"),
+        ("\\text{{x}}\\boxed{answer}.", "\\boxed"),
+    ],
+)
+def test_answer_after_a_bare_latex_command_is_refused(template, command):
+    """Single braces are str.format's: "\\boxed{answer}" renders "\\boxed5", the braces were meant literally."""
+    with pytest.raises(rc.ReproError) as caught:
+        ReproConfig(answer_template=template)
+    assert caught.value.argument == "answer_template"
+    message = caught.value.message
+    assert f"right after {command} without braces" in message
+    assert repr(template.format(answer=5)) in message and command + "{{{answer}}}" in message
+    with pytest.raises(rc.ReproError, match="repro_answer_template: "):
+        ReproArguments(repro_answer_template=template).repro_config()
+
+
+@pytest.mark.parametrize(
+    "template", ["\\boxed{{{answer}}}", "The answer is {answer}.", "\\boxed{{ {answer} }}", "\\(x = {answer}\\)"]
+)
+def test_answer_templates_with_braces_or_no_command_pass(template):
+    assert ReproConfig(answer_template=template).answer_template == template
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [("think_end", ""), ("think_end", -1), ("delimiters", ["\n\n", ""]), ("delimiters", [3, -2])],
+)
+def test_empty_tokens_and_negative_ids_are_refused(name, value):
+    with pytest.raises(rc.ReproError) as caught:
+        ReproConfig(**{name: value})
+    assert caught.value.argument == name
+
+
+def test_delimiter_text_as_a_mode_gets_the_list_hint():
+    with pytest.raises(rc.ReproError, match=r"pass a list: \['\\n\\n'\]"):
+        ReproConfig(delimiters="\n\n")
+
+
 def test_edges_and_numpy_integers_are_accepted():
     ReproConfig(gamma=0, stability_ema=1.0, k=0, w=1.0, alpha=0.0)
     ReproConfig(estimator="ppo", lam=0.9)
-    ReproConfig(k=np.int64(5), max_batch_tokens=np.int64(4096), w=np.float32(0.5))
+    ReproConfig(k=np.int64(5), max_batch_tokens=np.int64(4096), w=np.float32(0.5), think_end=np.int64(2))
 
 
 @pytest.mark.parametrize("name", sorted(set(BAD_VALUES) - set(ReproArguments.HOST_SETTINGS)))

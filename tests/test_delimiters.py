@@ -22,6 +22,7 @@ from hypothesis import strategies as st
 import reference as ref
 import repro_core as rc
 from repro_core import Delimiters, ReproError, think_end_id
+from repro_core.delimiters import tokenizer_size
 
 tokenizers = pytest.importorskip("tokenizers")
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers  # noqa: E402
@@ -532,6 +533,15 @@ def test_think_end_id(tok, merged_tok):
     assert think_end_id(tok.tokenizer, token="\n") == tok.encode("\n")[0]  # vocabulary spells it "Ċ"
     with pytest.raises(ReproError):
         think_end_id(tok.tokenizer, "")
+
+
+def test_tokenizer_size(tok, split_tok):
+    assert tokenizer_size(tok.tokenizer) == tok.raw.get_vocab_size(with_added_tokens=True)
+    added = Tokenizer.from_str(split_tok.to_str())
+    added.add_tokens(["<step>"])
+    assert tokenizer_size(added) == split_tok.get_vocab_size(with_added_tokens=True) + 1
+    with pytest.raises(ReproError, match="tokenizer: "):
+        tokenizer_size(object())
 
 
 def test_think_end_added_token(split_tok):

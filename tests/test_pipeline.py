@@ -7,6 +7,7 @@ import os
 
 os.environ["HF_HUB_OFFLINE"] = "1"
 
+import logging
 import random
 
 import numpy as np
@@ -19,7 +20,7 @@ import repro_core as rc  # noqa: E402
 import tiny  # noqa: E402
 from repro_core import ReproError  # noqa: E402
 from repro_core.objective import ObjectiveScorer  # noqa: E402
-from repro_core.pipeline import ReproConfig, ReproScorer  # noqa: E402
+from repro_core.pipeline import ReproConfig, ReproScorer, cut_selector  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -77,7 +78,7 @@ def test_pipeline_matches_the_oracle(model, tok, estimator):
         alpha=0.5, lam=config.lam, values=values,
     )
     np.testing.assert_allclose(result.advantages.advantages, expected["advantages"], atol=1e-5)
-    if estimator == "ppo":
+    if expected["returns"] is not None:  # the estimators with returns of their own (the oracle knows which)
         np.testing.assert_allclose(result.advantages.returns, expected["returns"], atol=1e-5)
     else:
         assert result.advantages.returns is None
@@ -132,6 +133,74 @@ def test_delimiter_and_think_end_options(model, tok):
         prompts, completions, answers, rewards, groups
     )
     assert np.all(line.num_paragraphs >= paper.num_paragraphs)
+
+
+def tokenizer_without_think_end():
+    """A byte-level BPE tokenizer in which "</think>" is several tokens."""
+    import transformers
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+
+    raw = Tokenizer(models.BPE())
+    raw.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    raw.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=300, special_tokens=["<|endoftext|>"], initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
+    )
+    raw.train_from_iterator([tiny.reasoning_text(random.Random(i), 3) for i in range(50)], trainer)
+    return transformers.PreTrainedTokenizerFast(tokenizer_object=raw, eos_token="<|endoftext|>")
+
+
+@pytest.mark.parametrize(
+    ("think_end", "message"),
+    [
+        ("<answer>", "'<answer>' is not one token of the tokenizer"),
+        ("So the value", "'So the value' is not one token of the tokenizer"),
+        (10**6, "token id 1000000 is outside the tokenizer's vocabulary"),
+    ],
+)
+def test_an_explicit_think_end_must_be_one_token(model, tok, think_end, message):
+    assert len(tok("<answer>")["input_ids"]) > 1
+    config = ReproConfig(think_end=think_end)
+    with pytest.raises(ReproError) as caught:
+        cut_selector(tok, config)
+    assert caught.value.argument == "think_end" and message in caught.value.message
+    with pytest.raises(ReproError, match="think_end: "):
+        ReproScorer(model, tok, config)  # at construction, before any batch
+
+
+def test_think_end_of_the_tokenizer(tok):
+    special = rc.think_end_id(tok)
+    assert special is not None
+    assert cut_selector(tok, ReproConfig()).keywords["think_end_id"] == special
+    assert cut_selector(tok, ReproConfig(think_end="</think>")).keywords["think_end_id"] == special
+    assert cut_selector(tok, ReproConfig(think_end=np.int64(len(tok) - 1))).keywords["think_end_id"] == len(tok) - 1
+    assert cut_selector(tok, ReproConfig(think_end=None)).keywords["think_end_id"] is None
+
+
+def test_a_missing_default_think_end_is_logged_once(caplog):
+    plain = tokenizer_without_think_end()
+    assert rc.think_end_id(plain) is None
+    with caplog.at_level(logging.INFO, logger="repro_core.pipeline"):
+        assert cut_selector(plain, ReproConfig()).keywords["think_end_id"] is None
+    records = [r for r in caplog.records if r.name == "repro_core.pipeline"]
+    assert len(records) == 1 and records[0].levelno >= logging.INFO
+    assert "no single '</think>' token" in records[0].getMessage()
+    assert "scored to their end" in records[0].getMessage()
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="repro_core.pipeline"):
+        assert cut_selector(plain, ReproConfig(think_end=None)).keywords["think_end_id"] is None
+    assert not [r for r in caplog.records if r.name == "repro_core.pipeline"]
+
+
+@pytest.mark.parametrize("delimiters", ["paragraphs", ["\n\n", ""], [-1]])
+def test_delimiter_errors_of_the_tokenizer_name_the_field(tok, delimiters):
+    """Delimiters names its argument ``mode`` (or ``ids``); the config's field is ``delimiters``."""
+    config = ReproConfig()
+    config.delimiters = delimiters  # past the config's own check, as a config edited in place would be
+    with pytest.raises(ReproError) as caught:
+        cut_selector(tok, config)
+    assert caught.value.argument == "delimiters"
 
 
 def test_bad_batch_inputs_are_named(model, tok):

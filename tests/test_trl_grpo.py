@@ -3,6 +3,7 @@ pipeline, every estimator, edge completions, checkpoints, and two processes."""
 
 from __future__ import annotations
 
+import logging
 import os
 
 os.environ["HF_HUB_OFFLINE"] = "1"
@@ -17,7 +18,7 @@ import pytest
 torch = pytest.importorskip("torch")
 pytest.importorskip("trl")
 
-from datasets import Dataset  # noqa: E402
+from datasets import Dataset, IterableDataset  # noqa: E402
 
 import tiny  # noqa: E402
 from repro_core import ReproError  # noqa: E402
@@ -46,7 +47,8 @@ def dataset() -> Dataset:
 
 
 def make_trainer(
-    tok, tmp_path, *, bias: float = 4.0, model=None, trainer: type = ReproGRPOTrainer, **overrides
+    tok, tmp_path, *, bias: float = 4.0, model=None, trainer: type = ReproGRPOTrainer, train_dataset=None,
+    eval_dataset=None, **overrides
 ) -> ReproGRPOTrainer:
     """Generation is biased towards newline tokens so that completions have paragraphs."""
     settings = dict(
@@ -57,7 +59,8 @@ def make_trainer(
     settings.update(overrides)
     model = tiny.model(len(tok)) if model is None else model
     return trainer(model=model, reward_funcs=[answer_in_completion], args=trainer.config_class(**settings),
-                   train_dataset=dataset(), processing_class=tok)
+                   train_dataset=dataset() if train_dataset is None else train_dataset, eval_dataset=eval_dataset,
+                   processing_class=tok)
 
 
 def generation_batch(trainer: ReproGRPOTrainer, prompts: int = 2) -> list[dict]:
@@ -174,7 +177,46 @@ def test_bad_config_and_columns(tok, tmp_path):
         ReproGRPOConfig(output_dir=str(tmp_path), bf16=False, use_cpu=True, repro_k=-1)
     with pytest.raises(ReproError, match="repro_w"):
         ReproGRPOConfig(output_dir=str(tmp_path), bf16=False, use_cpu=True, repro_w=2.0)
-    trainer = make_trainer(tok, tmp_path, repro_answer_column="solution")
+    for delimiters in ("paragraphs", ["\n\n", 3], ["\n\n", ""]):
+        with pytest.raises(ReproError) as caught:
+            ReproGRPOConfig(output_dir=str(tmp_path), bf16=False, use_cpu=True, repro_delimiters=delimiters)
+        assert caught.value.argument == "repro_delimiters"
+
+
+def test_missing_answer_column_is_caught_at_construction(tok, tmp_path):
+    with pytest.raises(ReproError) as caught:
+        make_trainer(tok, tmp_path, repro_answer_column="solution")
+    assert caught.value.argument == "repro_answer_column"
+    assert caught.value.message == "'solution' is not a column of the train_dataset (columns: ['answer', 'prompt'])"
+    no_answers = Dataset.from_dict({"prompt": ["What is 2 + 3?"] * 4})
+    with pytest.raises(ReproError, match=r"repro_answer_column: 'answer' is not a column of the eval_dataset "):
+        make_trainer(tok, tmp_path, eval_dataset=no_answers)
+    with pytest.raises(ReproError, match=r"repro_answer_column: 'answer' is not a column of the eval_dataset\['x'\]"):
+        make_trainer(tok, tmp_path, eval_dataset={"x": no_answers})
+    make_trainer(tok, tmp_path, train_dataset=no_answers, repro_enabled=False)  # RePro off: no answers needed
+
+
+def test_the_first_scored_answer_is_logged(tok, tmp_path, caplog):
+    with caplog.at_level(logging.INFO, logger="repro_core.trl.grpo"):
+        make_trainer(tok, tmp_path, repro_answer_template="The answer is {answer}.")
+    logged = [r.getMessage() for r in caplog.records if r.name == "repro_core.trl.grpo"]
+    assert logged == ["RePro scores J on the answer text 'The answer is 5.' (first row of the train_dataset)"]
+
+
+def test_think_end_is_resolved_at_construction(tok, tmp_path):
+    with pytest.raises(ReproError) as caught:
+        make_trainer(tok, tmp_path, repro_think_end="<answer>")
+    assert caught.value.argument == "repro_think_end"
+    assert "'<answer>' is not one token of the tokenizer" in caught.value.message
+
+
+def test_answer_column_of_a_dataset_without_column_names_is_checked_at_run_time(tok, tmp_path):
+    def rows():
+        yield from dataset()
+
+    streamed = IterableDataset.from_generator(rows)
+    assert streamed.column_names is None
+    trainer = make_trainer(tok, tmp_path, train_dataset=streamed, repro_answer_column="solution")
     with pytest.raises(ReproError, match="repro_answer_column: 'solution' is not a dataset column"):
         trainer._generate_and_score_completions(generation_batch(trainer))
 

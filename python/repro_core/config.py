@@ -15,6 +15,7 @@ torch nor TRL.
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import MISSING, Field, asdict, dataclass, field, fields
 from numbers import Integral, Real
 from typing import Any, ClassVar, Literal, get_args
@@ -74,8 +75,9 @@ class ReproConfig:
     think_end: str | int | None = field(
         default="</think>",
         metadata={
-            "help": "End-of-thinking token (text or id); None when completions have no thinking part. The default "
-            "is ignored when the tokenizer has no such single token.",
+            "help": "End-of-thinking token (text or id); None when completions have no thinking part. A token set "
+            "explicitly must be one token of the tokenizer; without the default one, completions are scored to "
+            "their end.",
             "cli_type": str | None,
         },
     )
@@ -122,18 +124,25 @@ def check_setting(name: str, value: Any) -> None:
         if isinstance(value, (bool, np.bool_)) or not isinstance(value, Integral) or value < 1:
             raise ReproError(name, f"expected an int >= 1, got {value!r}")
     elif name == "think_end":
-        if value is not None and (isinstance(value, bool) or not isinstance(value, (str, int))):
+        if value is not None and (isinstance(value, (bool, np.bool_)) or not isinstance(value, (str, Integral))):
             raise ReproError(name, f"expected a token string, a token id or None, got {value!r}")
+        if value == "" or (isinstance(value, Integral) and value < 0):
+            raise ReproError(name, f"expected a non-empty token string, a token id >= 0 or None, got {value!r}")
     elif name == "delimiters":
         if isinstance(value, str):
             if value not in DELIMITER_MODES:
-                raise ReproError(name, f"expected one of {', '.join(DELIMITER_MODES)} or a list, got {value!r}")
+                hint = "" if value.isalpha() else f" (to select tokens by text, pass a list: [{value!r}])"
+                raise ReproError(
+                    name, f"expected one of {', '.join(DELIMITER_MODES)} or a list, got {value!r}{hint}"
+                )
         elif not isinstance(value, (list, tuple)) or not (
             all(isinstance(item, str) for item in value)
             or all(isinstance(item, int) and not isinstance(item, bool) for item in value)
         ):
             expected = "a mode name, a list of token strings or a list of token ids"
             raise ReproError(name, f"expected {expected}, got {value!r}")
+        elif "" in value or any(isinstance(item, int) and item < 0 for item in value):
+            raise ReproError(name, f"expected non-empty token strings or token ids >= 0, got {value!r}")
     elif name == "answer_template":
         try:
             has_answer = isinstance(value, str) and "\0" in value.format(answer="\0")
@@ -143,10 +152,20 @@ def check_setting(name: str, value: Any) -> None:
             raise ReproError(
                 name, f"expected a str.format template with an {{answer}} field (literal braces doubled), got {value!r}"
             )
+        bare = _BARE_COMMAND.search(value.format(answer="\0"))
+        if bare is not None:
+            # "\\boxed{answer}" renders "\\boxed5": the braces were meant literally.
+            raise ReproError(
+                name, f"{value!r} puts the answer right after {bare.group(1)} without braces "
+                f"({value.format(answer=5)!r} for the answer 5); literal braces are doubled around the field: "
+                f"{bare.group(1)}{{{{{{answer}}}}}}"
+            )
     else:
         raise KeyError(f"{name!r} is not a model-side setting of ReproConfig")
 
 
+#: A LaTeX command directly followed by the rendered answer (the sentinel "\0").
+_BARE_COMMAND = re.compile(r"(\\[A-Za-z]+)\0")
 #: The settings ``check_setting`` checks; the others are ``check_options``'.
 _MODEL_SIDE = ("delimiters", "think_end", "answer_template", "objective_mode", "temperature", "max_batch_tokens")
 _FIELDS: dict[str, Field[Any]] = {f.name: f for f in fields(ReproConfig)}

@@ -21,7 +21,7 @@ from .errors import ReproError
 if TYPE_CHECKING:
     from . import _core
 
-__all__ = ["Delimiters", "think_end_id"]
+__all__ = ["Delimiters", "think_end_id", "tokenizer_size"]
 
 _TEXT_MODES = {"paper": 2, "line": 1}
 _REFERENCE_STRINGS = (".\n", "?\n", "\n\n")
@@ -256,6 +256,11 @@ def think_end_id(tokenizer: Any, token: str = "</think>") -> int | None:
         if _decode_one(tokenizer, i) == token:
             return i
     return None
+
+
+def tokenizer_size(tokenizer: Any) -> int:
+    """The number of token ids of ``tokenizer`` (added and special tokens included): ids are 0..size-1."""
+    return _vocab_size(tokenizer)
 
 
 # -------------------------------------------------------------------- helpers

@@ -9,6 +9,7 @@ KV cache.
 from __future__ import annotations
 
 import functools
+import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -17,8 +18,13 @@ import numpy as np
 
 from ._api import Advantages, Cuts, Steps, compute_advantages, score_steps, segment_paragraphs, select_cuts
 from .config import ReproConfig
-from .delimiters import Delimiters, think_end_id
+from .delimiters import Delimiters, think_end_id, tokenizer_size
+from .errors import ReproError
 from .objective import Evaluation, ObjectiveScorer
+
+logger = logging.getLogger(__name__)
+#: ReproConfig's think-end token: the one that may be missing from a tokenizer.
+_DEFAULT_THINK_END = ReproConfig.__dataclass_fields__["think_end"].default
 
 # ReproConfig is declared in repro_core.config and offered here beside the scorer it configures.
 __all__ = ["ReproConfig", "ReproResult", "ReproScorer", "cut_selector", "step_metrics"]
@@ -153,14 +159,45 @@ class ReproScorer:
 
 
 def cut_selector(tokenizer: Any, config: ReproConfig) -> functools.partial[Cuts]:
-    """``select_cuts`` with the config's k, delimiters and think-end token resolved for ``tokenizer``."""
-    if isinstance(config.think_end, str):
-        end_id = think_end_id(tokenizer, config.think_end)
-    else:
-        end_id = config.think_end
+    """``select_cuts`` with the config's k, delimiters and think-end token resolved for ``tokenizer``.
+
+    Errors name the config's fields (``delimiters``, ``think_end``): a think-end token given
+    explicitly must be one token of the tokenizer (or an id of its vocabulary); the default
+    ``"</think>"`` may be missing, and then completions are scored to their end (logged once).
+    """
+    try:
+        delimiters = _delimiters(tokenizer, config.delimiters)
+    except ReproError as error:
+        if error.argument in ("mode", "ids"):  # Delimiters' own argument names
+            raise error.renamed("delimiters") from None
+        raise
     return functools.partial(
-        select_cuts, delimiters=_delimiters(tokenizer, config.delimiters), k=config.k, think_end_id=end_id
+        select_cuts, delimiters=delimiters, k=config.k, think_end_id=_think_end(tokenizer, config.think_end)
     )
+
+
+def _think_end(tokenizer: Any, token: str | int | None) -> int | None:
+    """The think-end id of ``token`` for ``tokenizer`` (None: no thinking part, score to the end)."""
+    if token is None:
+        return None
+    if isinstance(token, str):
+        found = think_end_id(tokenizer, token)
+        if found is not None:
+            return found
+        if token == _DEFAULT_THINK_END:
+            logger.warning(
+                "RePro: the tokenizer has no single %r token, so completions are scored to their end "
+                "(set think_end to None to say so, or to the model's end-of-thinking token)", token
+            )
+            return None
+        raise ReproError(
+            "think_end", f"{token!r} is not one token of the tokenizer (added and special tokens included); "
+            "give a single token's text, its id, or None when completions have no thinking part"
+        )
+    size = tokenizer_size(tokenizer)
+    if not 0 <= token < size:
+        raise ReproError("think_end", f"token id {token} is outside the tokenizer's vocabulary (ids 0 to {size - 1})")
+    return int(token)
 
 
 def step_metrics(

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import logging
 import time
+from collections.abc import Sized
 from dataclasses import replace
 from typing import Any, cast
 
@@ -17,6 +19,8 @@ from ..pipeline import ReproScorer, step_metrics
 from .config import ReproGRPOConfig
 
 __all__ = ["ReproGRPOTrainer"]
+
+logger = logging.getLogger(__name__)
 
 
 class ReproGRPOTrainer(GRPOTrainer):
@@ -43,9 +47,42 @@ class ReproGRPOTrainer(GRPOTrainer):
         config = self.args.repro_settings()
         if not self.args.repro_enabled:
             config = replace(config, alpha=0.0)  # the process part is off (PPO still computes its advantages)
-        self.repro = ReproScorer(self.model, self._tokenizer, config)
+        try:
+            self.repro = ReproScorer(self.model, self._tokenizer, config)
+        except ReproError as error:  # resolving the settings for the tokenizer: name the repro_* field
+            if hasattr(self.args, f"repro_{error.argument}"):
+                raise error.renamed(f"repro_{error.argument}") from None
+            raise
+        if self.args.repro_enabled:
+            self._check_answer_column()
         self._rewards_per_func: torch.Tensor | None = None
         self._last_generation: tuple[float, float] | None = None  # (start, RePro seconds) of the previous batch
+
+    def _check_answer_column(self) -> None:
+        """The answer column is a column of every dataset that lists its columns (iterable datasets
+        without column names are checked at the first generation); log the first scored answer text."""
+        column = self.args.repro_answer_column
+        datasets: list[tuple[str, Any]] = [("train_dataset", self.train_dataset)]
+        if isinstance(self.eval_dataset, dict):
+            datasets += [(f"eval_dataset[{name!r}]", data) for name, data in self.eval_dataset.items()]
+        else:
+            datasets.append(("eval_dataset", self.eval_dataset))
+        first: tuple[str, Any] | None = None
+        for name, data in datasets:
+            columns = getattr(data, "column_names", None)
+            if not isinstance(columns, (list, tuple)):
+                continue
+            if column not in columns:
+                raise ReproError(
+                    "repro_answer_column", f"{column!r} is not a column of the {name} (columns: {sorted(columns)})"
+                )
+            if first is None and isinstance(data, Sized) and len(data) > 0:
+                rows: Any = data.select_columns([column]) if hasattr(data, "select_columns") else data
+                first = (name, rows[0][column])
+        if first is not None:
+            name, answer = first
+            text = self.repro.objective.answer_ids.template.format(answer=answer)
+            logger.info("RePro scores J on the answer text %r (first row of the %s)", text, name)
 
     def _calculate_rewards(self, inputs: Any, prompts: Any, completions: Any, completion_ids_list: Any) -> torch.Tensor:
         # Kept for the estimators whose outcome part is repro_core's: the parent returns advantages only.
