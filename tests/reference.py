@@ -11,7 +11,8 @@ API's result dataclasses:
 - ``score_steps``        -> {"magnitude", "stability", "score", "reward"} (float64)
 - ``compute_advantages`` -> {"advantages", "returns", "advantages64", "returns64"}
   ("advantages"/"returns" are float32 like the real API; the "...64" keys hold the float64 values
-  before the cast; "returns"/"returns64" are None unless the estimator is "ppo").
+  before the cast; "returns"/"returns64" are None unless the estimator is "ppo" (the raw GAE of the
+  token rewards plus V, as verl's gae) or "reinforce_pp" (the discounted token rewards, unwhitened)).
 
 ``delimiters`` is either a sequence of token ids (exact-token rule) or a Delimiters-like object:
 if it has a non-None ``leading_newlines`` attribute the text rule is used with its
@@ -413,7 +414,8 @@ def compute_advantages(
                 adv[b, t] = A_b + alpha * proc[b, t]
     elif estimator == "ppo":
         r = token_outcome_rewards()
-        A_out = masked_whiten(gae(r, V, lengths, gamma, lam), lengths)
+        raw = gae(r, V, lengths, gamma, lam)
+        A_out = masked_whiten(raw, lengths)
         Phat = group_normalised_P(True)
         A_proc = masked_whiten(gae(Phat, V, lengths, gamma, lam), lengths)
         adv = np.zeros((B, T), dtype=np.float64)
@@ -421,10 +423,11 @@ def compute_advantages(
         for b in range(B):
             for t in range(lengths[b]):
                 adv[b, t] = A_out[b, t] + alpha * A_proc[b, t]
-                returns[b, t] = adv[b, t] + V[b, t]
+                returns[b, t] = raw[b, t] + V[b, t]
     elif estimator == "reinforce_pp":
         r = token_outcome_rewards()
-        A_out = masked_whiten(revcumsum(r, lengths, gamma), lengths)
+        returns = revcumsum(r, lengths, gamma)
+        A_out = masked_whiten(returns, lengths)
         vals = placed_of(range(B))
         if B == 1 or len(vals) < 2:
             mu, var = 0.0, 1.0

@@ -332,6 +332,7 @@ def run_score_steps(j_values, offsets, w, stability_ema):
 ADV_ARGS = ("estimator", "outcome_rewards", "step_rewards", "offsets", "positions",
             "response_mask", "group_index")
 ADV_KW = ("alpha", "gamma", "lam", "norm_by_std", "values", "token_rewards")
+RETURNING = ("ppo", "reinforce_pp")  # the estimators with returns of their own (as verl's)
 
 
 def run_advantages(x):
@@ -343,7 +344,7 @@ def run_advantages(x):
     oracle = ref.compute_advantages(*args, **kw)
     lengths = ref._mask_rows(x["response_mask"])
     assert_f32_close(real.advantages, oracle["advantages64"], lengths, "advantages")
-    if x["estimator"] == "ppo":
+    if x["estimator"] in RETURNING:
         assert real.returns is not None
         assert_f32_close(real.returns, oracle["returns64"], lengths, "returns")
     else:
@@ -492,6 +493,7 @@ def test_pipeline_end_to_end(x, data):
     if est == "ppo":
         kw["lam"] = data.draw(st.floats(0.0, 1.0))
         kw["values"] = rng.normal(size=(B, T))
+    if est in RETURNING:
         kw["token_rewards"] = -0.01 * rng.random((B, T))
     lengths = ref._mask_rows(x["response_mask"])
     real = rc.compute_advantages(est, R, real_steps.reward, real_cuts.offsets,
@@ -500,7 +502,7 @@ def test_pipeline_end_to_end(x, data):
                                     oracle_cuts["positions"], x["response_mask"], group_index,
                                     **kw)
     assert_f32_close(real.advantages, oracle["advantages64"], lengths, "advantages")
-    if est == "ppo":
+    if est in RETURNING:
         assert_f32_close(real.returns, oracle["returns64"], lengths, "returns")
 
 
@@ -532,14 +534,15 @@ def test_big_batch_matches_oracle_advantages(estimator):
     groups = np.repeat([5, -1, 9, 2], 4)
     kw = dict(gamma=0.999)
     if estimator == "ppo":
-        kw.update(values=rng.normal(size=mask.shape), lam=0.95,
-                  token_rewards=-0.01 * rng.random(mask.shape))
+        kw.update(values=rng.normal(size=mask.shape), lam=0.95)
+    if estimator in RETURNING:
+        kw.update(token_rewards=-0.01 * rng.random(mask.shape))
     real = rc.compute_advantages(estimator, R, steps.reward, cuts.offsets, cuts.positions, mask,
                                  groups, **kw)
     oracle = ref.compute_advantages(estimator, R, steps.reward, cuts.offsets, cuts.positions,
                                     mask, groups, **kw)
     assert_f32_close(real.advantages, oracle["advantages64"], list(lengths), "advantages")
-    if estimator == "ppo":
+    if estimator in RETURNING:
         assert_f32_close(real.returns, oracle["returns64"], list(lengths), "returns")
 
 

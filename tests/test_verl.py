@@ -18,6 +18,7 @@ pytest.importorskip("verl")
 
 from omegaconf import OmegaConf  # noqa: E402
 from verl import DataProto  # noqa: E402
+from verl.trainer.ppo import core_algos  # noqa: E402
 from verl.trainer.ppo.core_algos import get_adv_estimator_fn  # noqa: E402
 from verl.trainer.ppo.ray_trainer import compute_advantage  # noqa: E402
 
@@ -26,6 +27,7 @@ import repro_core.verl  # noqa: E402
 from repro_core import ReproError  # noqa: E402
 from repro_core._api import ESTIMATORS as CORE_ESTIMATORS  # noqa: E402
 from repro_core.verl import ESTIMATORS, ReproEstimator, process_rewards  # noqa: E402
+from repro_core.verl.estimators import ALIASES  # noqa: E402
 
 
 def test_importing_verl_registers_the_estimators_and_the_trainer():
@@ -42,6 +44,8 @@ def test_importing_verl_registers_the_estimators_and_the_trainer():
     assert result.stdout.split() == ["ReproEstimator"] * len(CORE_ESTIMATORS) + ["ReproTrainerSync", "True"]
     for name in ESTIMATORS:
         assert get_adv_estimator_fn(name) == ReproEstimator(name)
+    for alias, name in ALIASES.items():  # the authors' fork's names: the very same estimators
+        assert get_adv_estimator_fn(alias) is get_adv_estimator_fn(name)
 
 
 def test_one_verl_name_per_estimator():
@@ -118,18 +122,77 @@ def test_verls_dispatch_equals_compute_advantages(name, seed):
     assert np.abs(plain.advantages - expected.advantages).max() > 1e-3
 
 
-def test_repro_grpo_without_process_rewards_is_verls_grpo_plus_nothing():
-    """alpha = 0: the outcome part alone is verl's own GRPO advantage (up to verl's epsilon)."""
-    b = batch(3)
-    tensors = {"token_level_rewards": torch.tensor(b["token_level"], dtype=torch.float32),
-               "response_mask": torch.tensor(b["mask"], dtype=torch.float32)}
-    ours = DataProto.from_dict(tensors=dict(tensors), non_tensors={"uid": b["uid"]})
-    theirs = DataProto.from_dict(tensors=dict(tensors), non_tensors={"uid": b["uid"]})
-    config = OmegaConf.create({"adv_estimator": "repro_grpo", "repro": {"alpha": 0.0}})
-    with process_rewards(b["cuts"], b["steps"].reward):
-        ours = compute_advantage(ours, adv_estimator="repro_grpo", config=config)
-    theirs = compute_advantage(theirs, adv_estimator="grpo", config=OmegaConf.create({"adv_estimator": "grpo"}))
-    np.testing.assert_allclose(ours.batch["advantages"].numpy(), theirs.batch["advantages"].numpy(), atol=1e-5)
+def parity_batch(seed: int, width: int = 20):
+    """verl's tensors for alpha = 0 parity: groups of 4 and 3, two singleton groups, an empty
+    response, an in-reward KL on every token besides the score on the last, values everywhere
+    (padding included: verl's gae must not read them), and RePro cuts with nonzero step rewards."""
+    rng = np.random.default_rng(seed)
+    sizes = [4, 1, 3, 1]
+    rows = sum(sizes)
+    lengths = rng.integers(1, width + 1, rows)
+    lengths[0], lengths[2] = width, 0  # a full row; an empty response inside the first group
+    mask = np.arange(width) < lengths[:, None]
+    points = [np.unique(np.r_[0, rng.integers(1, n + 1, rng.integers(0, 4)), n]) if n else np.r_[0] for n in lengths]
+    cuts = rc.Cuts.from_rows(points)
+    steps = rc.score_steps(-rng.random(len(cuts.positions)) * 3, cuts.offsets).reward
+    token_level = -0.02 * rng.random((rows, width)) * mask
+    token_level[np.arange(rows), np.maximum(lengths - 1, 0)] += rng.choice([0.0, 1.0], rows) * (lengths > 0)
+    uid = np.array([f"p{g}" for g, n in enumerate(sizes) for _ in range(n)], dtype=object)
+    rng.shuffle(uid)  # groups need not be contiguous
+    values = rng.normal(size=(rows, width))
+
+    def f32(x):
+        return torch.tensor(x, dtype=torch.float32)
+
+    return dict(token_level=f32(token_level), mask=f32(mask), uid=uid, cuts=cuts, steps=steps, values=f32(values))
+
+
+def verls_own(name: str, b: dict, config) -> tuple[torch.Tensor, torch.Tensor]:
+    """verl's counterpart of a repro_* estimator, called as verl's compute_advantage calls it. verl
+    has no dr_grpo estimator: Dr. GRPO is its grpo with norm_adv_by_std_in_grpo=False."""
+    rewards, mask = b["token_level"].clone(), b["mask"]
+    estimator = ESTIMATORS[ALIASES.get(name, name)]
+    if estimator in ("grpo", "dr_grpo"):
+        divide = estimator == "grpo" and config.get("norm_adv_by_std_in_grpo", True)
+        return core_algos.compute_grpo_outcome_advantage(rewards, mask, b["uid"], norm_adv_by_std_in_grpo=divide)
+    if estimator == "ppo":
+        return core_algos.compute_gae_advantage_return(rewards, b["values"], mask, config.gamma, config.lam)
+    if estimator == "reinforce_pp":
+        return core_algos.compute_reinforce_plus_plus_outcome_advantage(rewards, mask, config=config)
+    return core_algos.compute_reinforce_plus_plus_baseline_outcome_advantage(rewards, mask, b["uid"], config=config)
+
+
+@pytest.mark.parametrize("norm", [True, False])
+@pytest.mark.parametrize("name", sorted([*ESTIMATORS, *ALIASES]))
+@pytest.mark.parametrize("seed", range(4))
+def test_alpha_zero_is_verls_own_estimator_returns_included(name, norm, seed):
+    """With alpha = 0 the process part vanishes and each repro_* estimator is its verl counterpart,
+    advantages and returns, on the response mask (verl's gae returns A + V on the padding too)."""
+    b = parity_batch(seed)
+    config = OmegaConf.create({"adv_estimator": name, "gamma": 0.9, "lam": 0.8, "norm_adv_by_std_in_grpo": norm,
+                               "repro": {"alpha": 0.0}})
+    with process_rewards(b["cuts"], b["steps"], values=b["values"]):
+        ours = get_adv_estimator_fn(name)(token_level_rewards=b["token_level"].clone(), response_mask=b["mask"],
+                                          index=b["uid"], config=config)
+    theirs = verls_own(name, b, config)
+    mask = b["mask"].numpy()
+    for what, mine, verls in zip(("advantages", "returns"), ours, theirs, strict=True):
+        np.testing.assert_allclose(mine.numpy() * mask, verls.numpy() * mask, atol=1e-5, err_msg=what)
+    assert np.abs(ours[0].numpy()).max() > 0.1  # not trivially zero
+
+
+def test_norm_adv_by_std_in_grpo_reaches_the_process_part():
+    """repro_grpo with norm_adv_by_std_in_grpo=False is repro_dr_grpo, process part included."""
+    b = parity_batch(5)
+    config = OmegaConf.create({"norm_adv_by_std_in_grpo": False, "repro": {"alpha": 0.5}})
+    args = dict(response_mask=b["mask"], index=b["uid"], config=config)
+    with process_rewards(b["cuts"], b["steps"]):
+        grpo = get_adv_estimator_fn("repro_grpo")(token_level_rewards=b["token_level"], **args)
+        dr_grpo = get_adv_estimator_fn("repro_dr_grpo")(token_level_rewards=b["token_level"], **args)
+        divided = get_adv_estimator_fn("repro_grpo")(token_level_rewards=b["token_level"],
+                                                     **{**args, "config": OmegaConf.create({"repro": {"alpha": 0.5}})})
+    np.testing.assert_array_equal(grpo[0].numpy(), dr_grpo[0].numpy())
+    assert np.abs(grpo[0].numpy() - divided[0].numpy()).max() > 1e-2
 
 
 def test_errors_are_clear():
@@ -163,6 +226,15 @@ def test_errors_are_clear():
             get_adv_estimator_fn("repro_gae")(**args)
         with pytest.raises(ReproError, match="algorithm.repro.alpha: expected a finite number"):
             estimator(**{**args, "config": OmegaConf.create({"repro": {"alpha": float("nan")}})})
+        with pytest.raises(ReproError, match="algorithm.norm_adv_by_std_in_grpo: expected True or False"):
+            estimator(**{**args, "config": OmegaConf.create({"norm_adv_by_std_in_grpo": "yes"})})
+        # The authors' fork's keys are refused, naming ours, even by a plain verl run (no repro_sync).
+        for key, ours in (("repro_alpha", "algorithm.repro.alpha"), ("num_forking_token", "algorithm.repro.k")):
+            config = OmegaConf.create({"adv_estimator": "repro_grpo", key: 3, "repro": {"alpha": 0.0}})
+            data = DataProto.from_dict(tensors={"token_level_rewards": args["token_level_rewards"],
+                                                "response_mask": args["response_mask"]}, non_tensors={"uid": b["uid"]})
+            with pytest.raises(ReproError, match=f"algorithm.{key}: .*set {ours} instead"):
+                compute_advantage(data, adv_estimator="repro_grpo", config=config)
     with pytest.raises(ReproError, match="process_rewards: expected the cut points as a repro_core.Cuts"):
         with process_rewards(b["mask"], rewards):
             pass

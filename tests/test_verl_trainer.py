@@ -274,10 +274,22 @@ def test_config_block(model_dir):
     ("repro_grpo", ["actor_rollout_ref.rollout.temperature=0"], "actor_rollout_ref.rollout.temperature: expected"),
     ("repro_gae", ["critic.enable=False"], "critic.enable: .*repro_gae needs the critic: set critic.enable=True"),
     ("repro_grpo", ["algorithm.rollout_correction.bypass_mode=True"], "bypass_mode: repro_sync reads the entropies"),
+    # The authors' fork's keys: refused, naming ours, rather than run on the defaults.
+    ("repro_grpo", ["+algorithm.repro_alpha=0.05"], "algorithm.repro_alpha: .*set algorithm.repro.alpha instead"),
+    ("repro_ppo", ["+algorithm.num_forking_token=10"], "algorithm.num_forking_token: .*set algorithm.repro.k instead"),
+    ("repro_ppo", ["critic.enable=False"], "critic.enable: .*repro_ppo needs the critic"),
 ])
 def test_bad_config(model_dir, estimator, overrides, match):
     with pytest.raises(ReproError, match=match):
         ReproTrainerSync(verl_config(model_dir, estimator, *overrides))
+
+
+@pytest.mark.parametrize(("alias", "estimator"), [
+    ("repro_ppo", "ppo"), ("repro_reinforce_plus_plus", "reinforce_pp"),
+    ("repro_reinforce_plus_plus_baseline", "reinforce_pp_baseline"),
+])
+def test_the_authors_estimator_names_are_accepted(model_dir, alias, estimator):
+    assert repro_config(verl_config(model_dir, alias, "critic.enable=True")).estimator == estimator
 
 
 def test_the_block_keys_are_reproconfigs_fields():

@@ -103,7 +103,9 @@ class Steps:
 
 @dataclass(frozen=True)
 class Advantages:
-    """Per-token advantages (B, T) float32; critic returns (B, T) for ``"ppo"``, else None."""
+    """Per-token advantages (B, T) float32; returns (B, T) as verl's estimators give them for
+    ``"ppo"`` (the critic's target: the raw GAE of the token rewards plus V) and ``"reinforce_pp"``
+    (the discounted token rewards, unwhitened), else None (the advantages serve)."""
 
     advantages: np.ndarray
     returns: np.ndarray | None

@@ -93,4 +93,4 @@ def compute_advantages(
     values: _Floats2 | None,
     token_rewards: _Floats2 | None,
 ) -> tuple[_F32, _F32 | None]:
-    """-> (advantages (B, T), returns (B, T) for "ppo" else None)."""
+    """-> (advantages (B, T), returns (B, T) for "ppo" and "reinforce_pp" else None)."""

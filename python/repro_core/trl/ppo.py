@@ -36,8 +36,9 @@ class ReproPPOTrainer(ReproGRPOTrainer):
       its adapters off under PEFT) gives the per-token KL (k1 or k3), and the token rewards are
       ``-kl_coef * KL`` plus the outcome reward on the last token;
     - RePro scores the completions; ``compute_advantages("ppo", ...)`` turns outcome, process and
-      token rewards into advantages and critic returns over the whole batch (groups of
-      ``num_generations`` completions normalise the process rewards).
+      token rewards into advantages over the whole batch (groups of ``num_generations``
+      completions normalise the process rewards), and gives the critic's returns
+      R = GAE(r, V) + V of the token rewards alone, unwhitened (verl's ``gae``, classic PPO).
     The loss is TRL's clipped policy loss on those advantages plus ``vf_coef`` times the clipped
     value loss ``0.5 * max((V - R)^2, (clip(V, V_old +- cliprange_value) - R)^2)``. The critic's
     parameters are a second parameter group of the trainer's optimiser (``critic_learning_rate``),

@@ -1,15 +1,18 @@
 """The ``repro_*`` advantage estimators, registered with verl's ``register_adv_est`` on import.
 
 One per repro_core estimator, named ``repro_<name>`` (``repro_gae`` for ``ppo``, as verl calls
-GAE). Each returns ``(advantages, returns)`` computed by ``repro_core.compute_advantages``
-(docs/method.md, "Advantages"), reading:
+GAE), each also under the name the authors' verl fork gives it (``ALIASES``). Each returns
+``(advantages, returns)`` computed by ``repro_core.compute_advantages`` (docs/method.md,
+"Advantages"); with alpha = 0 both are verl's own estimator's (tests/test_verl.py). It reads:
 
 - the outcome from verl's ``token_level_rewards`` (the score on the last token, plus any in-reward
   KL): its row sum for the grpo family and reinforce_pp_baseline; the whole tensor as token rewards
   for reinforce_pp and gae;
 - the groups from ``index`` (verl's ``uid``);
-- alpha from ``algorithm.repro.alpha`` (``ReproConfig``'s default when absent), gamma and lam
-  (gae only) from ``algorithm``;
+- alpha from ``algorithm.repro.alpha`` (``ReproConfig``'s default when absent), gamma, lam
+  (gae only) and ``norm_adv_by_std_in_grpo`` (grpo only, as verl's grpo) from ``algorithm``; the
+  authors' fork's keys ``algorithm.repro_alpha`` and ``algorithm.num_forking_token`` are refused
+  (``REFUSED_KEYS``), not read;
 - the process rewards, never summed into the scores, from ``process_rewards(...)``: the cut points
   (``Cuts``, one row per batch row) and the step reward at every point, given for the duration of
   verl's advantage dispatch. The last cut point of a completion without a think-end tag closes on
@@ -41,7 +44,18 @@ from .._api import Cuts, Estimator, compute_advantages
 from ..config import ReproConfig
 from ..errors import ReproError
 
-__all__ = ["DEFAULT_ALPHA", "ESTIMATORS", "ProcessRewards", "ReproEstimator", "process_rewards", "verl_name"]
+__all__ = [
+    "ALIASES",
+    "DEFAULT_ALPHA",
+    "ESTIMATORS",
+    "REFUSED_KEYS",
+    "ProcessRewards",
+    "ReproEstimator",
+    "check_algorithm_keys",
+    "estimator_of",
+    "process_rewards",
+    "verl_name",
+]
 
 #: verl's spelling of an estimator where it differs from repro_core's: verl calls PPO's GAE "gae".
 _VERL_SPELLING = {"ppo": "gae"}
@@ -54,10 +68,38 @@ def verl_name(estimator: str) -> str:
 
 #: verl name -> repro_core estimator, one per ``repro_core._api.ESTIMATORS``.
 ESTIMATORS: dict[str, Estimator] = {verl_name(name): cast(Estimator, name) for name in _api.ESTIMATORS}
+#: The authors' verl fork's names -> ours: the same estimator objects, registered under both.
+ALIASES: dict[str, str] = {
+    "repro_ppo": "repro_gae",
+    "repro_reinforce_plus_plus": "repro_reinforce_pp",
+    "repro_reinforce_plus_plus_baseline": "repro_reinforce_pp_baseline",
+}
 DEFAULT_ALPHA = ReproConfig.alpha
 
+#: The authors' fork's keys at the top of ``algorithm`` -> the project's key for that setting.
+#: Refused rather than honoured: one spelling per setting, and no run silently on the default.
+REFUSED_KEYS: dict[str, str] = {"repro_alpha": "algorithm.repro.alpha", "num_forking_token": "algorithm.repro.k"}
+
 #: The verl keys that set ``compute_advantages``'s options (a ReproError from the core names them).
-_OPTION_KEYS = {"alpha": "algorithm.repro.alpha", "gamma": "algorithm.gamma", "lam": "algorithm.lam"}
+_OPTION_KEYS = {
+    "alpha": "algorithm.repro.alpha",
+    "gamma": "algorithm.gamma",
+    "lam": "algorithm.lam",
+    "norm_by_std": "algorithm.norm_adv_by_std_in_grpo",
+}
+_MISSING = object()
+
+
+def estimator_of(name: str) -> Estimator | None:
+    """The repro_core estimator of a verl name (ours or the authors' alias), None for any other."""
+    return ESTIMATORS.get(ALIASES.get(name, name))
+
+
+def check_algorithm_keys(algorithm: Any) -> None:
+    """Refuse the authors' fork's keys in verl's ``algorithm`` config (a ReproError naming ours)."""
+    for key, ours in REFUSED_KEYS.items():
+        if _get(algorithm, key, _MISSING) is not _MISSING:
+            raise ReproError(f"algorithm.{key}", f"the authors' fork's key is not read here; set {ours} instead")
 
 
 @dataclass(frozen=True)
@@ -147,6 +189,7 @@ class ReproEstimator:
                 "algorithm.adv_estimator", f"{self.name} found no process rewards; run verl's compute_advantage "
                 "inside repro_core.verl.process_rewards(...), as the repro_sync trainer does"
             )
+        check_algorithm_keys(config)
         estimator = ESTIMATORS[self.name]
         mask = response_mask.bool().cpu().numpy()
         process.check(mask.sum(1))
@@ -175,6 +218,8 @@ class ReproEstimator:
                 alpha=_get(repro, "alpha", DEFAULT_ALPHA),
                 gamma=_get(config, "gamma", 1.0),
                 lam=_get(config, "lam", 1.0) if estimator == "ppo" else 1.0,
+                # verl's grpo reads this flag; dr_grpo never divides, the others have no group std.
+                norm_by_std=_get(config, "norm_adv_by_std_in_grpo", True) if estimator == "grpo" else True,
                 values=values,
                 token_rewards=scores if per_token else None,
             )
@@ -202,5 +247,6 @@ def _get(config: Any, key: str, default: Any) -> Any:
     return default if config is None else config.get(key, default)
 
 
-for _name in ESTIMATORS:
-    register_adv_est(_name)(ReproEstimator(_name))
+_REGISTERED = {name: ReproEstimator(name) for name in ESTIMATORS}
+for _name, _estimator in [*_REGISTERED.items(), *((alias, _REGISTERED[name]) for alias, name in ALIASES.items())]:
+    register_adv_est(_name)(_estimator)

@@ -39,7 +39,7 @@ from ..config import ReproConfig
 from ..errors import ReproError
 from ..objective import AnswerTokens
 from ..pipeline import cut_selector, step_metrics
-from .estimators import ESTIMATORS, ProcessRewards, process_rewards
+from .estimators import ALIASES, ESTIMATORS, ProcessRewards, check_algorithm_keys, estimator_of, process_rewards
 
 __all__ = ["OUTSIDE_THE_BLOCK", "PROBE_PARTITION", "REPRO_KEYS", "ReproTrainerSync", "repro_config"]
 
@@ -64,15 +64,18 @@ REPRO_KEYS: tuple[str, ...] = tuple(f.name for f in dataclasses.fields(ReproConf
 
 
 def repro_config(config: DictConfig) -> ReproConfig:
-    """The ``ReproConfig`` of a verl run: ``algorithm.repro.*`` (``REPRO_KEYS``), the estimator,
-    ``algorithm.gamma`` (and ``lam`` for repro_gae) and the rollout temperature; every value checked
-    here, a ReproError naming the verl key."""
+    """The ``ReproConfig`` of a verl run: ``algorithm.repro.*`` (``REPRO_KEYS``), the estimator (a
+    ``repro_*`` name or the authors' alias of one), ``algorithm.gamma`` (and ``lam`` for repro_gae)
+    and the rollout temperature; every value checked here, a ReproError naming the verl key (the
+    authors' ``algorithm.repro_alpha`` and ``algorithm.num_forking_token`` are refused)."""
     algorithm = config.algorithm
     name = algorithm.adv_estimator
-    if name not in ESTIMATORS:
+    estimator = estimator_of(name)
+    if estimator is None:
         raise ReproError(
-            "algorithm.adv_estimator", f"repro_sync needs one of {', '.join(ESTIMATORS)}, got {name!r}"
+            "algorithm.adv_estimator", f"repro_sync needs one of {', '.join([*ESTIMATORS, *ALIASES])}, got {name!r}"
         )
+    check_algorithm_keys(algorithm)
     block = algorithm.get("repro")
     if block is not None and not isinstance(block, DictConfig):
         raise ReproError("algorithm.repro", f"expected a mapping, got {block!r}")
@@ -86,7 +89,6 @@ def repro_config(config: DictConfig) -> ReproConfig:
     unknown = sorted(set(repro) - set(REPRO_KEYS))
     if unknown:
         raise ReproError("algorithm.repro", f"unknown keys {unknown}; expected some of {list(REPRO_KEYS)}")
-    estimator = ESTIMATORS[name]
     host = {
         "estimator": estimator,
         "gamma": algorithm.gamma,
@@ -117,7 +119,8 @@ class ReproTrainerSync(PPOTrainerSync):
         super().__init__(config)
         if self.repro.estimator == "ppo" and not self.use_critic:
             raise ReproError(
-                "critic.enable", "algorithm.adv_estimator=repro_gae needs the critic: set critic.enable=True"
+                "critic.enable", f"algorithm.adv_estimator={config.algorithm.adv_estimator} needs the critic: "
+                "set critic.enable=True"
             )
         correction = config.algorithm.get("rollout_correction") or {}
         if correction.get("bypass_mode", False):

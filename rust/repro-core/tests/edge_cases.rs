@@ -105,25 +105,69 @@ fn one_completion_group_uses_mean_zero_std_one() {
     }
 }
 
+/// GAE over one completion, the textbook loop (V after the last token is 0).
+fn gae_row(rewards: &[f64], values: &[f64], gamma: f64, lam: f64) -> Vec<f64> {
+    let mut out = vec![0.0; rewards.len()];
+    let (mut acc, mut next) = (0.0, 0.0);
+    for t in (0..rewards.len()).rev() {
+        acc = rewards[t] + gamma * next - values[t] + gamma * lam * acc;
+        out[t] = acc;
+        next = values[t];
+    }
+    out
+}
+
 #[test]
-fn ppo_returns_are_advantages_plus_values() {
+fn ppo_returns_are_the_raw_outcome_gae_plus_values() {
+    // verl's gae: the critic regresses on GAE(r, V) + V of the token rewards, unwhitened and
+    // without the process part, so neither alpha nor the step rewards move the returns.
     let m = mask(&[3, 2], 3);
     let mv = m.view();
     let values = array![[0.1, 0.2, 0.3], [0.5, -0.5, 9.0]];
     let vv = values.view();
+    let kl = array![[-0.01, -0.02, -0.03], [-0.04, 0.0, 7.0]];
+    let kv = kl.view();
     let mut b = batch(&[1.0, 0.0], &[0.0, 0.3, 0.0, 0.2], &[0, 2, 4], &[0, 3, 0, 2], &mv, &[0, 0]);
     let options = Options { gamma: 0.9, lam: 0.8, ..Options::default() };
     assert_eq!(compute_advantages(Estimator::Ppo, &b, &options, false).unwrap_err().argument, "values");
     b.values = Some(&vv);
+    b.token_rewards = Some(&kv);
     let result = compute_advantages(Estimator::Ppo, &b, &options, false).unwrap();
     let returns = result.returns.unwrap();
-    for (bi, len) in [(0, 3), (1, 2)] {
+    let rewards = [vec![-0.01, -0.02, 1.0 - 0.03], vec![-0.04, 0.0]];
+    for (bi, r) in rewards.iter().enumerate() {
+        let v = &values.row(bi).to_vec()[..r.len()];
+        let gae = gae_row(r, v, 0.9, 0.8);
         for t in 0..3 {
-            let expected = if t < len { f64::from(result.advantages[[bi, t]]) + values[[bi, t]] } else { 0.0 };
-            assert!((f64::from(returns[[bi, t]]) - expected).abs() < 1e-6);
+            let expected = if t < r.len() { gae[t] + v[t] } else { 0.0 };
+            assert!((f64::from(returns[[bi, t]]) - expected).abs() < 1e-6, "row {bi}, token {t}");
         }
     }
     assert_eq!(result.advantages[[1, 2]], 0.0);
+    let other = Options { alpha: 0.7, ..options };
+    assert_eq!(compute_advantages(Estimator::Ppo, &b, &other, false).unwrap().returns.unwrap(), returns);
+}
+
+#[test]
+fn reinforce_pp_returns_are_the_discounted_token_rewards() {
+    // verl's reinforce_plus_plus returns revcumsum_gamma(r), unwhitened, without the process part.
+    let m = mask(&[3, 2], 3);
+    let mv = m.view();
+    let kl = array![[-0.01, -0.02, -0.03], [-0.04, 0.0, 7.0]];
+    let kv = kl.view();
+    let mut b = batch(&[1.0, 0.5], &[0.0, 0.3, 0.0, 0.2], &[0, 2, 4], &[0, 3, 0, 2], &mv, &[0, 0]);
+    b.token_rewards = Some(&kv);
+    let options = Options { gamma: 0.5, ..Options::default() };
+    let returns = compute_advantages(Estimator::ReinforcePp, &b, &options, false).unwrap().returns.unwrap();
+    let expected =
+        array![[-0.01 + 0.5 * (-0.02 + 0.5 * 0.97), -0.02 + 0.5 * 0.97, 0.97], [-0.04 + 0.5 * 0.5, 0.5, 0.0]];
+    for (r, e) in returns.iter().zip(expected.iter()) {
+        assert!((f64::from(*r) - e).abs() < 1e-6, "{returns} != {expected}");
+    }
+    for estimator in [Estimator::Grpo, Estimator::DrGrpo, Estimator::ReinforcePpBaseline] {
+        b.token_rewards = None;
+        assert!(compute_advantages(estimator, &b, &Options::default(), false).unwrap().returns.is_none());
+    }
 }
 
 #[test]

@@ -1,5 +1,6 @@
 //! ppo: generalised advantage estimation of the outcome and of the process rewards, each
-//! whitened over the batch, and the critic returns (advantages + values).
+//! whitened over the batch, and the critic returns: the raw GAE of the outcome token rewards plus
+//! the values, as verl's `gae` and classic PPO regress the critic (no whitening, no process part).
 
 use super::moments::Moments;
 use super::rowwise::{fill_rows, token_level_rewards, Scratch};
@@ -43,10 +44,12 @@ pub(super) fn ppo(prepared: &Prepared, target: &mut [f32]) -> Result<Vec<f32>> {
     });
     let mut returns = vec![0.0f32; target.len()];
     fill_rows(&mut returns, lengths, parallel, Scratch::default, |s, b, row| {
-        gaes(s, b);
-        let v = values.row(b, row.len(), &mut s.widened);
+        let len = row.len();
+        token_level_rewards(batch, b, len, &mut s.rewards, &mut s.widened);
+        let v = values.row(b, len, &mut s.widened);
+        gae(&s.rewards, v, gamma, lam, &mut s.first);
         for (t, out) in row.iter_mut().enumerate() {
-            *out = (advantage(s.first[t], s.second[t]) + v[t]) as f32;
+            *out = (s.first[t] + v[t]) as f32;
         }
     });
     Ok(returns)

@@ -85,7 +85,8 @@ impl Default for Options {
     }
 }
 
-/// Advantages (B, T), and critic returns (B, T) for `ppo`; 0 outside the response mask.
+/// Advantages (B, T), and returns (B, T) for `ppo` (the critic's target, GAE + V) and
+/// `reinforce_pp` (the discounted token rewards), as verl returns them; 0 outside the response mask.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Advantages {
     pub advantages: Array2<f32>,
@@ -118,7 +119,7 @@ struct Prepared<'a> {
     parallel: bool,
 }
 
-/// The advantages of `estimator` (and the critic returns for ppo). Every input is checked before
+/// The advantages of `estimator` (and the returns for ppo and reinforce_pp). Every input is checked before
 /// any arithmetic, so an error never comes from halfway through.
 pub fn compute_advantages(
     estimator: Estimator,
@@ -138,10 +139,7 @@ pub fn compute_advantages(
             group::outcome_group(estimator, &members, &prepared, &mut advantages);
             None
         }
-        Estimator::ReinforcePp => {
-            reinforce::reinforce_pp(&prepared, &mut advantages)?;
-            None
-        }
+        Estimator::ReinforcePp => Some(reinforce::reinforce_pp(&prepared, &mut advantages)?),
         Estimator::Ppo => Some(gae::ppo(&prepared, &mut advantages)?),
     };
     let to_array = |data: Vec<f32>| Array2::from_shape_vec(shape, data).expect("buffer has B * T entries");

@@ -1,5 +1,6 @@
 //! reinforce_pp: the discounted token rewards, whitened over the whole batch, plus alpha times
-//! the discounted sum of the (batch-whitened) process rewards.
+//! the discounted sum of the (batch-whitened) process rewards. The returns are the discounted
+//! token rewards themselves, unwhitened, as verl's `reinforce_plus_plus` returns them.
 
 use super::moments::Moments;
 use super::rowwise::{discounted_sum, fill_rows, token_level_rewards, write_row, Scratch};
@@ -7,7 +8,8 @@ use super::{Options, Prepared};
 use crate::error::Result;
 use crate::parallel::map_rows;
 
-pub(super) fn reinforce_pp(prepared: &Prepared, target: &mut [f32]) -> Result<()> {
+/// Writes the advantages into `target` and returns the discounted returns, (B, T) row-major.
+pub(super) fn reinforce_pp(prepared: &Prepared, target: &mut [f32]) -> Result<Vec<f32>> {
     let Prepared { batch, options, ref lengths, ref placed, parallel } = *prepared;
     let Options { alpha, gamma, .. } = options;
     // Discounted token rewards, computed twice rather than kept for the whole batch: once for
@@ -25,5 +27,10 @@ pub(super) fn reinforce_pp(prepared: &Prepared, target: &mut [f32]) -> Result<()
         discounted(s, b);
         write_row(row, |t| (s.first[t] - mean) * inv_std, &placed[b], gamma, alpha);
     });
-    Ok(())
+    let mut returns = vec![0.0f32; target.len()];
+    fill_rows(&mut returns, lengths, parallel, Scratch::default, |s, b, row| {
+        discounted(s, b);
+        row.iter_mut().zip(&s.first).for_each(|(out, r)| *out = *r as f32);
+    });
+    Ok(returns)
 }
