@@ -12,7 +12,10 @@ API's result dataclasses:
 - ``compute_advantages`` -> {"advantages", "returns", "advantages64", "returns64"}
   ("advantages"/"returns" are float32 like the real API; the "...64" keys hold the float64 values
   before the cast; "returns"/"returns64" are None unless the estimator is "ppo" (the raw GAE of the
-  token rewards plus V, as verl's gae) or "reinforce_pp" (the discounted token rewards, unwhitened)).
+  token rewards plus V, as verl's gae; the combined advantage plus V with critic_target="advantages")
+  or "reinforce_pp" (the discounted token rewards, unwhitened)). ``process_std`` ("group", "batch",
+  "none") is grpo's process std; ``stats_include_baseline`` and ``drop_first_token_reward`` are the
+  authors' code's quirks (docs/semantics.md, "Departures from the reference code").
 
 ``delimiters`` is either a sequence of token ids (exact-token rule) or a Delimiters-like object:
 if it has a non-None ``leading_newlines`` attribute the text rule is used with its
@@ -334,6 +337,10 @@ def compute_advantages(
     norm_by_std=True,
     values=None,
     token_rewards=None,
+    process_std="group",
+    stats_include_baseline=False,
+    drop_first_token_reward=False,
+    critic_target="gae",
 ):
     R = [float(x) for x in np.asarray(outcome_rewards, dtype=np.float64).reshape(-1)]
     steps = [float(x) for x in np.asarray(step_rewards, dtype=np.float64).reshape(-1)]
@@ -362,11 +369,19 @@ def compute_advantages(
     for b in range(B):
         for j in range(offsets[b] + 1, offsets[b + 1]):
             t = positions[j] - 1
+            if drop_first_token_reward and t == 0:
+                continue  # the authors' code drops a reward on token 0
             P[b, t] = steps[j]
             Mp[b, t] = True
 
     def placed_of(rows):
-        return [P[b, t] for b in rows for t in range(T) if Mp[b, t]]
+        """The process rewards of ``rows`` as the statistics see them (one 0 per row for the baseline)."""
+        rows = list(rows)
+        vals = [P[b, t] for b in rows for t in range(T) if Mp[b, t]]
+        return vals + [0.0] * len(rows) if stats_include_baseline else vals
+
+    all_vals = placed_of(range(B))
+    batch_sd = math.sqrt(_var_unbiased(all_vals)) if len(all_vals) >= 2 else 1.0
 
     def outcome_group_stats(b):
         rows = members[groups[b]]
@@ -380,6 +395,8 @@ def compute_advantages(
         vals = placed_of(rows)
         if len(rows) == 1 or len(vals) < 2:
             return 0.0, 1.0
+        if process_std == "batch":  # the group's mean, the whole batch's std
+            return _mean(vals), batch_sd
         return _mean(vals), math.sqrt(_var_unbiased(vals))
 
     def group_normalised_P(divide):
@@ -404,7 +421,7 @@ def compute_advantages(
 
     returns = None
     if estimator == "grpo":
-        Phat = group_normalised_P(norm_by_std)
+        Phat = group_normalised_P(norm_by_std and process_std != "none")
         proc = revcumsum(Phat, lengths, gamma)
         adv = np.zeros((B, T), dtype=np.float64)
         for b in range(B):
@@ -423,7 +440,8 @@ def compute_advantages(
         for b in range(B):
             for t in range(lengths[b]):
                 adv[b, t] = A_out[b, t] + alpha * A_proc[b, t]
-                returns[b, t] = raw[b, t] + V[b, t]
+                target = adv[b, t] if critic_target == "advantages" else raw[b, t]
+                returns[b, t] = target + V[b, t]
     elif estimator == "reinforce_pp":
         r = token_outcome_rewards()
         returns = revcumsum(r, lengths, gamma)

@@ -33,6 +33,9 @@ BAD_VALUES = {
     "objective_mode": "fast",
     "temperature": 0.0,
     "max_batch_tokens": 0,
+    "stats_include_baseline": "yes",
+    "drop_first_token_reward": 1,
+    "critic_target": "advantages",  # only ppo has a critic (the default estimator is grpo)
 }
 
 

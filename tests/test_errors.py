@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
 import repro_core as rc
+from repro_core._api import check_options
 from test_parity import adv_inputs, cut_batches, score_inputs
 
 # empty delimiter sets are drawn on purpose; their "no paragraph break" warning is expected
@@ -446,6 +447,35 @@ def test_norm_by_std_false_only_for_grpo(est):
     expect_error("norm_by_std", call_adv, adv_base(est), norm_by_std=False)
 
 
+@pytest.mark.parametrize("est", ["grpo", "dr_grpo", "reinforce_pp", "reinforce_pp_baseline"])
+def test_critic_target_only_for_ppo(est):
+    expect_error("critic_target", call_adv, adv_base(est), critic_target="advantages")
+
+
+def test_critic_target_and_process_std_names():
+    expect_error("critic_target", call_adv, adv_base("ppo"), critic_target="returns")
+    expect_error("critic_target", call_adv, adv_base("ppo"), critic_target=1)
+    expect_error("process_std", call_adv, adv_base("grpo"), process_std="batches")
+    expect_error("process_std", call_adv, adv_base("grpo"), process_std=None)
+
+
+@pytest.mark.parametrize("est", ["dr_grpo", "ppo", "reinforce_pp", "reinforce_pp_baseline"])
+@pytest.mark.parametrize("process_std", ["batch", "none"])
+def test_process_std_only_for_grpo(est, process_std):
+    expect_error("process_std", call_adv, adv_base(est), process_std=process_std)
+
+
+@pytest.mark.parametrize("process_std", ["batch", "none"])
+def test_process_std_contradicting_norm_by_std(process_std):
+    expect_error("process_std", call_adv, adv_base("grpo"), process_std=process_std, norm_by_std=False)
+
+
+@pytest.mark.parametrize("name", ["stats_include_baseline", "drop_first_token_reward"])
+def test_authors_flags_are_bools(name):
+    expect_error(name, call_adv, adv_base("grpo"), **{name: "yes"})
+    expect_error(name, check_options, **{name: 1})
+
+
 def _values_with(index, value, shape=(3, 6)):
     x = adv_base("ppo")
     v = np.array(x["kw"]["values"])
@@ -501,6 +531,9 @@ def test_good_edges():
     call_adv(adv_base("grpo"), gamma=1.0, alpha=-1.0, norm_by_std=False)
     call_adv(adv_base("dr_grpo"), norm_by_std=False)
     call_adv(adv_base("ppo"), gamma=0.0, lam=0.0)
+    call_adv(adv_base("ppo"), critic_target="advantages", stats_include_baseline=True, drop_first_token_reward=True)
+    call_adv(adv_base("grpo"), process_std="batch")
+    call_adv(adv_base("grpo"), process_std="none")
     x = adv_base()
     x["group_index"] = np.array([-(2**40), -(2**40), 2**40])
     call_adv(x)

@@ -261,6 +261,11 @@ def adv_inputs(draw, estimator=None, max_b=7, max_t=16):
     gamma = draw(st.one_of(st.just(1.0), st.just(0.0), st.floats(0.0, 1.0)))
     lam = draw(st.one_of(st.just(1.0), st.just(0.0), st.floats(0.0, 1.0))) if est == "ppo" else 1.0
     norm_by_std = draw(st.booleans()) if est in ("grpo", "dr_grpo") else True
+    # grpo's process std (TRL's scale_rewards) and the authors' code's quirks, each on its own
+    process_std = draw(st.sampled_from(["group", "batch", "none"])) if est == "grpo" and norm_by_std else "group"
+    stats_include_baseline = draw(st.booleans())
+    drop_first_token_reward = draw(st.booleans())
+    critic_target = draw(st.sampled_from(["gae", "advantages"])) if est == "ppo" else "gae"
     f_dtype = draw(st.sampled_from(FLOAT_DTYPES))
     nan_pad = draw(st.booleans())
     values = None
@@ -293,6 +298,10 @@ def adv_inputs(draw, estimator=None, max_b=7, max_t=16):
         norm_by_std=norm_by_std,
         values=values,
         token_rewards=token_rewards,
+        process_std=process_std,
+        stats_include_baseline=stats_include_baseline,
+        drop_first_token_reward=drop_first_token_reward,
+        critic_target=critic_target,
         lengths=lengths,
     )
 
@@ -331,7 +340,8 @@ def run_score_steps(j_values, offsets, w, stability_ema):
 
 ADV_ARGS = ("estimator", "outcome_rewards", "step_rewards", "offsets", "positions",
             "response_mask", "group_index")
-ADV_KW = ("alpha", "gamma", "lam", "norm_by_std", "values", "token_rewards")
+ADV_KW = ("alpha", "gamma", "lam", "norm_by_std", "values", "token_rewards", "process_std",
+          "stats_include_baseline", "drop_first_token_reward", "critic_target")
 RETURNING = ("ppo", "reinforce_pp")  # the estimators with returns of their own (as verl's)
 
 

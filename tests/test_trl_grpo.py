@@ -20,6 +20,7 @@ pytest.importorskip("trl")
 
 from datasets import Dataset, IterableDataset  # noqa: E402
 
+import repro_core as rc  # noqa: E402
 import tiny  # noqa: E402
 from repro_core import ReproError  # noqa: E402
 from repro_core.pipeline import ReproScorer  # noqa: E402
@@ -133,6 +134,45 @@ def test_grpo_adds_the_process_part_to_trls_advantage(tok, tmp_path):
     lengths = mask.sum(1)
     varying = [advantages[b, : lengths[b]].unique().numel() > 1 for b in range(len(lengths)) if lengths[b] > 0]
     assert any(varying), "process rewards make advantages vary along a row"
+
+
+@pytest.mark.parametrize(("scale_rewards", "process_std"), [("batch", "batch"), ("none", "none"), (False, "none")])
+def test_the_process_part_follows_scale_rewards(tok, tmp_path, scale_rewards, process_std):
+    """grpo's process part is divided by the std TRL's scale_rewards names: the group's, the batch's, or none."""
+    trainer = make_trainer(tok, tmp_path, repro_alpha=0.5, scale_rewards=scale_rewards)
+    inputs = generation_batch(trainer)
+    output = trainer._generate_and_score_completions(inputs)
+    advantages, mask = output["advantages"], output["completion_mask"].bool()
+    trl_advantages = torch.tensor(list(trainer._logs["advantages"]))
+    prompts, completions = completions_of(output)
+    groups = np.arange(len(prompts)) // trainer.num_generations
+    config = trainer.args.repro_settings()
+    scored = ReproScorer(trainer.model, tok, config).score(
+        prompts, completions, [x["answer"] for x in inputs], np.zeros(len(prompts)), groups
+    )
+    process = {
+        scope: rc.compute_advantages(
+            "grpo", np.zeros(len(prompts)), scored.steps.reward, scored.cuts.offsets, scored.cuts.positions,
+            scored.mask, groups, alpha=0.5, process_std=scope,
+        ).advantages
+        for scope in ("group", process_std)
+    }
+    width = process[process_std].shape[1]
+    expected = (trl_advantages[:, None] + torch.from_numpy(process[process_std])) * mask[:, :width]
+    np.testing.assert_allclose(advantages[:, :width].numpy(), expected.numpy(), atol=1e-5)
+    assert not np.allclose(process[process_std], process["group"]), "the scope changes the process part"
+
+
+@pytest.mark.parametrize(
+    ("overrides", "field"),
+    [(dict(off_policy_mask_threshold=0.5), "off_policy_mask_threshold"), (dict(loss_type="vespo"), "loss_type")],
+)
+def test_sequence_level_options_are_refused(tmp_path, overrides, field):
+    """Options that read one advantage per sequence would silently turn per-token with RePro's (B, T) ones."""
+    with pytest.raises(ReproError) as caught:
+        ReproGRPOConfig(output_dir=str(tmp_path), bf16=False, use_cpu=True, **overrides)
+    assert caught.value.argument == field and "per token" in caught.value.message
+    ReproGRPOConfig(output_dir=str(tmp_path), bf16=False, use_cpu=True, repro_enabled=False, **overrides)
 
 
 def test_alpha_zero_is_trls_own_advantage(tok, tmp_path):

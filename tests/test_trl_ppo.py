@@ -76,6 +76,16 @@ def test_advantages_and_returns_are_compute_advantages_ppo(tok, tmp_path):
     np.testing.assert_allclose(output["returns"][:, :width].numpy(), expected.returns, atol=1e-5)
 
 
+def test_the_authors_critic_target_is_the_advantage_plus_v(tok, tmp_path):
+    trainer = make_trainer(tok, tmp_path, kl_coef=0.0, repro_alpha=0.5, repro_critic_target="advantages",
+                           repro_stats_include_baseline=True, repro_drop_first_token_reward=True)
+    torch.nn.init.normal_(trainer.critic.score.weight, std=0.05)
+    output = trainer._generate_and_score_completions(generation_batch(trainer))
+    mask = output["completion_mask"].bool()
+    expected = (output["advantages"] + output["old_values"]) * mask
+    torch.testing.assert_close(output["returns"] * mask, expected, atol=1e-5, rtol=1e-5)
+
+
 def test_kl_penalty_enters_the_token_rewards(tok, tmp_path):
     trainer = make_trainer(tok, tmp_path, kl_coef=0.2, kl_estimator="k3", repro_enabled=False)
     with torch.no_grad():  # move the policy away from the reference
@@ -165,6 +175,9 @@ def test_ppo_config_checks(tmp_path):
         (dict(vf_coef=-1.0), "vf_coef: expected a number >= 0"),
         (dict(lam=1.5), "^lam: "),  # the host's own field, as the user set it
         (dict(gamma=0.9, repro_gamma=0.5), "repro_gamma: PPO discounts"),
+        (dict(off_policy_mask_threshold=0.5), "off_policy_mask_threshold: .* per token"),
+        (dict(loss_type="vespo"), "loss_type: .* per token"),
+        (dict(repro_critic_target="returns"), "repro_critic_target"),
     ]:
         with pytest.raises(ReproError, match=message):
             ReproPPOConfig(**common, **bad)

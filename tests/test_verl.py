@@ -195,6 +195,38 @@ def test_norm_adv_by_std_in_grpo_reaches_the_process_part():
     assert np.abs(grpo[0].numpy() - divided[0].numpy()).max() > 1e-2
 
 
+@pytest.mark.parametrize("name", ["repro_grpo", "repro_gae"])
+def test_the_authors_options_are_read_from_algorithm_repro(name):
+    """stats_include_baseline, drop_first_token_reward and critic_target (ppo) reach the core like alpha."""
+    b = parity_batch(6)
+    options = {"stats_include_baseline": True, "drop_first_token_reward": True}
+    if name == "repro_gae":
+        options["critic_target"] = "advantages"
+    config = OmegaConf.create({"gamma": 0.9, "lam": 0.8, "repro": {"alpha": 0.5, **options}})
+    with process_rewards(b["cuts"], b["steps"], values=b["values"]):
+        ours = get_adv_estimator_fn(name)(token_level_rewards=b["token_level"].clone(), response_mask=b["mask"],
+                                          index=b["uid"], config=config)
+    estimator = ESTIMATORS[name]
+    mask = b["mask"].numpy().astype(bool)
+    scores = b["token_level"].numpy().astype(np.float64) * mask
+    groups = np.unique(b["uid"], return_inverse=True)[1]
+    per_token = estimator == "ppo"
+    expected = rc.compute_advantages(
+        estimator, np.zeros(len(mask)) if per_token else scores.sum(1), b["steps"], b["cuts"].offsets,
+        b["cuts"].positions, mask, groups, alpha=0.5, gamma=0.9, lam=0.8 if per_token else 1.0,
+        values=b["values"].numpy() if per_token else None, token_rewards=scores if per_token else None, **options,
+    )
+    np.testing.assert_allclose(ours[0].numpy(), expected.advantages, atol=1e-6)
+    if per_token:
+        np.testing.assert_allclose(ours[1].numpy(), expected.returns, atol=1e-6)
+    with pytest.raises(ReproError, match="algorithm.repro.critic_target"):
+        with process_rewards(b["cuts"], b["steps"], values=b["values"]):
+            get_adv_estimator_fn("repro_grpo")(
+                token_level_rewards=b["token_level"], response_mask=b["mask"], index=b["uid"],
+                config=OmegaConf.create({"repro": {"critic_target": "advantages"}}),
+            )
+
+
 def test_errors_are_clear():
     b = batch(4)
     cuts, rewards = b["cuts"], b["steps"].reward

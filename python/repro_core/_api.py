@@ -21,10 +21,14 @@ from .delimiters import Delimiters
 from .errors import ReproError
 
 __all__ = [
+    "CRITIC_TARGETS",
     "ESTIMATORS",
+    "PROCESS_STDS",
     "Advantages",
+    "CriticTarget",
     "Cuts",
     "Estimator",
+    "ProcessStd",
     "Segments",
     "Steps",
     "check_options",
@@ -37,6 +41,12 @@ __all__ = [
 # The Rust core's estimator names (``_core.ESTIMATORS``, checked equal in the tests), for type checkers.
 Estimator = Literal["grpo", "dr_grpo", "ppo", "reinforce_pp", "reinforce_pp_baseline"]
 ESTIMATORS: tuple[str, ...] = get_args(Estimator)
+#: grpo's process std: the group's, the whole batch's, or none (``compute_advantages``).
+ProcessStd = Literal["group", "batch", "none"]
+PROCESS_STDS: tuple[str, ...] = get_args(ProcessStd)
+#: ppo's returns: the GAE return + V (verl's gae) or the combined advantage + V (the authors' code).
+CriticTarget = Literal["gae", "advantages"]
+CRITIC_TARGETS: tuple[str, ...] = get_args(CriticTarget)
 
 
 @dataclass(frozen=True)
@@ -207,6 +217,10 @@ def check_options(
     lam: float = 1.0,
     stability_ema: float | None = None,
     norm_by_std: bool = True,
+    process_std: ProcessStd = "group",
+    stats_include_baseline: bool = False,
+    drop_first_token_reward: bool = False,
+    critic_target: CriticTarget = "gae",
 ) -> None:
     """Check the options of ``select_cuts``, ``score_steps`` and ``compute_advantages`` without data.
 
@@ -221,7 +235,17 @@ def check_options(
         _number(lam, "lam"),
         None if stability_ema is None else _number(stability_ema, "stability_ema"),
         _flag(norm_by_std, "norm_by_std"),
+        _name(process_std, "process_std"),
+        _flag(stats_include_baseline, "stats_include_baseline"),
+        _flag(drop_first_token_reward, "drop_first_token_reward"),
+        _name(critic_target, "critic_target"),
     )
+
+
+def _name(value: Any, argument: str) -> str:
+    if not isinstance(value, str):
+        raise ReproError(argument, f"expected a name, got {value!r}")
+    return value
 
 
 def _estimator(estimator: Any) -> str:
@@ -304,6 +328,10 @@ def compute_advantages(
     norm_by_std: bool = True,
     values: Any = None,
     token_rewards: Any = None,
+    process_std: ProcessStd = "group",
+    stats_include_baseline: bool = False,
+    drop_first_token_reward: bool = False,
+    critic_target: CriticTarget = "gae",
 ) -> Advantages:
     """Per-token advantages: the estimator's outcome advantage plus alpha times the normalised,
     discounted sum of process rewards to the end of the completion (docs/method.md, "Advantages").
@@ -312,6 +340,14 @@ def compute_advantages(
     (N,) (``Cuts``), response_mask (B, T), group_index (B,) (completions of one prompt share a
     label). ``values`` (B, T) is the critic for ``"ppo"``; ``token_rewards`` (B, T) adds
     per-token rewards (e.g. -beta * KL) for ``"ppo"`` and ``"reinforce_pp"``.
+
+    ``process_std`` ("grpo" only): the std the process rewards are divided by, the group's
+    ("group"), the whole batch's ("batch", the mean stays the group's) or none ("none").
+    The authors' code, each quirk on its own: ``stats_include_baseline`` adds one 0 per completion
+    to the process-reward statistics, ``drop_first_token_reward`` drops a process reward placed on
+    token 0 (a cut at p = 1), ``critic_target="advantages"`` ("ppo" only) returns the combined
+    advantage + V instead of the GAE return + V (docs/semantics.md, "Departures from the
+    reference code").
     """
     advantages, returns = _core.compute_advantages(
         _estimator(estimator),
@@ -327,5 +363,9 @@ def compute_advantages(
         _flag(norm_by_std, "norm_by_std"),
         None if values is None else _array(values, "values", "floats", 2),
         None if token_rewards is None else _array(token_rewards, "token_rewards", "floats", 2),
+        _name(process_std, "process_std"),
+        _flag(stats_include_baseline, "stats_include_baseline"),
+        _flag(drop_first_token_reward, "drop_first_token_reward"),
+        _name(critic_target, "critic_target"),
     )
     return Advantages(advantages, returns)

@@ -30,6 +30,10 @@ def check_options(
     lam: float,
     stability_ema: float | None,
     norm_by_std: bool,
+    process_std: str,
+    stats_include_baseline: bool,
+    drop_first_token_reward: bool,
+    critic_target: str,
 ) -> None: ...
 
 @final
@@ -92,5 +96,9 @@ def compute_advantages(
     norm_by_std: bool,
     values: _Floats2 | None,
     token_rewards: _Floats2 | None,
+    process_std: str,
+    stats_include_baseline: bool,
+    drop_first_token_reward: bool,
+    critic_target: str,
 ) -> tuple[_F32, _F32 | None]:
     """-> (advantages (B, T), returns (B, T) for "ppo" and "reinforce_pp" else None)."""

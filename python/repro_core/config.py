@@ -22,7 +22,7 @@ from typing import Any, ClassVar, Literal, get_args
 
 import numpy as np
 
-from ._api import ESTIMATORS, Estimator, check_options
+from ._api import CRITIC_TARGETS, ESTIMATORS, CriticTarget, Estimator, check_options
 from .errors import ReproError
 
 __all__ = [
@@ -98,11 +98,34 @@ class ReproConfig:
     max_batch_tokens: int = field(
         default=16384, metadata={"help": "Token budget of one forward call of the RePro passes (rows x padded width)."}
     )
+    stats_include_baseline: bool = field(
+        default=False,
+        metadata={
+            "help": "Authors' code: the baseline cut point adds one 0 per completion to the process-reward "
+            "statistics (the mean and std of a group, or of the batch).",
+        },
+    )
+    drop_first_token_reward: bool = field(
+        default=False,
+        metadata={
+            "help": "Authors' code: a process reward placed on token 0 (a cut at p = 1) is dropped from the "
+            "statistics and the advantage.",
+        },
+    )
+    critic_target: CriticTarget = field(
+        default="gae",
+        metadata={
+            "help": "Authors' code: advantages (the critic regresses on the combined advantage + V). The default, "
+            "gae, is the GAE return + V, as verl's gae; ppo only.",
+            "choices": CRITIC_TARGETS,
+        },
+    )
 
     def __post_init__(self) -> None:
         check_options(
             estimator=self.estimator, k=self.k, w=self.w, alpha=self.alpha, gamma=self.gamma, lam=self.lam,
-            stability_ema=self.stability_ema,
+            stability_ema=self.stability_ema, stats_include_baseline=self.stats_include_baseline,
+            drop_first_token_reward=self.drop_first_token_reward, critic_target=self.critic_target,
         )
         for name in _MODEL_SIDE:
             check_setting(name, getattr(self, name))
@@ -206,6 +229,9 @@ class ReproArguments:
     repro_answer_template: str = repro_field("answer_template")
     repro_objective_mode: str = repro_field("objective_mode")
     repro_max_batch_tokens: int = repro_field("max_batch_tokens")
+    repro_stats_include_baseline: bool = repro_field("stats_include_baseline")
+    repro_drop_first_token_reward: bool = repro_field("drop_first_token_reward")
+    repro_critic_target: str = repro_field("critic_target")
 
     #: ``ReproConfig`` fields that the host's own config supplies (``repro_config``'s keywords).
     HOST_SETTINGS: ClassVar[tuple[str, ...]] = ("temperature", "lam")

@@ -16,7 +16,16 @@ from typing import Any
 
 import numpy as np
 
-from ._api import Advantages, Cuts, Steps, compute_advantages, score_steps, segment_paragraphs, select_cuts
+from ._api import (
+    Advantages,
+    Cuts,
+    ProcessStd,
+    Steps,
+    compute_advantages,
+    score_steps,
+    segment_paragraphs,
+    select_cuts,
+)
 from .config import ReproConfig
 from .delimiters import Delimiters, think_end_id, tokenizer_size
 from .errors import ReproError
@@ -98,8 +107,10 @@ class ReproScorer:
         group_index: Any,
         values: Any = None,
         token_rewards: Any = None,
+        process_std: ProcessStd = "group",
     ) -> Advantages:
-        """``compute_advantages`` with the config's estimator, alpha, gamma and lam."""
+        """``compute_advantages`` with the config's estimator and advantage options (``process_std``
+        is the host's: TRL's ``scale_rewards``)."""
         config = self.config
         return compute_advantages(
             config.estimator,
@@ -114,6 +125,10 @@ class ReproScorer:
             lam=config.lam,
             values=values,
             token_rewards=token_rewards,
+            process_std=process_std,
+            stats_include_baseline=config.stats_include_baseline,
+            drop_first_token_reward=config.drop_first_token_reward,
+            critic_target=config.critic_target,
         )
 
     def score(

@@ -43,6 +43,24 @@ class ReproTrainerArguments(ReproArguments):
         return super().repro_config(**host)
 
 
+def refuse_sequence_level_options(config: GRPOConfig) -> None:
+    """TRL options that assume one advantage per sequence: with RePro's (B, T) advantages they would
+    become per-token decisions without saying so, so they are refused (a ReproError naming TRL's field)."""
+    if config.off_policy_mask_threshold is not None:
+        raise ReproError(
+            "off_policy_mask_threshold",
+            "off-policy sequence masking drops a sequence by the sign of its advantage, but RePro's advantages are "
+            f"per token (their sign changes within a sequence); got {config.off_policy_mask_threshold!r}, expected "
+            "None",
+        )
+    if config.loss_type == "vespo":
+        raise ReproError(
+            "loss_type",
+            "'vespo' weighs a sequence by the sign of its advantage, but RePro's advantages are per token (their "
+            "sign changes within a sequence); choose another loss_type",
+        )
+
+
 @dataclass
 class ReproGRPOConfig(ReproTrainerArguments, GRPOConfig):
     """``GRPOConfig`` plus RePro's ``repro_*`` fields (see ``repro_core.config.ReproArguments``)."""
@@ -50,6 +68,8 @@ class ReproGRPOConfig(ReproTrainerArguments, GRPOConfig):
     def __post_init__(self) -> None:
         super().__post_init__()
         self.repro_settings()  # every check of the repro_* fields, at construction
+        if self.repro_enabled:
+            refuse_sequence_level_options(self)
 
     def repro_settings(self) -> ReproConfig:
         """The ``ReproConfig`` of this run; entropies are taken at the sampling temperature."""
@@ -92,6 +112,7 @@ class ReproPPOConfig(ReproTrainerArguments, GRPOConfig):
 
     def __post_init__(self) -> None:
         super().__post_init__()
+        refuse_sequence_level_options(self)  # PPO's advantages are per token even without RePro
         if self.beta != 0.0:
             raise ReproError("beta", f"PPO puts the KL into the rewards (kl_coef); expected beta = 0, got {self.beta}")
         if self.repro_gamma not in (1.0, self.gamma):

@@ -13,7 +13,7 @@ import torch
 from accelerate.utils import gather_object
 from trl import GRPOTrainer
 
-from .._api import Cuts
+from .._api import Cuts, ProcessStd
 from ..errors import ReproError
 from ..pipeline import ReproScorer, step_metrics
 from .config import ReproGRPOConfig
@@ -31,7 +31,8 @@ class ReproGRPOTrainer(GRPOTrainer):
     (``repro_core.pipeline.ReproScorer``). The per-completion results are gathered over processes,
     normalised per group on the whole batch (groups can straddle processes) and sliced back exactly
     as the parent slices its own advantages. With ``repro_estimator="grpo"`` the outcome part is
-    TRL's advantage (so ``scale_rewards`` and ``multi_objective_aggregation`` apply); the other
+    TRL's advantage (so ``scale_rewards`` and ``multi_objective_aggregation`` apply) and the process
+    part follows ``scale_rewards`` (the group's std, the batch's, or none); the other
     estimators compute it from the weighted sum of the rewards (docs/method.md, "Advantages").
 
     Takes the same arguments as ``GRPOTrainer``; ``args`` must be a ``ReproGRPOConfig``.
@@ -189,8 +190,10 @@ class ReproGRPOTrainer(GRPOTrainer):
         # For grpo the outcome part is TRL's advantage, added below.
         outcome_rewards = np.zeros(len(batch["lengths"])) if grpo else batch["outcome_rewards"]
         cuts = batch["cuts"]
+        # For grpo the process part follows TRL's scale_rewards too: the group's std, the batch's, or none.
+        process_std = cast(ProcessStd, self.args.scale_rewards) if grpo else "group"
         total = self.repro.advantages(outcome_rewards, batch["step_rewards"], cuts.offsets, cuts.positions,
-                                      batch["mask"], batch["group_index"]).advantages
+                                      batch["mask"], batch["group_index"], process_std=process_std).advantages
         if grpo:
             total = total + batch["outcome_advantages"][:, None] * batch["mask"]
         total[batch["unscorable"]] = 0.0  # no reward function scored these rows (TRL zeroes them too)

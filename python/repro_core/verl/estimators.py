@@ -9,7 +9,8 @@ GAE), each also under the name the authors' verl fork gives it (``ALIASES``). Ea
   KL): its row sum for the grpo family and reinforce_pp_baseline; the whole tensor as token rewards
   for reinforce_pp and gae;
 - the groups from ``index`` (verl's ``uid``);
-- alpha from ``algorithm.repro.alpha`` (``ReproConfig``'s default when absent), gamma, lam
+- alpha, stats_include_baseline, drop_first_token_reward and critic_target (the authors' code's
+  arithmetic, each on its own) from ``algorithm.repro`` (``ReproConfig``'s defaults when absent), gamma, lam
   (gae only) and ``norm_adv_by_std_in_grpo`` (grpo only, as verl's grpo) from ``algorithm``; the
   authors' fork's keys ``algorithm.repro_alpha`` and ``algorithm.num_forking_token`` are refused
   (``REFUSED_KEYS``), not read;
@@ -86,6 +87,9 @@ _OPTION_KEYS = {
     "gamma": "algorithm.gamma",
     "lam": "algorithm.lam",
     "norm_by_std": "algorithm.norm_adv_by_std_in_grpo",
+    "stats_include_baseline": "algorithm.repro.stats_include_baseline",
+    "drop_first_token_reward": "algorithm.repro.drop_first_token_reward",
+    "critic_target": "algorithm.repro.critic_target",
 }
 _MISSING = object()
 
@@ -222,6 +226,9 @@ class ReproEstimator:
                 norm_by_std=_get(config, "norm_adv_by_std_in_grpo", True) if estimator == "grpo" else True,
                 values=values,
                 token_rewards=scores if per_token else None,
+                stats_include_baseline=_get(repro, "stats_include_baseline", ReproConfig.stats_include_baseline),
+                drop_first_token_reward=_get(repro, "drop_first_token_reward", ReproConfig.drop_first_token_reward),
+                critic_target=_get(repro, "critic_target", ReproConfig.critic_target),
             )
         except ReproError as error:
             if error.argument in _OPTION_KEYS:

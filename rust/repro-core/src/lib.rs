@@ -14,7 +14,7 @@ mod ragged;
 mod rows;
 mod scores;
 
-pub use advantages::{compute_advantages, Advantages, Batch, Estimator, Options};
+pub use advantages::{compute_advantages, Advantages, Batch, CriticTarget, Estimator, Options, ProcessStd};
 pub use cuts::{segment_paragraphs, select_cuts, Cuts, Segments};
 pub use delimiters::{Delimiters, TokenText};
 pub use error::{Error, Result};

@@ -2,7 +2,8 @@
 
 use ndarray::{array, Array2};
 use repro_core::{
-    compute_advantages, score_steps, segment_paragraphs, select_cuts, Batch, Delimiters, Estimator, Options,
+    compute_advantages, score_steps, segment_paragraphs, select_cuts, Batch, CriticTarget, Delimiters, Estimator,
+    Options, ProcessStd,
 };
 
 fn mask(lengths: &[usize], width: usize) -> Array2<bool> {
@@ -207,4 +208,46 @@ fn stability_is_kendall_tau_a_with_ties_counting_zero() {
     assert!((steps.stability[2] - (2.0 / 3.0 + 1.0) / 2.0).abs() < 1e-12);
     // w = 0: the score is the magnitude alone.
     assert_eq!(steps.score, steps.magnitude);
+}
+
+#[test]
+fn the_authors_options_and_the_process_std_are_checked_per_estimator() {
+    let m = mask(&[2], 2);
+    let mv = m.view();
+    let b = batch(&[1.0], &[0.0, 0.1], &[0, 2], &[0, 2], &mv, &[0]);
+    let target = Options { critic_target: CriticTarget::Advantages, ..Options::default() };
+    assert_eq!(compute_advantages(Estimator::Grpo, &b, &target, false).unwrap_err().argument, "critic_target");
+    for scope in [ProcessStd::Batch, ProcessStd::None] {
+        let options = Options { process_std: scope, ..Options::default() };
+        assert!(compute_advantages(Estimator::Grpo, &b, &options, false).is_ok());
+        assert_eq!(compute_advantages(Estimator::DrGrpo, &b, &options, false).unwrap_err().argument, "process_std");
+        let no_std = Options { norm_by_std: false, ..options };
+        assert_eq!(compute_advantages(Estimator::Grpo, &b, &no_std, false).unwrap_err().argument, "process_std");
+    }
+    assert_eq!(ProcessStd::parse("batch").unwrap(), ProcessStd::Batch);
+    assert_eq!(ProcessStd::parse("rows").unwrap_err().argument, "process_std");
+    assert_eq!(CriticTarget::parse("advantages").unwrap(), CriticTarget::Advantages);
+    assert_eq!(CriticTarget::parse("values").unwrap_err().argument, "critic_target");
+}
+
+#[test]
+fn the_authors_quirks_by_hand() {
+    // One group of two rows, length 3, one process reward each: row 0 on token 0 (a cut at
+    // p = 1), row 1 on token 1; zero outcomes so that only the process part is left.
+    let m = mask(&[3, 3], 3);
+    let mv = m.view();
+    let b = batch(&[0.0, 0.0], &[0.0, 1.0, 0.0, 3.0], &[0, 2, 4], &[0, 1, 0, 2], &mv, &[0, 0]);
+    let run = |options: Options| compute_advantages(Estimator::DrGrpo, &b, &options, false).unwrap().advantages;
+    let plain = Options { alpha: 1.0, ..Options::default() };
+    // Mean 2 over {1, 3}: -1 on token 0 of row 0, +1 on token 1 of row 1.
+    assert_eq!(run(plain), array![[-1.0, 0.0, 0.0], [1.0, 1.0, 0.0]]);
+    // With one 0 per completion: mean 1 over {1, 3, 0, 0}.
+    let baseline = Options { stats_include_baseline: true, ..plain };
+    assert_eq!(run(baseline), array![[0.0, 0.0, 0.0], [2.0, 2.0, 0.0]]);
+    // The reward on token 0 is gone: mean 3 over {3}, one value, so the group falls back to mean 0.
+    let dropped = Options { drop_first_token_reward: true, ..plain };
+    assert_eq!(run(dropped), array![[0.0, 0.0, 0.0], [3.0, 3.0, 0.0]]);
+    // Both: mean 1 over {3, 0, 0}.
+    let both = Options { drop_first_token_reward: true, ..baseline };
+    assert_eq!(run(both), array![[0.0, 0.0, 0.0], [2.0, 2.0, 0.0]]);
 }

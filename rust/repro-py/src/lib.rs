@@ -9,7 +9,7 @@ use numpy::{IntoPyArray, PyArray1, PyArray2, PyReadonlyArray1, PyReadonlyArray2}
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
 use pyo3::types::PyType;
-use repro_core::{Batch, Delimiters, Estimator, Mask, Options, Rows, TokenText, Widen};
+use repro_core::{Batch, CriticTarget, Delimiters, Estimator, Mask, Options, ProcessStd, Rows, TokenText, Widen};
 
 mod threads;
 
@@ -196,7 +196,10 @@ fn cut_count(k: i64) -> PyResult<usize> {
 
 /// The checks of every option of `select_cuts`, `score_steps` and `compute_advantages`, without data.
 #[pyfunction]
-#[pyo3(signature = (estimator, k, w, alpha, gamma, lam, stability_ema, norm_by_std))]
+#[pyo3(signature = (
+    estimator, k, w, alpha, gamma, lam, stability_ema, norm_by_std, process_std, stats_include_baseline,
+    drop_first_token_reward, critic_target,
+))]
 #[allow(clippy::too_many_arguments)]
 fn check_options(
     estimator: &str,
@@ -207,11 +210,49 @@ fn check_options(
     lam: f64,
     stability_ema: Option<f64>,
     norm_by_std: bool,
+    process_std: &str,
+    stats_include_baseline: bool,
+    drop_first_token_reward: bool,
+    critic_target: &str,
 ) -> PyResult<()> {
     let estimator = Estimator::parse(estimator).map_err(raise)?;
     cut_count(k)?;
     repro_core::check_score_options(w, stability_ema).map_err(raise)?;
-    Options { alpha, gamma, lam, norm_by_std }.check(estimator).map_err(raise)
+    let options = options(
+        alpha,
+        gamma,
+        lam,
+        norm_by_std,
+        process_std,
+        stats_include_baseline,
+        drop_first_token_reward,
+        critic_target,
+    )?;
+    options.check(estimator).map_err(raise)
+}
+
+/// The advantage options, with the names of the enums parsed.
+#[allow(clippy::too_many_arguments)]
+fn options(
+    alpha: f64,
+    gamma: f64,
+    lam: f64,
+    norm_by_std: bool,
+    process_std: &str,
+    stats_include_baseline: bool,
+    drop_first_token_reward: bool,
+    critic_target: &str,
+) -> PyResult<Options> {
+    Ok(Options {
+        alpha,
+        gamma,
+        lam,
+        norm_by_std,
+        process_std: ProcessStd::parse(process_std).map_err(raise)?,
+        stats_include_baseline,
+        drop_first_token_reward,
+        critic_target: CriticTarget::parse(critic_target).map_err(raise)?,
+    })
 }
 
 #[pyfunction]
@@ -273,7 +314,8 @@ fn score_steps<'py>(
 #[pyfunction]
 #[pyo3(signature = (
     estimator, outcome_rewards, step_rewards, offsets, positions, response_mask, group_index,
-    alpha, gamma, lam, norm_by_std, values, token_rewards,
+    alpha, gamma, lam, norm_by_std, values, token_rewards, process_std, stats_include_baseline,
+    drop_first_token_reward, critic_target,
 ))]
 #[allow(clippy::too_many_arguments)]
 fn compute_advantages<'py>(
@@ -291,15 +333,28 @@ fn compute_advantages<'py>(
     norm_by_std: bool,
     values: Option<Floats2<'py>>,
     token_rewards: Option<Floats2<'py>>,
+    process_std: &str,
+    stats_include_baseline: bool,
+    drop_first_token_reward: bool,
+    critic_target: &str,
 ) -> PyResult<(Float32Matrix<'py>, Option<Float32Matrix<'py>>)> {
     let estimator = Estimator::parse(estimator).map_err(raise)?;
+    let options = options(
+        alpha,
+        gamma,
+        lam,
+        norm_by_std,
+        process_std,
+        stats_include_baseline,
+        drop_first_token_reward,
+        critic_target,
+    )?;
     let (outcome_rewards, step_rewards) = (outcome_rewards.values(), step_rewards.values());
     let (offsets, positions, group_index) = (offsets.values(), positions.values(), group_index.values());
     let mask = response_mask.rows();
     let values = values.as_ref().map(Floats2::rows);
     let token_rewards = token_rewards.as_ref().map(Floats2::rows);
     let (rows, width) = mask.shape();
-    let options = Options { alpha, gamma, lam, norm_by_std };
     let result = detach(py, rows * width, |parallel| {
         let batch = Batch {
             outcome_rewards: &outcome_rewards,

@@ -4,7 +4,7 @@
 
 use super::moments::Moments;
 use super::rowwise::{fill_rows, token_level_rewards, Scratch};
-use super::{Options, Prepared};
+use super::{CriticTarget, Options, Prepared};
 use crate::error::Result;
 use crate::parallel::map_rows;
 
@@ -43,6 +43,17 @@ pub(super) fn ppo(prepared: &Prepared, target: &mut [f32]) -> Result<Vec<f32>> {
         }
     });
     let mut returns = vec![0.0f32; target.len()];
+    if options.critic_target == CriticTarget::Advantages {
+        // The authors' code: the combined advantage plus V.
+        fill_rows(&mut returns, lengths, parallel, Scratch::default, |s, b, row| {
+            gaes(s, b);
+            let v = values.row(b, row.len(), &mut s.widened);
+            for (t, out) in row.iter_mut().enumerate() {
+                *out = (advantage(s.first[t], s.second[t]) + v[t]) as f32;
+            }
+        });
+        return Ok(returns);
+    }
     fill_rows(&mut returns, lengths, parallel, Scratch::default, |s, b, row| {
         let len = row.len();
         token_level_rewards(batch, b, len, &mut s.rewards, &mut s.widened);

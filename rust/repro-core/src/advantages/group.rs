@@ -7,7 +7,7 @@ use std::ops::Range;
 
 use super::moments::{Moments, VAR_EPSILON};
 use super::rowwise::{fill_rows, write_row};
-use super::{Batch, Estimator, Options, Placed, Prepared};
+use super::{Batch, Estimator, Options, Placed, Prepared, ProcessStd};
 
 /// Added to a group's std before dividing by it (grpo, ppo).
 const STD_EPSILON: f64 = 1e-6;
@@ -28,7 +28,9 @@ pub(super) fn groups(labels: &[i64]) -> Vec<Vec<usize>> {
 
 /// Process rewards r_j (j >= 1) on token p_j - 1, minus the mean of their group and divided by
 /// its std when the estimator does (a one-completion group uses mean 0, std 1). reinforce_pp
-/// whitens them over the whole batch instead, as its token rewards.
+/// whitens them over the whole batch instead, as its token rewards. grpo's `process_std` may take
+/// the std over the whole batch's rewards instead, or none. `stats_include_baseline` adds one 0
+/// per completion to every statistic; `drop_first_token_reward` drops rewards on token 0.
 pub(super) fn process_rewards(
     estimator: Estimator,
     batch: &Batch,
@@ -36,19 +38,43 @@ pub(super) fn process_rewards(
     members: &[Vec<usize>],
     options: &Options,
 ) -> Vec<Placed> {
+    let drop_first = options.drop_first_token_reward;
     let mut placed: Vec<Placed> = ranges
         .iter()
-        .map(|range| range.clone().skip(1).map(|i| (batch.positions[i] as usize - 1, batch.step_rewards[i])).collect())
+        .map(|range| {
+            range
+                .clone()
+                .skip(1)
+                .map(|i| (batch.positions[i] as usize - 1, batch.step_rewards[i]))
+                .filter(|&(t, _)| !(drop_first && t == 0))
+                .collect()
+        })
         .collect();
+    // The rewards of some rows, as the statistics see them.
+    let statistics = |placed: &[Placed], rows: &[usize]| {
+        let mut rewards: Vec<f64> = rows.iter().flat_map(|&b| placed[b].iter().map(|&(_, r)| r)).collect();
+        if options.stats_include_baseline {
+            rewards.extend(std::iter::repeat_n(0.0, rows.len()));
+        }
+        Moments::of(&rewards)
+    };
     let divide_by_std = options.norm_by_std && matches!(estimator, Estimator::Grpo | Estimator::Ppo);
     let whole_batch = [(0..placed.len()).collect::<Vec<_>>()];
+    let batch_sigma = match (estimator, options.process_std) {
+        (Estimator::Grpo, ProcessStd::Batch) => {
+            statistics(&placed, &whole_batch[0]).mean_std().map_or(1.0, |(_, sigma)| sigma)
+        }
+        _ => 1.0,
+    };
     let process_groups = if estimator == Estimator::ReinforcePp { &whole_batch[..] } else { members };
     for rows in process_groups {
-        let rewards: Vec<f64> = rows.iter().flat_map(|&b| placed[b].iter().map(|&(_, r)| r)).collect();
-        let (mu, sigma) = Moments::of(&rewards).mean_std().filter(|_| rows.len() >= 2).unwrap_or((0.0, 1.0));
+        let stats = statistics(&placed, rows).mean_std().filter(|_| rows.len() >= 2);
+        let (mu, sigma) = stats.unwrap_or((0.0, 1.0));
+        // The batch's std replaces the group's where the group has one.
+        let sigma = if options.process_std == ProcessStd::Batch && stats.is_some() { batch_sigma } else { sigma };
         let scale = match estimator {
             Estimator::ReinforcePp => 1.0 / (sigma * sigma + VAR_EPSILON).sqrt(),
-            _ if divide_by_std => 1.0 / (sigma + STD_EPSILON),
+            _ if divide_by_std && options.process_std != ProcessStd::None => 1.0 / (sigma + STD_EPSILON),
             _ => 1.0,
         };
         for &b in rows {

@@ -50,6 +50,65 @@ impl fmt::Display for Estimator {
     }
 }
 
+/// Which std grpo divides its process rewards by (the mean is always the group's).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ProcessStd {
+    /// The std of the group's placed rewards (the paper; TRL's `scale_rewards="group"`).
+    #[default]
+    Group,
+    /// The std of the whole batch's placed rewards (TRL's `scale_rewards="batch"`).
+    Batch,
+    /// No division (TRL's `scale_rewards="none"`, as dr_grpo).
+    None,
+}
+
+impl ProcessStd {
+    pub const NAMES: [&'static str; 3] = ["group", "batch", "none"];
+
+    pub fn parse(name: &str) -> Result<Self> {
+        Ok(match name {
+            "group" => Self::Group,
+            "batch" => Self::Batch,
+            "none" => Self::None,
+            _ => return Err(Error::new("process_std", format!("expected one of {:?}, got {name:?}", Self::NAMES))),
+        })
+    }
+}
+
+impl fmt::Display for ProcessStd {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(Self::NAMES[*self as usize])
+    }
+}
+
+/// What ppo returns as the critic's target.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum CriticTarget {
+    /// The raw GAE return of the token rewards plus V, as verl's `gae`.
+    #[default]
+    Gae,
+    /// The combined advantage plus V, as the authors' code.
+    Advantages,
+}
+
+impl CriticTarget {
+    pub const NAMES: [&'static str; 2] = ["gae", "advantages"];
+
+    pub fn parse(name: &str) -> Result<Self> {
+        Ok(match name {
+            "gae" => Self::Gae,
+            "advantages" => Self::Advantages,
+            _ => return Err(Error::new("critic_target", format!("expected one of {:?}, got {name:?}", Self::NAMES))),
+        })
+    }
+}
+
+impl fmt::Display for CriticTarget {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(Self::NAMES[*self as usize])
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Options {
     /// Weight of the process-reward term.
@@ -61,12 +120,23 @@ pub struct Options {
     /// grpo divides by the group std unless this is false; dr_grpo never divides and accepts
     /// either; the other estimators require true.
     pub norm_by_std: bool,
+    /// grpo's process std: the group's (default), the batch's or none; only grpo with
+    /// norm_by_std accepts anything but `Group`.
+    pub process_std: ProcessStd,
+    /// Authors' code: the baseline cut point adds one 0 per completion to the process-reward
+    /// statistics (mean and std of a group, or of the batch).
+    pub stats_include_baseline: bool,
+    /// Authors' code: a process reward placed on token 0 (a cut at p = 1) is dropped from the
+    /// statistics and the advantage.
+    pub drop_first_token_reward: bool,
+    /// ppo's returns: GAE + V (default) or, as the authors' code, the combined advantage + V.
+    pub critic_target: CriticTarget,
 }
 
 impl Options {
     /// The checks of the options for `estimator`, which need no data.
     pub fn check(&self, estimator: Estimator) -> Result<()> {
-        let Self { alpha, gamma, lam, norm_by_std } = *self;
+        let Self { alpha, gamma, lam, norm_by_std, process_std, critic_target, .. } = *self;
         ensure(alpha.is_finite(), "alpha", || format!("expected a finite number, got {alpha}"))?;
         ensure((0.0..=1.0).contains(&gamma), "gamma", || format!("expected a discount in [0, 1], got {gamma}"))?;
         ensure((0.0..=1.0).contains(&lam), "lam", || format!("expected a GAE lambda in [0, 1], got {lam}"))?;
@@ -75,13 +145,33 @@ impl Options {
         })?;
         ensure(norm_by_std || matches!(estimator, Estimator::Grpo | Estimator::DrGrpo), "norm_by_std", || {
             format!("only 'grpo' divides by a group std ('dr_grpo' never does); norm_by_std=False has no meaning for '{estimator}'")
+        })?;
+        ensure(process_std == ProcessStd::Group || estimator == Estimator::Grpo, "process_std", || {
+            format!(
+                "only the 'grpo' estimator chooses its process std, got process_std='{process_std}' with '{estimator}'"
+            )
+        })?;
+        ensure(process_std == ProcessStd::Group || norm_by_std, "process_std", || {
+            format!("norm_by_std=False already drops the process std; process_std='{process_std}' contradicts it")
+        })?;
+        ensure(critic_target == CriticTarget::Gae || estimator == Estimator::Ppo, "critic_target", || {
+            format!("only the 'ppo' estimator has a critic, got critic_target='{critic_target}' with '{estimator}'")
         })
     }
 }
 
 impl Default for Options {
     fn default() -> Self {
-        Self { alpha: 0.1, gamma: 1.0, lam: 1.0, norm_by_std: true }
+        Self {
+            alpha: 0.1,
+            gamma: 1.0,
+            lam: 1.0,
+            norm_by_std: true,
+            process_std: ProcessStd::Group,
+            stats_include_baseline: false,
+            drop_first_token_reward: false,
+            critic_target: CriticTarget::Gae,
+        }
     }
 }
 
