@@ -230,6 +230,7 @@ def test_bad_input_is_one_error_line_in_a_subprocess(tmp_path: Path) -> None:
         ("ok.jsonl", OK, ["--top_p", "2"], "--top_p: expected a number in (0, 1]"),
         ("ok.jsonl", OK, ["--dataset_size", "0"], "--dataset_size: expected an integer >= 1, got 0"),
         ("ok.jsonl", OK, ["--repro_objective_mode", "fast"], "invalid choice: 'fast'"),
+        ("ok.jsonl", OK, ["--repro_j_tokens", "answer_only"], "invalid choice: 'answer_only'"),
         ("ok.jsonl", OK, ["--k", "1"], "arguments: unrecognized arguments: --k 1"),
         ("ok.jsonl", OK, ["--dataset", "other.jsonl"], "--dataset: given twice"),
     ],
@@ -283,6 +284,12 @@ def test_flags_both_spellings_and_yaml_config(tmp_path: Path) -> None:
     assert parsed.report.output_dir == "from-yaml"
     repro_config = parsed.repro.repro_config(temperature=parsed.generation.temperature)
     assert (repro_config.k, repro_config.w, repro_config.temperature) == (4, 0.3, 0.7)
+    assert (repro_config.j_tokens, repro_config.answer_special_tokens) == ("template", False)
+    parsed = analysis.parse_arguments(["--repro_j_tokens", "answer", "--repro_answer_special_tokens",
+                                       "--repro-j-at-rollout-temperature", "true"])
+    repro_config = parsed.repro.repro_config(temperature=1.0, k=20)
+    assert (repro_config.j_tokens, repro_config.answer_special_tokens, repro_config.j_at_rollout_temperature) == (
+        "answer", True, True)
 
 
 def test_config_file_errors_name_the_flag(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -8,6 +8,7 @@ import os
 
 os.environ["HF_HUB_OFFLINE"] = "1"
 
+import copy
 import functools
 import random
 
@@ -22,7 +23,7 @@ import repro_core as rc  # noqa: E402
 import tiny  # noqa: E402
 from repro_core import ReproError  # noqa: E402
 from repro_core.config import ReproConfig  # noqa: E402
-from repro_core.objective import ObjectiveScorer  # noqa: E402
+from repro_core.objective import AnswerIds, AnswerTokens, ObjectiveScorer  # noqa: E402
 
 TEMPLATE = "\\boxed{{{answer}}}"
 
@@ -49,14 +50,49 @@ def random_cuts(completions, seed: int, per_row: int = 5):
     return offsets, np.concatenate(rows)
 
 
-def direct_j(model, tok, prompt, completion, p, answer) -> float:
-    """One unpadded forward over prompt + completion[:p] + answer, full log-softmax."""
-    answer_ids = tok(TEMPLATE.format(answer=answer), add_special_tokens=False)["input_ids"]
+def direct_j(
+    model, tok, prompt, completion, p, answer, *, j_tokens="template", special=False, temperature=1.0
+) -> float:
+    """One unpadded forward over prompt + completion[:p] + answer, full log-softmax.
+
+    ``j_tokens="answer"``: "\\boxed{", the answer and "}" tokenized apart, only the answer's tokens
+    averaged; ``special``: a BOS (the tokenizer's own) before them, never averaged in "answer" mode.
+    """
+    bos = [tok.bos_token_id] if special and tok.bos_token_id is not None else []
+    if j_tokens == "template":
+        answer_ids = bos + tok(TEMPLATE.format(answer=answer), add_special_tokens=False)["input_ids"]
+        averaged = range(len(answer_ids))
+    else:
+        head, own, tail = (tok(text, add_special_tokens=False)["input_ids"] for text in ("\\boxed{", answer, "}"))
+        answer_ids = bos + head + own + tail
+        averaged = range(len(bos) + len(head), len(bos) + len(head) + len(own))
     ids = torch.tensor([prompt + completion[:p] + answer_ids])
     with torch.no_grad():
-        logp = torch.log_softmax(model(ids).logits[0].double(), -1)
+        logp = torch.log_softmax(model(ids).logits[0].double() / temperature, -1)
     start = len(prompt) + p
-    return float(np.mean([logp[start + i - 1, a].item() for i, a in enumerate(answer_ids)]))
+    return float(np.mean([logp[start + i - 1, answer_ids[i]].item() for i in averaged]))
+
+
+def bos_tokenizer(tok):
+    """``tok`` adding a BOS (<|endoftext|>) by default, as Llama's tokenizers do."""
+    from tokenizers import processors
+
+    with_bos = copy.deepcopy(tok)
+    bos = with_bos.convert_tokens_to_ids("<|endoftext|>")
+    with_bos.backend_tokenizer.post_processor = processors.TemplateProcessing(
+        single="<|endoftext|> $A", special_tokens=[("<|endoftext|>", bos)]
+    )
+    with_bos.bos_token = "<|endoftext|>"
+    return with_bos
+
+
+#: The options of J beyond the paper's (ObjectiveScorer keywords), each alone and all together.
+J_OPTIONS = [
+    dict(j_tokens="answer"),
+    dict(answer_special_tokens=True),
+    dict(j_at_rollout_temperature=True, temperature=0.6),
+    dict(j_tokens="answer", answer_special_tokens=True, j_at_rollout_temperature=True, temperature=1.3),
+]
 
 
 def direct_entropies(model, prompt, completion, temperature: float) -> np.ndarray:
@@ -86,6 +122,49 @@ def test_j_equals_direct_forward(model, tok, mode):
     assert np.all(j <= 0)
 
 
+@pytest.mark.parametrize("mode", ["shared", "per_cut"])
+@pytest.mark.parametrize("options", J_OPTIONS, ids=lambda o: ",".join(f"{k}={v}" for k, v in o.items()))
+def test_j_options_equal_direct_forward(model, tok, mode, options):
+    """j_tokens, answer_special_tokens and j_at_rollout_temperature against one plain forward each."""
+    tok = bos_tokenizer(tok) if options.get("answer_special_tokens") else tok
+    prompts, completions, answers = rollouts(tok, seed=1)
+    answers = [f"{a} + x" for a in answers]  # answers of several tokens
+    offsets, positions = random_cuts(completions, seed=1)
+    j = ObjectiveScorer(model, tok, mode=mode, **options).score(prompts, completions, answers, offsets, positions)
+    direct = dict(
+        j_tokens=options.get("j_tokens", "template"), special=options.get("answer_special_tokens", False),
+        temperature=options.get("temperature", 1.0) if options.get("j_at_rollout_temperature") else 1.0,
+    )
+    expected = [
+        direct_j(model, tok, prompts[b], completions[b], int(p), answers[b], **direct)
+        for b in range(len(prompts))
+        for p in positions[offsets[b] : offsets[b + 1]]
+    ]
+    np.testing.assert_allclose(j, expected, atol=1e-5, rtol=0)
+    paper = ObjectiveScorer(model, tok, mode=mode).score(prompts, completions, answers, offsets, positions)
+    assert np.abs(j - paper).max() > 1e-3  # the option changes J
+
+
+def test_answer_tokens_split_the_template(tok):
+    """j_tokens="answer": the template's text around {answer} is teacher-forced, not averaged."""
+    head, own, tail = (tok(text, add_special_tokens=False)["input_ids"] for text in ("\\boxed{", "180", "}"))
+    answer = AnswerTokens(tok, TEMPLATE, "answer")("180", 0)
+    assert answer == AnswerIds(head + own + tail, len(head), len(head) + len(own))
+    assert answer.scored == len(own)
+    whole = tok(TEMPLATE.format(answer="180"), add_special_tokens=False)["input_ids"]
+    assert AnswerTokens(tok, TEMPLATE)("180", 0) == AnswerIds(whole, 0, len(whole))
+    # A second {answer} is text after the first; the rendered text is the template's either way.
+    twice = AnswerTokens(tok, "{answer} = {answer}.", "answer")("7", 0)
+    assert tok.decode(twice.ids) == "7 = 7." and tok.decode(twice.ids[twice.start : twice.stop]) == "7"
+    with_bos = bos_tokenizer(tok)
+    bos = with_bos.bos_token_id
+    special = AnswerTokens(with_bos, TEMPLATE, "answer", special_tokens=True)("180", 0)
+    assert special == AnswerIds([bos] + head + own + tail, 1 + len(head), 1 + len(head) + len(own))
+    expected = AnswerIds([bos] + whole, 0, 1 + len(whole))
+    assert AnswerTokens(with_bos, TEMPLATE, special_tokens=True)("180", 0) == expected
+    assert AnswerTokens(with_bos, TEMPLATE)("180", 0) == AnswerIds(whole, 0, len(whole))  # off: no BOS
+
+
 @pytest.mark.parametrize("temperature", [1.0, 0.7])
 def test_entropies_equal_full_softmax(model, tok, temperature):
     prompts, completions, _ = rollouts(tok, seed=2)
@@ -103,15 +182,17 @@ def test_entropies_equal_full_softmax(model, tok, temperature):
         assert np.all(entropies[b, len(completion) :] == 0)
 
 
+@pytest.mark.parametrize("options", [{}, *J_OPTIONS], ids=lambda o: ",".join(f"{k}={v}" for k, v in o.items()))
 @pytest.mark.parametrize("budget", [1, 50, 300, 100_000])
-def test_shared_equals_per_cut_for_any_budget(model, tok, budget):
-    """Tiny budgets force one row per chunk and one probe per call."""
+def test_shared_equals_per_cut_for_any_budget(model, tok, budget, options):
+    """Tiny budgets force one row per chunk and one probe per call; each J option, both modes."""
+    tok = bos_tokenizer(tok) if options.get("answer_special_tokens") else tok
     prompts, completions, answers = rollouts(tok, seed=3, rows=6)
     offsets, positions = random_cuts(completions, seed=3, per_row=8)
-    shared = ObjectiveScorer(model, tok, max_batch_tokens=budget).score(
+    shared = ObjectiveScorer(model, tok, max_batch_tokens=budget, **options).score(
         prompts, completions, answers, offsets, positions
     )
-    per_cut = ObjectiveScorer(model, tok, mode="per_cut", max_batch_tokens=budget).score(
+    per_cut = ObjectiveScorer(model, tok, mode="per_cut", max_batch_tokens=budget, **options).score(
         prompts, completions, answers, offsets, positions
     )
     np.testing.assert_allclose(shared, per_cut, atol=1e-4, rtol=0)
@@ -129,15 +210,20 @@ def test_shared_equals_per_cut_property(tok, prompt_lengths, data):
     rng = random.Random(data.draw(st.integers(0, 2**16)))
     prompts = [[rng.randrange(len(tok)) for _ in range(n)] for n in prompt_lengths]
     completions = [[rng.randrange(len(tok)) for _ in range(n)] for n in completion_lengths]
-    answers = data.draw(st.lists(st.sampled_from(["1", "42", "x + y", "-3.5", ""]), min_size=rows, max_size=rows))
+    j_tokens = data.draw(st.sampled_from(["template", "answer"]))
+    texts = ["1", "42", "x + y", "-3.5"] + ([""] if j_tokens == "template" else [])  # "answer" needs answer tokens
+    answers = data.draw(st.lists(st.sampled_from(texts), min_size=rows, max_size=rows))
     cuts = [sorted(data.draw(st.sets(st.integers(0, n), max_size=6))) for n in completion_lengths]
     offsets = np.r_[0, np.cumsum([len(c) for c in cuts])]
     positions = np.array([p for c in cuts for p in c], dtype=np.int64)
     budget = data.draw(st.integers(1, 200))
-    shared = ObjectiveScorer(model, tok, max_batch_tokens=budget).score(
+    options = dict(j_tokens=j_tokens, j_at_rollout_temperature=data.draw(st.booleans()), temperature=0.8)
+    shared = ObjectiveScorer(model, tok, max_batch_tokens=budget, **options).score(
         prompts, completions, answers, offsets, positions
     )
-    per_cut = ObjectiveScorer(model, tok, mode="per_cut").score(prompts, completions, answers, offsets, positions)
+    per_cut = ObjectiveScorer(model, tok, mode="per_cut", **options).score(
+        prompts, completions, answers, offsets, positions
+    )
     assert shared.shape == positions.shape
     np.testing.assert_allclose(shared, per_cut, atol=1e-4, rtol=0)
 
@@ -164,13 +250,15 @@ def test_batch_composition_changes_nothing(model, tok):
                                atol=1e-5, rtol=0)
 
 
+@pytest.mark.parametrize("options", [{}, J_OPTIONS[-1]], ids=["paper", "options"])
 @pytest.mark.parametrize("mode", ["shared", "per_cut"])
-def test_evaluate_equals_the_separate_calls(model, tok, mode):
+def test_evaluate_equals_the_separate_calls(model, tok, mode, options):
     prompts, completions, answers = rollouts(tok, seed=5, rows=5)
     completions[0] = tok(".\n\n".join(["So x is two"] * 6) + "</think> done")["input_ids"]
     select = functools.partial(rc.select_cuts, delimiters=rc.Delimiters.from_tokenizer(tok), k=3,
                                think_end_id=rc.think_end_id(tok))
-    scorer = ObjectiveScorer(model, tok, mode=mode, max_batch_tokens=120)
+    tok = bos_tokenizer(tok) if options.get("answer_special_tokens") else tok
+    scorer = ObjectiveScorer(model, tok, mode=mode, max_batch_tokens=120, **options)
     result = scorer.evaluate(prompts, completions, answers, select)
     entropies, mask = scorer.entropies(prompts, completions)
     np.testing.assert_allclose(result.entropies, entropies, atol=1e-6)
@@ -183,7 +271,9 @@ def test_evaluate_equals_the_separate_calls(model, tok, mode):
     np.testing.assert_array_equal(result.cuts.positions, cuts.positions)
     np.testing.assert_array_equal(result.cuts.ends, cuts.ends)
     assert len(result.cuts.positions) > 2 * len(prompts)  # the paragraphs produced real cut points
-    j = ObjectiveScorer(model, tok, mode="per_cut").score(prompts, completions, answers, cuts.offsets, cuts.positions)
+    j = ObjectiveScorer(model, tok, mode="per_cut", **options).score(
+        prompts, completions, answers, cuts.offsets, cuts.positions
+    )
     np.testing.assert_allclose(result.j, j, atol=1e-4, rtol=0)
 
 
@@ -280,6 +370,9 @@ def scorer(tok, tiny_model):
         (dict(answer_template="{solution}"), "answer_template"),
         (dict(answer_template="\\boxed{{x}}"), "answer_template: expected a str.format template"),
         (dict(answer_template=None), "answer_template"),
+        (dict(j_tokens="answer_only"), "j_tokens: expected one of template, answer, got 'answer_only'"),
+        (dict(answer_special_tokens="yes"), "answer_special_tokens: expected a bool, got 'yes'"),
+        (dict(j_at_rollout_temperature=1), "j_at_rollout_temperature: expected a bool, got 1"),
     ],
 )
 def test_bad_options(tok, tiny_model, kwargs, message):
@@ -338,6 +431,9 @@ def test_bad_cuts_and_answers(scorer):
 def test_empty_answer_text_is_an_error(tok):
     scorer = ObjectiveScorer(tiny.model(len(tok)), tok, answer_template="{answer}")
     with pytest.raises(ReproError, match=r"answers\[0\]: '' tokenizes to no tokens"):
+        scorer.score([[1]], [[2]], [""], [0, 1], [0])
+    scorer = ObjectiveScorer(tiny.model(len(tok)), tok, j_tokens="answer")
+    with pytest.raises(ReproError, match=r"answers\[0\]: the answer '' tokenizes to no tokens"):
         scorer.score([[1]], [[2]], [""], [0, 1], [0])
 
 

@@ -116,6 +116,26 @@ def test_shared_and_per_cut_configs_agree(model, tok):
     np.testing.assert_allclose(shared.advantages.advantages, per_cut.advantages.advantages, atol=1e-3)
 
 
+@pytest.mark.parametrize("objective_mode", ["shared", "per_cut"])
+def test_j_options_reach_the_objective(model, tok, objective_mode):
+    """j_tokens and j_at_rollout_temperature from the config: J as ObjectiveScorer computes it with them."""
+    prompts, completions, answers, rewards, groups = batch(tok, seed=3)
+    options = dict(j_tokens="answer", j_at_rollout_temperature=True, temperature=0.7)
+    config = ReproConfig(objective_mode=objective_mode, **options)
+    result = ReproScorer(model, tok, config).score(prompts, completions, answers, rewards, groups)
+    expected = ObjectiveScorer(model, tok, mode="per_cut", **options).score(
+        prompts, completions, answers, result.cuts.offsets, result.cuts.positions
+    )
+    np.testing.assert_allclose(result.j, expected, atol=1e-4, rtol=0)
+    paper = ObjectiveScorer(model, tok, mode="per_cut").score(
+        prompts, completions, answers, result.cuts.offsets, result.cuts.positions
+    )
+    assert np.abs(result.j - paper).max() > 1e-3
+    special = ReproScorer(model, tok, ReproConfig(answer_special_tokens=True))
+    assert special.objective.answer_ids.special_tokens
+    assert not ReproScorer(model, tok).objective.answer_ids.special_tokens
+
+
 def test_delimiter_and_think_end_options(model, tok):
     prompts, completions, answers, rewards, groups = batch(tok, seed=3)
     newline = tok.convert_tokens_to_ids(tok.tokenize("\n"))

@@ -226,6 +226,26 @@ def test_advantage_step_equals_the_pipeline(transfer_queue, model_dir, estimator
 
 
 @pytest.mark.slow
+def test_j_options_reach_the_probes(transfer_queue, model_dir):
+    """j_tokens=answer averages only the answer's positions of each probe row; j_at_rollout_temperature
+    runs the probes at the rollout temperature; answer_special_tokens encodes the answer as the pipeline does."""
+    options = dict(j_tokens="answer", j_at_rollout_temperature=True, answer_special_tokens=True)
+    trainer = make_trainer(model_dir, "repro_grpo", *(f"+algorithm.repro.{k}={v}" for k, v in options.items()))
+    rows = rollouts(trainer.tokenizer, seed=7)
+    batch, metrics = advantage_step(trainer, put_batch(rows))
+    model = trainer.actor_rollout_wg.model
+    expected = pipeline(model, trainer.tokenizer, rows, "grpo", **options)
+    keys = [row["key"] for row in rows]
+    advantages = padded(batch, "advantages", keys)
+    np.testing.assert_allclose(advantages, expected.advantages.advantages[:, : advantages.shape[1]], atol=2e-5)
+    assert metrics["repro/J_b"] == pytest.approx(expected.j_baseline.mean(), abs=1e-4)
+    assert trainer.actor_rollout_wg.batches[-1].extra_info["temperature"] == TEMPERATURE
+    paper = pipeline(model, trainer.tokenizer, rows, "grpo")
+    assert abs(metrics["repro/J_b"] - paper.j_baseline.mean()) > 1e-3  # the options changed J
+    tq.kv_clear(keys=batch.keys, partition_id=batch.partition_id)
+
+
+@pytest.mark.slow
 def test_repro_gae_uses_the_critics_values(transfer_queue, model_dir):
     trainer = make_trainer(model_dir, "repro_gae", "critic.enable=True", "algorithm.lam=0.9",
                            "algorithm.gamma=0.95", dp_size=3)
@@ -257,6 +277,10 @@ def test_config_block(model_dir):
                                       "+algorithm.repro.answer_template='The answer is {answer}.'"))
     assert (config.k, config.alpha, config.w, config.estimator) == (3, 0.2, 0.3, "dr_grpo")
     assert (config.delimiters, config.answer_template, config.temperature) == ("line", "The answer is {answer}.", 0.7)
+    assert config.j_tokens == "template" and not config.j_at_rollout_temperature
+    config = repro_config(verl_config(model_dir, "repro_grpo", "+algorithm.repro.j_tokens=answer",
+                                      "+algorithm.repro.j_at_rollout_temperature=true"))
+    assert config.j_tokens == "answer" and config.j_at_rollout_temperature
     trainer = ReproTrainerSync(verl_config(model_dir))
     assert trainer.trainer_mode == "sync"  # verl's sync replay buffer and refills
 

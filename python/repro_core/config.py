@@ -7,9 +7,9 @@ fails when a layer misses one.
 
 Checks live in one place each: the numeric options (k, w, alpha, gamma, lam, stability_ema and the
 estimator) in the Rust core, which ``check_options`` runs without data; the model-side ones
-(delimiters, think_end, answer_template, objective_mode, temperature, max_batch_tokens) in
-``check_setting`` here, which ``ObjectiveScorer`` calls too. Importing this module imports neither
-torch nor TRL.
+(delimiters, think_end, answer_template, j_tokens, answer_special_tokens, j_at_rollout_temperature,
+objective_mode, temperature, max_batch_tokens) in ``check_setting`` here, which ``ObjectiveScorer``
+calls too. Importing this module imports neither torch nor TRL.
 """
 
 from __future__ import annotations
@@ -27,7 +27,9 @@ from .errors import ReproError
 
 __all__ = [
     "DELIMITER_MODES",
+    "J_TOKENS",
     "OBJECTIVE_MODES",
+    "JTokens",
     "ObjectiveMode",
     "ReproArguments",
     "ReproConfig",
@@ -37,6 +39,9 @@ __all__ = [
 
 ObjectiveMode = Literal["shared", "per_cut"]
 OBJECTIVE_MODES: tuple[str, ...] = get_args(ObjectiveMode)
+JTokens = Literal["template", "answer"]
+#: Which tokens of the scored text J averages (``ReproConfig.j_tokens``).
+J_TOKENS: tuple[str, ...] = get_args(JTokens)
 #: The named paragraph rules of ``Delimiters.from_tokenizer`` (a list of token strings or ids also works).
 DELIMITER_MODES = ("paper", "line", "reference")
 
@@ -85,6 +90,29 @@ class ReproConfig:
         default="\\boxed{{{answer}}}",
         metadata={"help": "str.format template of the scored answer text; {answer} is the ground truth."},
     )
+    j_tokens: JTokens = field(
+        default="template",
+        metadata={
+            "help": "Tokens J averages: template (the paper's: every token of the answer_template text) or answer "
+            "(only the answer's own tokens; the template's text before {answer} joins the conditioning prefix and "
+            "the text after it, like the closing brace, is teacher-forced but not averaged).",
+            "choices": J_TOKENS,
+        },
+    )
+    answer_special_tokens: bool = field(
+        default=False,
+        metadata={
+            "help": "Authors' code: the answer text is encoded with the tokenizer's default special tokens (a BOS "
+            "for tokenizers that add one), teacher-forced; with j_tokens=template they are averaged too.",
+        },
+    )
+    j_at_rollout_temperature: bool = field(
+        default=False,
+        metadata={
+            "help": "Authors' code: J's log-probabilities are taken at the sampling temperature (logits / "
+            "temperature) instead of 1.",
+        },
+    )
     objective_mode: ObjectiveMode = field(
         default="shared",
         metadata={
@@ -93,7 +121,10 @@ class ReproConfig:
         },
     )
     temperature: float = field(
-        default=1.0, metadata={"help": "Sampling temperature, for the entropies only (J uses raw logits)."}
+        default=1.0,
+        metadata={
+            "help": "Sampling temperature, for the entropies (J uses raw logits unless j_at_rollout_temperature)."
+        },
     )
     max_batch_tokens: int = field(
         default=16384, metadata={"help": "Token budget of one forward call of the RePro passes (rows x padded width)."}
@@ -136,7 +167,13 @@ class ReproConfig:
 
 def check_setting(name: str, value: Any) -> None:
     """The check of one model-side setting of ``ReproConfig``, by field name (ReproError naming it)."""
-    if name == "objective_mode":
+    if name in ("answer_special_tokens", "j_at_rollout_temperature"):
+        if not isinstance(value, (bool, np.bool_)):
+            raise ReproError(name, f"expected a bool, got {value!r}")
+    elif name == "j_tokens":
+        if value not in J_TOKENS:
+            raise ReproError(name, f"expected one of {', '.join(J_TOKENS)}, got {value!r}")
+    elif name == "objective_mode":
         if value not in OBJECTIVE_MODES:
             raise ReproError(name, f"expected one of {', '.join(OBJECTIVE_MODES)}, got {value!r}")
     elif name == "temperature":
@@ -190,7 +227,10 @@ def check_setting(name: str, value: Any) -> None:
 #: A LaTeX command directly followed by the rendered answer (the sentinel "\0").
 _BARE_COMMAND = re.compile(r"(\\[A-Za-z]+)\0")
 #: The settings ``check_setting`` checks; the others are ``check_options``'.
-_MODEL_SIDE = ("delimiters", "think_end", "answer_template", "objective_mode", "temperature", "max_batch_tokens")
+_MODEL_SIDE = (
+    "delimiters", "think_end", "answer_template", "j_tokens", "answer_special_tokens", "j_at_rollout_temperature",
+    "objective_mode", "temperature", "max_batch_tokens",
+)
 _FIELDS: dict[str, Field[Any]] = {f.name: f for f in fields(ReproConfig)}
 
 
@@ -227,6 +267,9 @@ class ReproArguments:
     repro_delimiters: str = repro_field("delimiters")
     repro_think_end: str | None = repro_field("think_end")
     repro_answer_template: str = repro_field("answer_template")
+    repro_j_tokens: str = repro_field("j_tokens")
+    repro_answer_special_tokens: bool = repro_field("answer_special_tokens")
+    repro_j_at_rollout_temperature: bool = repro_field("j_at_rollout_temperature")
     repro_objective_mode: str = repro_field("objective_mode")
     repro_max_batch_tokens: int = repro_field("max_batch_tokens")
     repro_stats_include_baseline: bool = repro_field("stats_include_baseline")
@@ -250,3 +293,36 @@ class ReproArguments:
             if error.argument in values:
                 raise error.renamed(f"repro_{error.argument}") from None
             raise
+
+
+#: Named sets of settings. "authors" is the reference code's arithmetic and run script (w = 0: magnitude
+#: only; alpha = 0.05; the authors' delimiter tokens; the departures listed in docs/semantics.md).
+PRESETS: dict[str, dict[str, Any]] = {
+    "paper": {},
+    "authors": {
+        "w": 0.0,
+        "alpha": 0.05,
+        "delimiters": "reference",
+        "stats_include_baseline": True,
+        "drop_first_token_reward": True,
+        "critic_target": "advantages",
+        "answer_special_tokens": True,
+        "j_at_rollout_temperature": True,
+    },
+}
+
+
+def preset_config(name: str, **overrides: Any) -> ReproConfig:
+    """``ReproConfig`` with the preset ``name``'s settings under ``overrides`` (which win)."""
+    return ReproConfig(**{**_preset(name, "preset"), **overrides})
+
+
+def preset_flags(name: str, argument: str = "repro_preset") -> dict[str, Any]:
+    """The preset ``name`` as ``repro_*`` keyword arguments, for TRL configs and the commands' parsers."""
+    return {f"repro_{key}": value for key, value in _preset(name, argument).items()}
+
+
+def _preset(name: str, argument: str) -> dict[str, Any]:
+    if name not in PRESETS:
+        raise ReproError(argument, f"expected one of {', '.join(PRESETS)}, got {name!r}")
+    return PRESETS[name]

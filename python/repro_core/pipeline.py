@@ -82,6 +82,9 @@ class ReproScorer:
             mode=config.objective_mode,
             temperature=config.temperature,
             max_batch_tokens=config.max_batch_tokens,
+            j_tokens=config.j_tokens,
+            answer_special_tokens=config.answer_special_tokens,
+            j_at_rollout_temperature=config.j_at_rollout_temperature,
         )
 
     def evaluate(

@@ -164,8 +164,8 @@ class ReportArguments:
 
 
 #: The RePro settings scoring uses; the others (alpha, gamma, estimator) shape advantages, which it has none of.
-SCORING_SETTINGS = ("k", "w", "stability_ema", "delimiters", "think_end", "answer_template", "objective_mode",
-                    "max_batch_tokens")
+SCORING_SETTINGS = ("k", "w", "stability_ema", "delimiters", "think_end", "answer_template", "j_tokens",
+                    "answer_special_tokens", "j_at_rollout_temperature", "objective_mode", "max_batch_tokens")
 
 
 def _repro_score_fields() -> list[tuple[str, Any, Any]]:

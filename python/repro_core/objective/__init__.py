@@ -21,7 +21,8 @@ and ``lm_head`` plus the softmax run on chunks of at most ``LOGIT_CHUNK_ELEMENTS
 
 Modules, each importing only those listed before it:
 
-- ``answers``: ``AnswerTokens``, the scored answer text of each row, tokenized;
+- ``answers``: ``AnswerTokens``, the scored answer text of each row, tokenized (``AnswerIds``: the
+  teacher-forced tokens and the averaged ones);
 - ``rows``: the rollouts as padded chunks of one forward call each, and the checks of token lists
   and cut points;
 - ``model``: the adapter around a causal LM (decoder, output head, logits, the prefix pass, the
@@ -30,8 +31,11 @@ Modules, each importing only those listed before it:
 """
 
 from ..config import ObjectiveMode
-from .answers import AnswerTokens
+from .answers import AnswerIds, AnswerTokens
 from .model import LOGIT_CHUNK_ELEMENTS
 from .scorer import CutSelector, Evaluation, ObjectiveScorer
 
-__all__ = ["LOGIT_CHUNK_ELEMENTS", "AnswerTokens", "CutSelector", "Evaluation", "ObjectiveMode", "ObjectiveScorer"]
+__all__ = [
+    "LOGIT_CHUNK_ELEMENTS", "AnswerIds", "AnswerTokens", "CutSelector", "Evaluation", "ObjectiveMode",
+    "ObjectiveScorer",
+]

@@ -17,6 +17,7 @@ from transformers import DynamicCache
 
 from .._api import Cuts
 from ..errors import ReproError
+from .answers import AnswerIds
 from .rows import Chunk, Rows
 
 __all__ = ["LOGIT_CHUNK_ELEMENTS", "ModelAdapter"]
@@ -139,16 +140,22 @@ class ModelAdapter:
             )
         return result
 
-    def probes(self, chunk: Chunk, cache: DynamicCache, cuts: Cuts, budget: int) -> np.ndarray:
+    def probes(
+        self, chunk: Chunk, cache: DynamicCache, cuts: Cuts, budget: int, temperature: float = 1.0
+    ) -> np.ndarray:
         """J (n,) at the cut points of the chunk's rows (``cuts``, one row per ``chunk.rows``, in
-        its layout), every probe of the chunk scored against the prefix cache."""
+        its layout), every probe of the chunk scored against the prefix cache; log-probabilities of
+        ``logits / temperature``."""
         device = chunk.input_ids.device
         rows, cache_width = len(chunk.rows), chunk.input_ids.shape[1]
-        answer_len = torch.tensor([len(a) for a in chunk.answers], device=device)
+        answer_len = torch.tensor([len(a.ids) for a in chunk.answers], device=device)
+        # The averaged tokens of row i's probe: offsets [averaged_from[i], averaged_to[i]).
+        averaged_from = torch.tensor([a.start for a in chunk.answers], device=device)
+        averaged_to = torch.tensor([a.stop for a in chunk.answers], device=device)
         width = int(answer_len.max())
         answers = torch.zeros((rows, width), dtype=torch.long, device=device)
         for i, a in enumerate(chunk.answers):
-            answers[i, : len(a)] = torch.tensor(a, device=device)
+            answers[i, : len(a.ids)] = torch.tensor(a.ids, device=device)
         per_row = np.diff(cuts.offsets)
         most = int(per_row.max(initial=0))
         cut_pos = torch.zeros((rows, most), dtype=torch.long, device=device)
@@ -188,18 +195,19 @@ class ModelAdapter:
                 use_cache=True,
             )
             cache.crop(cache_width)
-            scored = has_cut[:, probes, None] & (offsets_in_probe < answer_len[:, None])[:, None, :]
+            averaged = (offsets_in_probe >= averaged_from[:, None]) & (offsets_in_probe < averaged_to[:, None])
+            scored = has_cut[:, probes, None] & averaged[:, None, :]
             hidden = out.last_hidden_state.reshape(rows, count, width, -1)[scored]
             targets = answers[:, None, :].expand(-1, count, -1)[scored]
             logp = torch.empty(hidden.shape[0], dtype=torch.float64, device=device)
             for part in self.token_chunks(hidden.shape[0]):
-                logits = self.logits(hidden[part])
+                logits = self.logits(hidden[part]) / temperature
                 logp[part] = (logits.gather(1, targets[part, None])[:, 0] - logits.logsumexp(-1)).double()
             placed = torch.zeros(scored.shape, dtype=torch.float64, device=device)
             placed[scored] = logp
             totals[:, probes] = placed.sum(-1)
         # Row-major order of the (row, probe) grid is the ``cuts`` layout.
-        return (totals / answer_len[:, None])[has_cut].cpu().numpy()
+        return (totals / (averaged_to - averaged_from)[:, None])[has_cut].cpu().numpy()
 
     def probe_masks(
         self, allowed: torch.Tensor, query_positions: torch.Tensor, key_positions: torch.Tensor
@@ -217,41 +225,45 @@ class ModelAdapter:
         # Models with several layer types take a mapping; the others one tensor.
         return masks if len(masks) > 1 else next(iter(masks.values()))
 
-    def per_cut(self, rows: Rows, cuts: Cuts, budget: int) -> np.ndarray:
+    def per_cut(self, rows: Rows, cuts: Cuts, budget: int, temperature: float = 1.0) -> np.ndarray:
         """J (N,) in the ``cuts`` layout, with one sequence ``prompt + completion[:p] + answer`` per
-        cut point (the oracle)."""
+        cut point (the oracle); log-probabilities of ``logits / temperature``."""
         sequences = [
             (rows.prompts[b] + rows.completions[b][:p], rows.answers[b])
             for b, p in zip(cuts.row_index().tolist(), cuts.positions.tolist(), strict=True)
         ]
         j = np.empty(len(sequences), dtype=np.float64)
-        order = sorted(range(len(sequences)), key=lambda n: -sum(map(len, sequences[n])))
+        lengths = [len(prefix) + len(answer.ids) for prefix, answer in sequences]
+        order = sorted(range(len(sequences)), key=lambda n: -lengths[n])
         vocab = self.head.weight.shape[0]
         start = 0
         while start < len(order):
-            longest = sum(map(len, sequences[order[start]]))
-            answer_width = max(len(sequences[n][1]) for n in order[start:])
+            longest = lengths[order[start]]
+            answer_width = max(len(sequences[n][1].ids) for n in order[start:])
             by_tokens = budget // longest
             by_logits = LOGIT_CHUNK_ELEMENTS // ((answer_width + 1) * vocab)
             batch = order[start : start + max(1, min(by_tokens, by_logits))]
-            j[batch] = self._per_cut_batch([sequences[n] for n in batch], rows.device)
+            j[batch] = self._per_cut_batch([sequences[n] for n in batch], rows.device, temperature)
             start += len(batch)
         return j
 
-    def _per_cut_batch(self, sequences: list[tuple[list[int], list[int]]], device: torch.device) -> np.ndarray:
-        width = max(len(prefix) + len(answer) for prefix, answer in sequences)
-        answer_width = max(len(answer) for _, answer in sequences)
+    def _per_cut_batch(
+        self, sequences: list[tuple[list[int], AnswerIds]], device: torch.device, temperature: float
+    ) -> np.ndarray:
+        width = max(len(prefix) + len(answer.ids) for prefix, answer in sequences)
+        answer_width = max(len(answer.ids) for _, answer in sequences)
         input_ids = torch.zeros((len(sequences), width), dtype=torch.long)
         attention_mask = torch.zeros_like(input_ids)
         targets = torch.zeros((len(sequences), answer_width), dtype=torch.long)
         scored = torch.zeros((len(sequences), answer_width), dtype=torch.bool)
         for i, (prefix, answer) in enumerate(sequences):
-            tokens = prefix + answer
+            tokens = prefix + answer.ids
             input_ids[i, width - len(tokens) :] = torch.tensor(tokens)
             attention_mask[i, width - len(tokens) :] = 1
             # Left padding puts every answer at the end; right-align them in the target block too.
-            targets[i, answer_width - len(answer) :] = torch.tensor(answer)
-            scored[i, answer_width - len(answer) :] = True
+            begin = answer_width - len(answer.ids)
+            targets[i, begin:] = torch.tensor(answer.ids)
+            scored[i, begin + answer.start : begin + answer.stop] = True
         position_ids = (attention_mask.cumsum(-1) - 1).clamp(min=0)
         logits = self.model(
             input_ids=input_ids.to(device),
@@ -259,5 +271,6 @@ class ModelAdapter:
             position_ids=position_ids.to(device),
             logits_to_keep=answer_width + 1,
         ).logits[:, :-1].float()
-        logp = torch.log_softmax(logits, dim=-1).gather(2, targets.to(device)[:, :, None])[:, :, 0].double().cpu()
+        logp = torch.log_softmax(logits / temperature, dim=-1).gather(2, targets.to(device)[:, :, None])[:, :, 0]
+        logp = logp.double().cpu()
         return ((logp * scored).sum(-1) / scored.sum(-1)).numpy()

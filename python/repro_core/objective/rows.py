@@ -16,7 +16,7 @@ import torch
 
 from .._api import Cuts
 from ..errors import ReproError
-from .answers import AnswerTokens
+from .answers import AnswerIds, AnswerTokens
 
 __all__ = ["Chunk", "Rows", "checked_cuts", "in_row_order"]
 
@@ -31,7 +31,7 @@ class Chunk:
     position_ids: torch.Tensor  # (b, P + T) int64
     prompt_width: int  # P
     completion_lengths: torch.Tensor  # (b,) int64, as passed (not truncated)
-    answers: list[list[int]]
+    answers: list[AnswerIds]
 
     @property
     def completion_width(self) -> int:
@@ -44,7 +44,7 @@ class Rows:
 
     prompts: list[list[int]]
     completions: list[list[int]]
-    answers: list[list[int]]
+    answers: list[AnswerIds]
     device: torch.device
 
     @classmethod
@@ -67,7 +67,7 @@ class Rows:
         for b, prompt in enumerate(prompts):
             if not prompt:
                 raise ReproError(f"prompt_ids[{b}]", "is empty; the first completion token needs a context")
-        answer_ids: list[list[int]] = []
+        answer_ids: list[AnswerIds] = []
         if answers is not None:
             if isinstance(answers, (str, bytes)) or len(answers) != len(prompts):
                 got = "a string" if isinstance(answers, (str, bytes)) else f"{len(answers)}"

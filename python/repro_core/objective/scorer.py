@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 
 from .._api import Cuts
-from ..config import ObjectiveMode, check_setting
+from ..config import JTokens, ObjectiveMode, check_setting
 from ..errors import ReproError
 from .answers import AnswerTokens
 from .model import ModelAdapter
@@ -57,8 +57,15 @@ class ObjectiveScorer:
             own without special tokens.
         mode: ``"shared"`` (fast: one pass plus cached probes) or ``"per_cut"`` (one sequence per
             cut); ``ReproConfig.objective_mode``.
-        temperature: the sampling temperature, applied to the entropies only; J always uses the
-            raw logits (temperature 1).
+        temperature: the sampling temperature, applied to the entropies; J uses the raw logits
+            (temperature 1) unless ``j_at_rollout_temperature``.
+        j_tokens: ``"template"`` (J averages every token of the answer text) or ``"answer"`` (only
+            the answer's own tokens; the template's text around them is teacher-forced);
+            ``ReproConfig.j_tokens``.
+        answer_special_tokens: the answer text is encoded with the tokenizer's default special
+            tokens (the authors' code); ``ReproConfig.answer_special_tokens``.
+        j_at_rollout_temperature: J's log-probabilities are those of ``logits / temperature`` (the
+            authors' code); ``ReproConfig.j_at_rollout_temperature``.
         max_batch_tokens: the token budget of one forward call (rows x padded width), which
             bounds activation and KV-cache memory.
 
@@ -74,6 +81,9 @@ class ObjectiveScorer:
         mode: ObjectiveMode = "shared",
         temperature: float = 1.0,
         max_batch_tokens: int = 16384,
+        j_tokens: JTokens = "template",
+        answer_special_tokens: bool = False,
+        j_at_rollout_temperature: bool = False,
     ) -> None:
         try:
             check_setting("objective_mode", mode)
@@ -81,12 +91,15 @@ class ObjectiveScorer:
             raise error.renamed("mode") from None
         check_setting("temperature", temperature)
         check_setting("max_batch_tokens", max_batch_tokens)
-        self.answer_ids = AnswerTokens(tokenizer, answer_template)
+        check_setting("j_at_rollout_temperature", j_at_rollout_temperature)
+        self.answer_ids = AnswerTokens(tokenizer, answer_template, j_tokens, answer_special_tokens)
         self.model = model
         self.tokenizer = tokenizer
         self.mode = mode
         self.temperature = float(temperature)
         self.max_batch_tokens = int(max_batch_tokens)
+        #: The temperature of J's log-probabilities.
+        self.j_temperature = self.temperature if j_at_rollout_temperature else 1.0
 
     def entropies(self, prompt_ids: Sequence[Sequence[int]], completion_ids: Sequence[Sequence[int]]) -> tuple[
         np.ndarray, np.ndarray
@@ -116,20 +129,21 @@ class ObjectiveScorer:
 
         Row b's cut points are ``positions[offsets[b]:offsets[b + 1]]`` (``Cuts`` layout), each in
         ``[0, len(completion_ids[b])]``; J at p is the mean log-probability of the answer tokens
-        after ``prompt + completion[:p]``.
+        (``j_tokens``) after ``prompt + completion[:p]``.
         """
         with self._inference() as lm:
             rows = self._rows(lm, prompt_ids, completion_ids, answers)
             cuts = checked_cuts(offsets, positions, rows)
             if self.mode == "per_cut":
-                return lm.per_cut(rows, cuts, self.max_batch_tokens)
+                return lm.per_cut(rows, cuts, self.max_batch_tokens, self.j_temperature)
             # The prefix pass needs each completion only up to its last cut.
             last_cut = [int(row.max(initial=0)) for row in cuts.rows()]
             chunk_rows: list[int] = []
             chunk_j: list[np.ndarray] = []
             for chunk in rows.chunks(self.max_batch_tokens, prefix_lengths=last_cut):
                 _, cache = lm.prefix_with_cache(chunk)
-                chunk_j.append(lm.probes(chunk, cache, cuts.take(chunk.rows), self.max_batch_tokens))
+                chunk_cuts = cuts.take(chunk.rows)
+                chunk_j.append(lm.probes(chunk, cache, chunk_cuts, self.max_batch_tokens, self.j_temperature))
                 chunk_rows += chunk.rows
         return in_row_order(chunk_rows, cuts.take(chunk_rows), _concat(chunk_j)).astype(np.float64, copy=False)
 
@@ -161,13 +175,13 @@ class ObjectiveScorer:
                 del hidden
                 chosen = select(token_ids[chunk.rows], mask[chunk.rows], entropies[chunk.rows])
                 if cache is not None:
-                    chunk_j.append(lm.probes(chunk, cache, chosen, self.max_batch_tokens))
+                    chunk_j.append(lm.probes(chunk, cache, chosen, self.max_batch_tokens, self.j_temperature))
                 chunk_rows += chunk.rows
                 chunk_cuts.append(chosen)
             chunked = Cuts.concat(chunk_cuts)  # rows in chunk_rows order
             cuts = chunked.take(np.argsort(chunk_rows, kind="stable"))
             if self.mode == "per_cut":
-                j = lm.per_cut(rows, cuts, self.max_batch_tokens)
+                j = lm.per_cut(rows, cuts, self.max_batch_tokens, self.j_temperature)
             else:
                 j = in_row_order(chunk_rows, chunked, _concat(chunk_j)).astype(np.float64, copy=False)
         return Evaluation(token_ids, entropies, mask, cuts, j)

@@ -8,8 +8,9 @@ the advantage step is verl's ``PPOTrainerSync``. The advantage step:
    just computed at the rollout temperature;
 2. selects the cut points in Rust (``select_cuts``);
 3. scores J through the actor workers: one probe row ``prompt + response[:p] + answer`` per cut
-   point, through ``compute_log_prob`` at temperature 1, padded to whole micro-batches per rank
-   and balanced over the data-parallel ranks;
+   point, through ``compute_log_prob`` at temperature 1 (the rollout temperature with
+   ``j_at_rollout_temperature``), padded to whole micro-batches per rank and balanced over the
+   data-parallel ranks; J averages the answer's scored positions (``j_tokens``);
 4. turns J into process rewards (``score_steps``) and runs the parent's advantage step inside
    ``process_rewards(cuts, step_rewards, values)``, the cuts laid on verl's batch rows (padding rows
    empty), so the estimator sees them beside verl's scores.
@@ -37,7 +38,7 @@ from verl.workers.utils.padding import response_from_nested
 from .._api import Cuts, score_steps
 from ..config import ReproConfig
 from ..errors import ReproError
-from ..objective import AnswerTokens
+from ..objective import AnswerIds, AnswerTokens
 from ..pipeline import cut_selector, step_metrics
 from .estimators import ALIASES, ESTIMATORS, ProcessRewards, check_algorithm_keys, estimator_of, process_rewards
 
@@ -132,7 +133,9 @@ class ReproTrainerSync(PPOTrainerSync):
     def _init_tokenizer(self) -> None:
         super()._init_tokenizer()
         self._select = cut_selector(self.tokenizer, self.repro)
-        self._answer_ids = AnswerTokens(self.tokenizer, self.repro.answer_template)
+        self._answer_ids = AnswerTokens(
+            self.tokenizer, self.repro.answer_template, self.repro.j_tokens, self.repro.answer_special_tokens
+        )
 
     def _compute_advantage(self, batch: KVBatchMeta, metrics: dict) -> KVBatchMeta:
         process = self._process_rewards(batch, metrics)
@@ -208,14 +211,15 @@ class ReproTrainerSync(PPOTrainerSync):
         self,
         prompts: Sequence[torch.Tensor],
         completions: Sequence[torch.Tensor],
-        answers: Sequence[list[int]],
+        answers: Sequence[AnswerIds],
         cuts: Cuts,
     ) -> np.ndarray:
-        """J (N,) at every cut point: the mean log-probability of the answer tokens of a probe row
-        ``prompt + completion[:p] + answer``, computed by the actor workers at temperature 1."""
+        """J (N,) at every cut point: the mean log-probability of the scored answer tokens
+        (``answer.ids[start:stop]``) of a probe row ``prompt + completion[:p] + answer.ids``, computed
+        by the actor workers at temperature 1 (the rollout's with ``j_at_rollout_temperature``)."""
         rows: list[dict[str, Any]] = []
         for prompt, completion, answer, points in zip(prompts, completions, answers, cuts.rows(), strict=True):
-            answer_tensor = torch.tensor(answer, dtype=torch.int64)
+            answer_tensor = torch.tensor(answer.ids, dtype=torch.int64)
             for p in points.tolist():
                 rows.append(_probe_row(prompt.long(), torch.cat([completion[:p].long(), answer_tensor])))
         if not rows:
@@ -237,15 +241,22 @@ class ReproTrainerSync(PPOTrainerSync):
             workload = calculate_workload(torch.tensor([tag["seq_len"] for tag in tags], dtype=torch.int64))
             partitions = get_seqlen_balanced_partitions(workload.tolist(), k_partitions=dp_size, equal_size=True)
             meta.reorder([n for partition in partitions for n in partition])
-            meta.extra_info = {"calculate_entropy": False, "compute_loss": False, "temperature": 1.0}
+            meta.extra_info = {"calculate_entropy": False, "compute_loss": False, "temperature": self._j_temperature()}
             self.actor_rollout_wg.compute_log_prob(meta)
             output = tq.kv_batch_get(keys=keys[: len(rows)], partition_id=PROBE_PARTITION,
                                      select_fields=["log_probs", "response_mask"])
         finally:
             tq.kv_clear(keys=keys, partition_id=PROBE_PARTITION)
         log_probs = response_from_nested(output["log_probs"], output["response_mask"]).unbind()
-        sizes = np.repeat([len(answer) for answer in answers], np.diff(cuts.offsets))
-        return np.asarray([row[-size:].double().mean().item() for row, size in zip(log_probs, sizes, strict=True)])
+        per_point = [answers[b] for b in cuts.row_index().tolist()]
+        return np.asarray([
+            row[len(row) - len(answer.ids) :][answer.start : answer.stop].double().mean().item()
+            for row, answer in zip(log_probs, per_point, strict=True)
+        ])
+
+    def _j_temperature(self) -> float:
+        """The temperature of J's log-probabilities: 1, or the rollout's with j_at_rollout_temperature."""
+        return float(self.repro.temperature) if self.repro.j_at_rollout_temperature else 1.0
 
     def _actor_dp_size(self) -> int:
         """Data-parallel size of the actor mesh, as verl's own batch balancing reads it."""
