@@ -18,9 +18,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, NoReturn
 
+from .config import PRESETS, preset_flags
 from .errors import ReproError
 
-__all__ = ["COMMAND_ERROR", "ModelArguments", "make_parser", "parse", "read_config_key"]
+__all__ = ["COMMAND_ERROR", "ModelArguments", "PresetArguments", "make_parser", "parse", "read_config_key"]
 
 #: The argument name of usage errors that no single flag owns (unknown flags, a bad --config file).
 COMMAND_ERROR = "arguments"
@@ -48,6 +49,20 @@ class ModelArguments:
     )
 
 
+@dataclass
+class PresetArguments:
+    """A named set of RePro settings; ``parse`` applies it before the file and the flags are read."""
+
+    repro_preset: str | None = field(
+        default=None,
+        metadata={
+            "help": "Named RePro settings applied under the --config file and the other flags, which win: authors "
+            "(the reference code's arithmetic and run script, docs/semantics.md). Unset: the paper's.",
+            "choices": list(PRESETS),
+        },
+    )
+
+
 def make_parser(prog: str, dataclass_types: Sequence[type], *, description: str, defaults: dict[str, Any]) -> Any:
     """A ``TrlParser`` over ``dataclass_types`` whose usage errors are ReproErrors, with ``defaults``
     applied over the dataclasses' own (a ``--config`` file and the command line override both)."""
@@ -61,7 +76,7 @@ def make_parser(prog: str, dataclass_types: Sequence[type], *, description: str,
         def error(self, message: str) -> NoReturn:
             raise ReproError(COMMAND_ERROR, f"{message} (see `{prog} --help`)")
 
-    parsed_types: list[Any] = list(dataclass_types)
+    parsed_types: list[Any] = [*dataclass_types, PresetArguments]
     parser = CommandParser(
         parsed_types,
         prog=prog,
@@ -74,14 +89,19 @@ def make_parser(prog: str, dataclass_types: Sequence[type], *, description: str,
 
 
 def parse(parser: Any, argv: Sequence[str]) -> tuple[Any, ...]:
-    """The dataclasses of ``argv`` (and of the ``--config`` YAML file it names). Raises ReproError on
-    bad input; ``--help`` exits (SystemExit 0) after printing the flags."""
+    """The dataclasses of ``argv`` (and of the ``--config`` YAML file it names), those ``make_parser``
+    was given. Raises ReproError on bad input; ``--help`` exits (SystemExit 0) after printing the flags."""
     import yaml
 
     args = list(argv)
     prog = parser.prog
     if "--config" in args and args.index("--config") == len(args) - 1:
         raise ReproError("--config", "needs a YAML file path")
+    preset = read_config_key(args, "repro_preset")
+    if preset is not None:
+        # As defaults: the --config file and the command line, read after, override them. Settings a
+        # command does not have (repro score has no alpha) are left out.
+        parser.set_defaults_with_config(**preset_flags(str(preset), "--repro_preset"))
     try:
         *outputs, unknown_keys, unknown_args = parser.parse_args_and_config(
             args, return_remaining_strings=True, separate_remaining_strings=True
@@ -98,7 +118,7 @@ def parse(parser: Any, argv: Sequence[str]) -> tuple[Any, ...]:
     if unknown_keys:
         keys = ", ".join(key[2:] for key in unknown_keys[::2])
         raise ReproError("--config", f"unknown keys in the file: {keys} (see `{prog} --help`)")
-    return tuple(outputs)
+    return tuple(output for output in outputs if not isinstance(output, PresetArguments))
 
 
 def read_config_key(argv: Sequence[str], key: str) -> Any:

@@ -296,7 +296,8 @@ class ReproArguments:
 
 
 #: Named sets of settings. "authors" is the reference code's arithmetic and run script (w = 0: magnitude
-#: only; alpha = 0.05; the authors' delimiter tokens; the departures listed in docs/semantics.md).
+#: only; alpha = 0.05; the authors' delimiter tokens; the departures listed in docs/semantics.md). Its PPO
+#: critic target (critic_target="advantages") is not in it: only the ppo estimator takes that setting.
 PRESETS: dict[str, dict[str, Any]] = {
     "paper": {},
     "authors": {
@@ -305,7 +306,6 @@ PRESETS: dict[str, dict[str, Any]] = {
         "delimiters": "reference",
         "stats_include_baseline": True,
         "drop_first_token_reward": True,
-        "critic_target": "advantages",
         "answer_special_tokens": True,
         "j_at_rollout_temperature": True,
     },
@@ -314,15 +314,16 @@ PRESETS: dict[str, dict[str, Any]] = {
 
 def preset_config(name: str, **overrides: Any) -> ReproConfig:
     """``ReproConfig`` with the preset ``name``'s settings under ``overrides`` (which win)."""
-    return ReproConfig(**{**_preset(name, "preset"), **overrides})
+    return ReproConfig(**{**preset_settings(name, "preset"), **overrides})
 
 
 def preset_flags(name: str, argument: str = "repro_preset") -> dict[str, Any]:
     """The preset ``name`` as ``repro_*`` keyword arguments, for TRL configs and the commands' parsers."""
-    return {f"repro_{key}": value for key, value in _preset(name, argument).items()}
+    return {f"repro_{key}": value for key, value in preset_settings(name, argument).items()}
 
 
-def _preset(name: str, argument: str) -> dict[str, Any]:
+def preset_settings(name: str, argument: str) -> dict[str, Any]:
+    """The settings of the preset ``name``; a ReproError names ``argument`` (where the user set it)."""
     if name not in PRESETS:
         raise ReproError(argument, f"expected one of {', '.join(PRESETS)}, got {name!r}")
-    return PRESETS[name]
+    return dict(PRESETS[name])

@@ -30,7 +30,7 @@ An estimator called outside it raises ``ReproError`` rather than drop the proces
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass
@@ -38,11 +38,12 @@ from typing import Any, cast
 
 import numpy as np
 import torch
+from omegaconf import DictConfig, OmegaConf
 from verl.trainer.ppo.core_algos import register_adv_est
 
 from .. import _api
 from .._api import Cuts, Estimator, compute_advantages
-from ..config import ReproConfig
+from ..config import ReproConfig, preset_settings
 from ..errors import ReproError
 
 __all__ = [
@@ -55,6 +56,7 @@ __all__ = [
     "check_algorithm_keys",
     "estimator_of",
     "process_rewards",
+    "repro_block",
     "verl_name",
 ]
 
@@ -209,7 +211,7 @@ class ReproEstimator:
             values = process.values
             if values.shape != mask.shape:
                 raise ReproError("process_rewards", f"values has shape {values.shape}, expected {mask.shape}")
-        repro = _get(config, "repro", None) or {}
+        repro = repro_block(config)
         try:
             result = compute_advantages(
                 estimator,
@@ -240,6 +242,23 @@ class ReproEstimator:
         advantages = torch.from_numpy(result.advantages).to(device)
         returns = advantages if result.returns is None else torch.from_numpy(result.returns).to(device)
         return advantages, returns
+
+
+def repro_block(algorithm: Any) -> dict[str, Any]:
+    """``algorithm.repro`` as a dict, its ``preset`` (a name of ``repro_core.config.PRESETS``) applied
+    under the block's other keys, which win. The estimators and the trainer read the block through it."""
+    block = _get(algorithm, "repro", None)
+    if block is None:
+        return {}
+    if isinstance(block, DictConfig):
+        block = OmegaConf.to_container(block, resolve=True)
+    if not isinstance(block, Mapping):
+        raise ReproError("algorithm.repro", f"expected a mapping, got {block!r}")
+    values = {str(key): value for key, value in block.items()}
+    preset = values.pop("preset", None)
+    if preset is None:
+        return values
+    return {**preset_settings(str(preset), "algorithm.repro.preset"), **values}
 
 
 def _numpy(value: Any, dtype: type[np.generic]) -> np.ndarray:

@@ -22,12 +22,12 @@ import copy
 import dataclasses
 import uuid
 from collections.abc import Sequence
-from typing import Any, cast
+from typing import Any
 
 import numpy as np
 import torch
 import transfer_queue as tq
-from omegaconf import DictConfig, OmegaConf, open_dict
+from omegaconf import DictConfig, open_dict
 from transfer_queue import KVBatchMeta
 from verl.trainer.ppo.v1.trainer_base import register_trainer
 from verl.trainer.ppo.v1.trainer_sync import PPOTrainerSync
@@ -40,7 +40,15 @@ from ..config import ReproConfig
 from ..errors import ReproError
 from ..objective import AnswerIds, AnswerTokens
 from ..pipeline import cut_selector, step_metrics
-from .estimators import ALIASES, ESTIMATORS, ProcessRewards, check_algorithm_keys, estimator_of, process_rewards
+from .estimators import (
+    ALIASES,
+    ESTIMATORS,
+    ProcessRewards,
+    check_algorithm_keys,
+    estimator_of,
+    process_rewards,
+    repro_block,
+)
 
 __all__ = ["OUTSIDE_THE_BLOCK", "PROBE_PARTITION", "REPRO_KEYS", "ReproTrainerSync", "repro_config"]
 
@@ -77,11 +85,7 @@ def repro_config(config: DictConfig) -> ReproConfig:
             "algorithm.adv_estimator", f"repro_sync needs one of {', '.join([*ESTIMATORS, *ALIASES])}, got {name!r}"
         )
     check_algorithm_keys(algorithm)
-    block = algorithm.get("repro")
-    if block is not None and not isinstance(block, DictConfig):
-        raise ReproError("algorithm.repro", f"expected a mapping, got {block!r}")
-    values = cast(dict, OmegaConf.to_container(block or OmegaConf.create(), resolve=True))
-    repro = {str(key): value for key, value in values.items()}
+    repro = repro_block(algorithm)
     for key in repro:
         if key in OUTSIDE_THE_BLOCK:
             source = OUTSIDE_THE_BLOCK[key]
