@@ -69,3 +69,12 @@ def test_verl_switch_composes_into_a_repro_sync_run():
     assert (config.trainer.v1.trainer_mode, config.algorithm.adv_estimator) == ("repro_sync", "repro_grpo")
     repro = repro_config(config)
     assert (repro.estimator, repro.alpha, repro.k, repro.w, repro.delimiters) == ("grpo", 0.1, 20, 0.1, "paper")
+
+
+def test_authors_recipe_snippet_runs(tmp_path, monkeypatch):
+    snippet = re.search(r"```python\n(from repro_core.config import preset_config.*?)```", README, re.S).group(1)
+    monkeypatch.chdir(tmp_path)
+    namespace: dict = {}
+    exec(snippet, namespace)
+    assert namespace["config"].w == 0.0 and namespace["config"].k == 30
+    assert namespace["args"].repro_settings().alpha == 0.05

@@ -345,6 +345,13 @@ def test_bad_answer_template(model_dir):
         make_trainer(model_dir, "repro_grpo", "+algorithm.repro.answer_template=boxed")
 
 
+def test_settings_resolved_for_the_tokenizer_name_the_verl_key(model_dir):
+    """An explicit think-end that is not one token is found when the tokenizer is known: named as the key."""
+    with pytest.raises(ReproError) as caught:
+        make_trainer(model_dir, "repro_grpo", "+algorithm.repro.think_end='<answer>'")
+    assert caught.value.argument == "algorithm.repro.think_end"
+
+
 @pytest.mark.slow
 def test_bad_batches(transfer_queue, model_dir):
     trainer = make_trainer(model_dir, dp_size=1)

@@ -28,12 +28,13 @@ class ReproGRPOTrainer(GRPOTrainer):
 
     After the parent has generated and scored a batch, the current policy (``self.model``) scores
     the local completions: entropies at the sampling temperature, cut points, J at temperature 1
-    (``repro_core.pipeline.ReproScorer``). The per-completion results are gathered over processes,
-    normalised per group on the whole batch (groups can straddle processes) and sliced back exactly
-    as the parent slices its own advantages. With ``repro_estimator="grpo"`` the outcome part is
-    TRL's advantage (so ``scale_rewards`` and ``multi_objective_aggregation`` apply) and the process
-    part follows ``scale_rewards`` (the group's std, the batch's, or none); the other
-    estimators compute it from the weighted sum of the rewards (docs/method.md, "Advantages").
+    unless ``repro_j_at_rollout_temperature`` (``repro_core.pipeline.ReproScorer``). The
+    per-completion results are gathered over processes, normalised per group on the whole batch
+    (groups can straddle processes) and sliced back exactly as the parent slices its own
+    advantages. With ``repro_estimator="grpo"`` the outcome part is TRL's advantage (so
+    ``scale_rewards`` and ``multi_objective_aggregation`` apply) and the process part follows
+    ``scale_rewards`` (the group's std, the batch's, or none); the other estimators compute it
+    from the weighted sum of the rewards (docs/method.md, "Advantages").
 
     Takes the same arguments as ``GRPOTrainer``; ``args`` must be a ``ReproGRPOConfig``.
     """

@@ -136,10 +136,15 @@ class ReproTrainerSync(PPOTrainerSync):
 
     def _init_tokenizer(self) -> None:
         super()._init_tokenizer()
-        self._select = cut_selector(self.tokenizer, self.repro)
-        self._answer_ids = AnswerTokens(
-            self.tokenizer, self.repro.answer_template, self.repro.j_tokens, self.repro.answer_special_tokens
-        )
+        try:  # the settings resolved for the tokenizer (think_end, delimiters): named as verl keys
+            self._select = cut_selector(self.tokenizer, self.repro)
+            self._answer_ids = AnswerTokens(
+                self.tokenizer, self.repro.answer_template, self.repro.j_tokens, self.repro.answer_special_tokens
+            )
+        except ReproError as error:
+            if error.argument in REPRO_KEYS:
+                raise error.renamed(f"algorithm.repro.{error.argument}") from None
+            raise
 
     def _compute_advantage(self, batch: KVBatchMeta, metrics: dict) -> KVBatchMeta:
         process = self._process_rewards(batch, metrics)
