@@ -229,10 +229,3 @@ def test_score_flags_derive_from_the_repro_arguments():
         if name != "k":  # unset: every paragraph boundary is a cut point
             assert (flag.default, flag.metadata) == (flags[flag.name].default, flags[flag.name].metadata), name
 
-
-def test_verl_keys_derive_from_the_config():
-    pytest.importorskip("verl")
-    from repro_core.verl.trainer import OUTSIDE_THE_BLOCK, REPRO_KEYS
-
-    assert set(REPRO_KEYS) | set(OUTSIDE_THE_BLOCK) == set(CONFIG_FIELDS)
-    assert not set(REPRO_KEYS) & set(OUTSIDE_THE_BLOCK)

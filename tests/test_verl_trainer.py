@@ -32,7 +32,8 @@ import tiny  # noqa: E402
 from repro_core import ReproError  # noqa: E402
 from repro_core.pipeline import ReproConfig, ReproScorer  # noqa: E402
 from repro_core.verl import ESTIMATORS, ReproTrainerSync  # noqa: E402
-from repro_core.verl.trainer import OUTSIDE_THE_BLOCK, PROBE_PARTITION, REPRO_KEYS, repro_config  # noqa: E402
+from repro_core.verl.estimators import OUTSIDE_THE_BLOCK, REPRO_KEYS  # noqa: E402
+from repro_core.verl.trainer import PROBE_PARTITION, repro_config  # noqa: E402
 
 # verl warns that a non-gae estimator runs without a critic, as meant here.
 pytestmark = pytest.mark.filterwarnings("ignore:Disabled critic:UserWarning")

@@ -164,6 +164,10 @@ class ReproConfig:
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
+    def advantage_options(self) -> dict[str, Any]:
+        """These settings as the keywords of ``compute_advantages`` (``ADVANTAGE_SETTINGS``)."""
+        return {name: getattr(self, name) for name in ADVANTAGE_SETTINGS}
+
 
 def check_setting(name: str, value: Any) -> None:
     """The check of one model-side setting of ``ReproConfig``, by field name (ReproError naming it)."""
@@ -226,6 +230,8 @@ def check_setting(name: str, value: Any) -> None:
 
 #: A LaTeX command directly followed by the rendered answer (the sentinel "\0").
 _BARE_COMMAND = re.compile(r"(\\[A-Za-z]+)\0")
+#: The settings that are keywords of ``compute_advantages`` of the same name.
+ADVANTAGE_SETTINGS = ("alpha", "gamma", "lam", "stats_include_baseline", "drop_first_token_reward", "critic_target")
 #: The settings ``check_setting`` checks; the others are ``check_options``'.
 _MODEL_SIDE = (
     "delimiters", "think_end", "answer_template", "j_tokens", "answer_special_tokens", "j_at_rollout_temperature",

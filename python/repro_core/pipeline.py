@@ -123,15 +123,10 @@ class ReproScorer:
             positions,
             response_mask,
             group_index,
-            alpha=config.alpha,
-            gamma=config.gamma,
-            lam=config.lam,
             values=values,
             token_rewards=token_rewards,
             process_std=process_std,
-            stats_include_baseline=config.stats_include_baseline,
-            drop_first_token_reward=config.drop_first_token_reward,
-            critic_target=config.critic_target,
+            **config.advantage_options(),
         )
 
     def score(

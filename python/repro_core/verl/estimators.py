@@ -33,7 +33,7 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from contextvars import ContextVar
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from typing import Any, cast
 
 import numpy as np
@@ -43,14 +43,15 @@ from verl.trainer.ppo.core_algos import register_adv_est
 
 from .. import _api
 from .._api import Cuts, Estimator, compute_advantages
-from ..config import ReproConfig, preset_settings
+from ..config import ADVANTAGE_SETTINGS, ReproConfig, preset_settings
 from ..errors import ReproError
 
 __all__ = [
     "ALIASES",
-    "DEFAULT_ALPHA",
     "ESTIMATORS",
+    "OUTSIDE_THE_BLOCK",
     "REFUSED_KEYS",
+    "REPRO_KEYS",
     "ProcessRewards",
     "ReproEstimator",
     "check_algorithm_keys",
@@ -77,21 +78,35 @@ ALIASES: dict[str, str] = {
     "repro_reinforce_plus_plus": "repro_reinforce_pp",
     "repro_reinforce_plus_plus_baseline": "repro_reinforce_pp_baseline",
 }
-DEFAULT_ALPHA = ReproConfig.alpha
-
 #: The authors' fork's keys at the top of ``algorithm`` -> the project's key for that setting.
 #: Refused rather than honoured: one spelling per setting, and no run silently on the default.
 REFUSED_KEYS: dict[str, str] = {"repro_alpha": "algorithm.repro.alpha", "num_forking_token": "algorithm.repro.k"}
 
-#: The verl keys that set ``compute_advantages``'s options (a ReproError from the core names them).
-_OPTION_KEYS = {
-    "alpha": "algorithm.repro.alpha",
+#: ``ReproConfig`` fields that are not keys of ``algorithm.repro``, each with where it comes from.
+#: verl's own config already has the first four; the last two choose how ``ObjectiveScorer`` runs
+#: J on one machine, and the verl path runs J otherwise (one probe row per cut point through the
+#: actor workers, batched by verl's own ``log_prob_*`` token limits), so it does not use them yet.
+OUTSIDE_THE_BLOCK: dict[str, str] = {
+    "estimator": "algorithm.adv_estimator",
     "gamma": "algorithm.gamma",
     "lam": "algorithm.lam",
+    "temperature": "actor_rollout_ref.rollout.temperature",
+    "objective_mode": "not used by repro_sync: J runs through the actor workers, one probe row per cut point",
+    "max_batch_tokens": "not used by repro_sync: verl's log_prob_* token limits batch the probe rows",
+}
+
+#: Keys of ``algorithm.repro``: every other ``ReproConfig`` field.
+REPRO_KEYS: tuple[str, ...] = tuple(f.name for f in fields(ReproConfig) if f.name not in OUTSIDE_THE_BLOCK)
+
+#: The advantage options that the estimators read from ``algorithm.repro``; gamma and lam come from
+#: ``algorithm``, where verl's own estimators read them.
+_BLOCK_OPTIONS = tuple(name for name in ADVANTAGE_SETTINGS if name not in OUTSIDE_THE_BLOCK)
+#: The verl keys that set ``compute_advantages``'s options (a ReproError from the core names them).
+_OPTION_KEYS = {
+    **{name: f"algorithm.repro.{name}" for name in _BLOCK_OPTIONS},
+    "gamma": OUTSIDE_THE_BLOCK["gamma"],
+    "lam": OUTSIDE_THE_BLOCK["lam"],
     "norm_by_std": "algorithm.norm_adv_by_std_in_grpo",
-    "stats_include_baseline": "algorithm.repro.stats_include_baseline",
-    "drop_first_token_reward": "algorithm.repro.drop_first_token_reward",
-    "critic_target": "algorithm.repro.critic_target",
 }
 _MISSING = object()
 
@@ -221,16 +236,13 @@ class ReproEstimator:
                 process.cuts.positions,
                 mask,
                 groups,
-                alpha=_get(repro, "alpha", DEFAULT_ALPHA),
                 gamma=_get(config, "gamma", 1.0),
                 lam=_get(config, "lam", 1.0) if estimator == "ppo" else 1.0,
                 # verl's grpo reads this flag; dr_grpo never divides, the others have no group std.
                 norm_by_std=_get(config, "norm_adv_by_std_in_grpo", True) if estimator == "grpo" else True,
                 values=values,
                 token_rewards=scores if per_token else None,
-                stats_include_baseline=_get(repro, "stats_include_baseline", ReproConfig.stats_include_baseline),
-                drop_first_token_reward=_get(repro, "drop_first_token_reward", ReproConfig.drop_first_token_reward),
-                critic_target=_get(repro, "critic_target", ReproConfig.critic_target),
+                **{name: repro.get(name, getattr(ReproConfig, name)) for name in _BLOCK_OPTIONS},
             )
         except ReproError as error:
             if error.argument in _OPTION_KEYS:

@@ -19,7 +19,6 @@ the advantage step is verl's ``PPOTrainerSync``. The advantage step:
 from __future__ import annotations
 
 import copy
-import dataclasses
 import uuid
 from collections.abc import Sequence
 from typing import Any
@@ -43,6 +42,8 @@ from ..pipeline import cut_selector, step_metrics
 from .estimators import (
     ALIASES,
     ESTIMATORS,
+    OUTSIDE_THE_BLOCK,
+    REPRO_KEYS,
     ProcessRewards,
     check_algorithm_keys,
     estimator_of,
@@ -50,27 +51,10 @@ from .estimators import (
     repro_block,
 )
 
-__all__ = ["OUTSIDE_THE_BLOCK", "PROBE_PARTITION", "REPRO_KEYS", "ReproTrainerSync", "repro_config"]
+__all__ = ["PROBE_PARTITION", "ReproTrainerSync", "repro_config"]
 
 #: TransferQueue partition of the probe rows; they live there for one advantage step.
 PROBE_PARTITION = "repro_probe"
-
-#: ``ReproConfig`` fields that are not keys of ``algorithm.repro``, each with where it comes from.
-#: verl's own config already has the first four; the last two choose how ``ObjectiveScorer`` runs
-#: J on one machine, and the verl path runs J otherwise (one probe row per cut point through the
-#: actor workers, batched by verl's own ``log_prob_*`` token limits), so it does not use them yet.
-OUTSIDE_THE_BLOCK: dict[str, str] = {
-    "estimator": "algorithm.adv_estimator",
-    "gamma": "algorithm.gamma",
-    "lam": "algorithm.lam",
-    "temperature": "actor_rollout_ref.rollout.temperature",
-    "objective_mode": "not used by repro_sync: J runs through the actor workers, one probe row per cut point",
-    "max_batch_tokens": "not used by repro_sync: verl's log_prob_* token limits batch the probe rows",
-}
-
-#: Keys of ``algorithm.repro``: every other ``ReproConfig`` field (the estimator itself reads ``alpha``).
-REPRO_KEYS: tuple[str, ...] = tuple(f.name for f in dataclasses.fields(ReproConfig) if f.name not in OUTSIDE_THE_BLOCK)
-
 
 def repro_config(config: DictConfig) -> ReproConfig:
     """The ``ReproConfig`` of a verl run: ``algorithm.repro.*`` (``REPRO_KEYS``), the estimator (a
