@@ -39,23 +39,21 @@ def load(path: str) -> ModuleType:
 
 
 def pipeline(core: ModuleType, batch, j: np.ndarray):
-    """The pipeline through one build; keywords a build does not have are left at their defaults."""
+    """The pipeline through one build, with grpo's default options in the build's own convention:
+    one ``options`` mapping, or (builds before it) alpha, gamma, lam and norm_by_std in line."""
     table = core.DelimiterTable.from_ids(np.asarray(batch.delimiters, dtype=np.int64))
-    positional = ("grpo", batch.outcome_rewards, None, None, None, batch.response_mask, batch.group_index,
-                  0.1, 1.0, 1.0, True, None, None)
-    # Options added later take their default values positionally after the original thirteen.
-    defaults = {"process_std": "group", "stats_include_baseline": False, "drop_first_token_reward": False,
-                "critic_target": "gae"}
-    names = inspect.signature(core.compute_advantages).parameters
-    extra = tuple(defaults[name] for name in list(names)[len(positional):])
+    defaults = {"alpha": 0.1, "gamma": 1.0, "lam": 1.0, "norm_by_std": True, "process_std": "group",
+                "stats_include_baseline": False, "drop_first_token_reward": False, "critic_target": "gae"}
+    in_one_mapping = "options" in inspect.signature(core.compute_advantages).parameters
 
     def run() -> np.ndarray:
         offsets, positions, _ = core.select_cuts(batch.token_ids, batch.response_mask, batch.entropies, table,
                                                  batch.k, batch.think_end_id)
         rewards = core.score_steps(j, offsets, 0.1, None)[3]
-        args = list(positional)
-        args[2:5] = rewards, offsets, positions
-        return core.compute_advantages(*args, *extra)[0]
+        inputs = ("grpo", batch.outcome_rewards, rewards, offsets, positions, batch.response_mask, batch.group_index)
+        if in_one_mapping:
+            return core.compute_advantages(*inputs, None, None, defaults)[0]
+        return core.compute_advantages(*inputs, 0.1, 1.0, 1.0, True, None, None)[0]
 
     return run
 

@@ -230,16 +230,33 @@ def check_options(
         _estimator(estimator),
         _integer(k, "k"),
         _number(w, "w"),
-        _number(alpha, "alpha"),
-        _number(gamma, "gamma"),
-        _number(lam, "lam"),
         None if stability_ema is None else _number(stability_ema, "stability_ema"),
-        _flag(norm_by_std, "norm_by_std"),
-        _name(process_std, "process_std"),
-        _flag(stats_include_baseline, "stats_include_baseline"),
-        _flag(drop_first_token_reward, "drop_first_token_reward"),
-        _name(critic_target, "critic_target"),
+        _advantage_options(alpha, gamma, lam, norm_by_std, process_std, stats_include_baseline,
+                           drop_first_token_reward, critic_target),
     )
+
+
+def _advantage_options(
+    alpha: Any,
+    gamma: Any,
+    lam: Any,
+    norm_by_std: Any,
+    process_std: Any,
+    stats_include_baseline: Any,
+    drop_first_token_reward: Any,
+    critic_target: Any,
+) -> _core._AdvantageOptions:
+    """The options of ``compute_advantages`` as the extension reads them, each type checked."""
+    return {
+        "alpha": _number(alpha, "alpha"),
+        "gamma": _number(gamma, "gamma"),
+        "lam": _number(lam, "lam"),
+        "norm_by_std": _flag(norm_by_std, "norm_by_std"),
+        "process_std": _name(process_std, "process_std"),
+        "stats_include_baseline": _flag(stats_include_baseline, "stats_include_baseline"),
+        "drop_first_token_reward": _flag(drop_first_token_reward, "drop_first_token_reward"),
+        "critic_target": _name(critic_target, "critic_target"),
+    }
 
 
 def _name(value: Any, argument: str) -> str:
@@ -357,15 +374,9 @@ def compute_advantages(
         _array(positions, "positions", "ids", 1),
         _array(response_mask, "response_mask", "mask", 2),
         _array(group_index, "group_index", "ids", 1),
-        _number(alpha, "alpha"),
-        _number(gamma, "gamma"),
-        _number(lam, "lam"),
-        _flag(norm_by_std, "norm_by_std"),
         None if values is None else _array(values, "values", "floats", 2),
         None if token_rewards is None else _array(token_rewards, "token_rewards", "floats", 2),
-        _name(process_std, "process_std"),
-        _flag(stats_include_baseline, "stats_include_baseline"),
-        _flag(drop_first_token_reward, "drop_first_token_reward"),
-        _name(critic_target, "critic_target"),
+        _advantage_options(alpha, gamma, lam, norm_by_std, process_std, stats_include_baseline,
+                           drop_first_token_reward, critic_target),
     )
     return Advantages(advantages, returns)

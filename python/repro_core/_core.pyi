@@ -1,5 +1,5 @@
 # Hand-written stubs of the extension module built from rust/repro-py.
-from typing import Final, final
+from typing import Final, TypedDict, final
 
 import numpy as np
 import numpy.typing as npt
@@ -21,19 +21,20 @@ __all__ = [
 PARALLEL_MIN_ELEMENTS: Final[int]
 ESTIMATORS: Final[tuple[str, ...]]
 
+class _AdvantageOptions(TypedDict):
+    """The options of ``compute_advantages``, a mapping (the extension reads it by key)."""
+
+    alpha: float
+    gamma: float
+    lam: float
+    norm_by_std: bool
+    process_std: str
+    stats_include_baseline: bool
+    drop_first_token_reward: bool
+    critic_target: str
+
 def check_options(
-    estimator: str,
-    k: int,
-    w: float,
-    alpha: float,
-    gamma: float,
-    lam: float,
-    stability_ema: float | None,
-    norm_by_std: bool,
-    process_std: str,
-    stats_include_baseline: bool,
-    drop_first_token_reward: bool,
-    critic_target: str,
+    estimator: str, k: int, w: float, stability_ema: float | None, options: _AdvantageOptions
 ) -> None: ...
 
 @final
@@ -90,15 +91,8 @@ def compute_advantages(
     positions: _Ints1,
     response_mask: _Mask2,
     group_index: _Ints1,
-    alpha: float,
-    gamma: float,
-    lam: float,
-    norm_by_std: bool,
     values: _Floats2 | None,
     token_rewards: _Floats2 | None,
-    process_std: str,
-    stats_include_baseline: bool,
-    drop_first_token_reward: bool,
-    critic_target: str,
+    options: _AdvantageOptions,
 ) -> tuple[_F32, _F32 | None]:
     """-> (advantages (B, T), returns (B, T) for "ppo" and "reinforce_pp" else None)."""

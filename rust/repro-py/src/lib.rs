@@ -194,65 +194,50 @@ fn cut_count(k: i64) -> PyResult<usize> {
     usize::try_from(k).map_err(|_| raise(repro_core::Error::new("k", format!("expected an integer >= 0, got {k}"))))
 }
 
+/// The options of `compute_advantages`, read from the mapping `repro_core._api` builds.
+#[derive(FromPyObject)]
+#[pyo3(from_item_all)]
+struct AdvantageOptions {
+    alpha: f64,
+    gamma: f64,
+    lam: f64,
+    norm_by_std: bool,
+    process_std: String,
+    stats_include_baseline: bool,
+    drop_first_token_reward: bool,
+    critic_target: String,
+}
+
+impl AdvantageOptions {
+    /// The core's options, with the names of the enums parsed.
+    fn parse(self) -> PyResult<Options> {
+        Ok(Options {
+            alpha: self.alpha,
+            gamma: self.gamma,
+            lam: self.lam,
+            norm_by_std: self.norm_by_std,
+            process_std: ProcessStd::parse(&self.process_std).map_err(raise)?,
+            stats_include_baseline: self.stats_include_baseline,
+            drop_first_token_reward: self.drop_first_token_reward,
+            critic_target: CriticTarget::parse(&self.critic_target).map_err(raise)?,
+        })
+    }
+}
+
 /// The checks of every option of `select_cuts`, `score_steps` and `compute_advantages`, without data.
 #[pyfunction]
-#[pyo3(signature = (
-    estimator, k, w, alpha, gamma, lam, stability_ema, norm_by_std, process_std, stats_include_baseline,
-    drop_first_token_reward, critic_target,
-))]
-#[allow(clippy::too_many_arguments)]
+#[pyo3(signature = (estimator, k, w, stability_ema, options))]
 fn check_options(
     estimator: &str,
     k: i64,
     w: f64,
-    alpha: f64,
-    gamma: f64,
-    lam: f64,
     stability_ema: Option<f64>,
-    norm_by_std: bool,
-    process_std: &str,
-    stats_include_baseline: bool,
-    drop_first_token_reward: bool,
-    critic_target: &str,
+    options: AdvantageOptions,
 ) -> PyResult<()> {
     let estimator = Estimator::parse(estimator).map_err(raise)?;
     cut_count(k)?;
     repro_core::check_score_options(w, stability_ema).map_err(raise)?;
-    let options = options(
-        alpha,
-        gamma,
-        lam,
-        norm_by_std,
-        process_std,
-        stats_include_baseline,
-        drop_first_token_reward,
-        critic_target,
-    )?;
-    options.check(estimator).map_err(raise)
-}
-
-/// The advantage options, with the names of the enums parsed.
-#[allow(clippy::too_many_arguments)]
-fn options(
-    alpha: f64,
-    gamma: f64,
-    lam: f64,
-    norm_by_std: bool,
-    process_std: &str,
-    stats_include_baseline: bool,
-    drop_first_token_reward: bool,
-    critic_target: &str,
-) -> PyResult<Options> {
-    Ok(Options {
-        alpha,
-        gamma,
-        lam,
-        norm_by_std,
-        process_std: ProcessStd::parse(process_std).map_err(raise)?,
-        stats_include_baseline,
-        drop_first_token_reward,
-        critic_target: CriticTarget::parse(critic_target).map_err(raise)?,
-    })
+    options.parse()?.check(estimator).map_err(raise)
 }
 
 #[pyfunction]
@@ -313,9 +298,8 @@ fn score_steps<'py>(
 
 #[pyfunction]
 #[pyo3(signature = (
-    estimator, outcome_rewards, step_rewards, offsets, positions, response_mask, group_index,
-    alpha, gamma, lam, norm_by_std, values, token_rewards, process_std, stats_include_baseline,
-    drop_first_token_reward, critic_target,
+    estimator, outcome_rewards, step_rewards, offsets, positions, response_mask, group_index, values,
+    token_rewards, options,
 ))]
 #[allow(clippy::too_many_arguments)]
 fn compute_advantages<'py>(
@@ -327,28 +311,12 @@ fn compute_advantages<'py>(
     positions: Ints1<'py>,
     response_mask: Mask2<'py>,
     group_index: Ints1<'py>,
-    alpha: f64,
-    gamma: f64,
-    lam: f64,
-    norm_by_std: bool,
     values: Option<Floats2<'py>>,
     token_rewards: Option<Floats2<'py>>,
-    process_std: &str,
-    stats_include_baseline: bool,
-    drop_first_token_reward: bool,
-    critic_target: &str,
+    options: AdvantageOptions,
 ) -> PyResult<(Float32Matrix<'py>, Option<Float32Matrix<'py>>)> {
     let estimator = Estimator::parse(estimator).map_err(raise)?;
-    let options = options(
-        alpha,
-        gamma,
-        lam,
-        norm_by_std,
-        process_std,
-        stats_include_baseline,
-        drop_first_token_reward,
-        critic_target,
-    )?;
+    let options = options.parse()?;
     let (outcome_rewards, step_rewards) = (outcome_rewards.values(), step_rewards.values());
     let (offsets, positions, group_index) = (offsets.values(), positions.values(), group_index.values());
     let mask = response_mask.rows();
