@@ -56,12 +56,12 @@ def test_one_verl_name_per_estimator():
 
 
 def test_the_package_imports_its_modules_in_order_without_back_edges():
-    """estimators, then the TRL fix, then the trainer; no module imports from the package itself."""
+    """estimators, then the TRL fix, the worker, the trainer; no module imports from the package itself."""
     package = Path(repro_core.verl.__file__).parent
     imports = [line.split()[1] for line in (package / "__init__.py").read_text().splitlines()
                if line.startswith("from .")]
-    assert imports == [".estimators", ".compat", ".trainer"]
-    for module in ("estimators.py", "compat.py", "trainer.py"):
+    assert imports == [".estimators", ".compat", ".worker", ".trainer"]
+    for module in ("estimators.py", "compat.py", "worker.py", "trainer.py"):
         text = (package / module).read_text()
         assert "from . import" not in text and "from .__init__" not in text, module
     assert "from .estimators import" in (package / "trainer.py").read_text()

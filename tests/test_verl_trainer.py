@@ -1,6 +1,7 @@
 """The repro_sync trainer on the real verl 0.9 and TransferQueue (a local Ray on CPU): its advantage
-step, with a real tiny model standing in for the actor workers' compute_log_prob, equals the
-ReproScorer pipeline on the same rollouts."""
+step, with a real tiny model standing in for the actor workers (verl's compute_log_prob, and
+ReproActorWorker's compute_repro_objective through the worker's own objective_of_shard), equals the
+ReproScorer pipeline on the same rollouts, in both objective modes."""
 
 from __future__ import annotations
 
@@ -26,6 +27,7 @@ from omegaconf import open_dict  # noqa: E402
 from tensordict import TensorDict  # noqa: E402
 from transfer_queue import KVBatchMeta  # noqa: E402
 from verl.trainer.ppo.v1 import get_trainer_cls  # noqa: E402
+from verl.utils import tensordict_utils as tu  # noqa: E402
 from verl.utils.tensordict_utils import list_of_dict_to_tensordict  # noqa: E402
 
 import tiny  # noqa: E402
@@ -34,6 +36,7 @@ from repro_core.pipeline import ReproConfig, ReproScorer  # noqa: E402
 from repro_core.verl import ESTIMATORS, ReproTrainerSync  # noqa: E402
 from repro_core.verl.estimators import OUTSIDE_THE_BLOCK, REPRO_KEYS  # noqa: E402
 from repro_core.verl.trainer import PROBE_PARTITION, repro_config  # noqa: E402
+from repro_core.verl.worker import ReproActorWorker, objective_of_shard  # noqa: E402
 
 # verl warns that a non-gae estimator runs without a critic, as meant here.
 pytestmark = pytest.mark.filterwarnings("ignore:Disabled critic:UserWarning")
@@ -69,8 +72,9 @@ class TinyActorWorkers:
     real transformers model. Like verl's engine workers it writes ``log_probs`` (and ``entropy`` when
     asked) over the whole sequence, shifted left by one, at the batch's temperature; the batch must
     split evenly over ``dp_size`` data-parallel ranks and each rank's share into micro-batches of
-    ``micro_batch`` rows (verl's fixed batch size). ``tests/verl_engine.py`` checks these semantics
-    against verl's own FSDP worker."""
+    ``micro_batch`` rows (verl's fixed batch size). ``compute_repro_objective`` splits its batches as
+    verl's dispatch does and runs ``ReproActorWorker``'s own ``objective_of_shard`` on each rank's
+    share. ``tests/verl_engine.py`` checks these semantics against verl's own FSDP2 worker."""
 
     def __init__(self, model, dp_size: int, micro_batch: int) -> None:
         self.model = model
@@ -78,6 +82,18 @@ class TinyActorWorkers:
         self.micro_batch = micro_batch
         self._dispatch_info: dict[str, list[int]] = {}
         self.batches: list[KVBatchMeta] = []
+
+    def compute_repro_objective(self, probes: KVBatchMeta, rollouts: KVBatchMeta) -> KVBatchMeta:
+        assert probes.keys == rollouts.keys and probes.partition_id == PROBE_PARTITION
+        for probe_shard, rollout_shard in zip(probes.chunk(self.dp_size), rollouts.chunk(self.dp_size), strict=True):
+            data = tq.kv_batch_get(keys=probe_shard.keys, partition_id=PROBE_PARTITION, select_fields=probes.fields)
+            tu.assign_non_tensor(data, **probes.extra_info)
+            rows = tq.kv_batch_get(keys=rollout_shard.keys, partition_id=rollouts.partition_id,
+                                   select_fields=rollouts.fields)
+            tq.kv_batch_put(keys=probe_shard.keys, partition_id=PROBE_PARTITION,
+                            fields=objective_of_shard(self.model, data, rows))
+        self.batches.append(probes)
+        return probes
 
     def _query_dispatch_info(self, role: str) -> list[int]:
         return list(range(self.dp_size))
@@ -112,7 +128,7 @@ def verl_config(model_dir, estimator: str = "repro_grpo", *overrides: str):
             f"actor_rollout_ref.rollout.n={GROUP}", f"actor_rollout_ref.rollout.temperature={TEMPERATURE}",
             f"actor_rollout_ref.model.path={model_dir}", "trainer.critic_warmup=100", "trainer.device=cpu",
             f"actor_rollout_ref.rollout.log_prob_micro_batch_size_per_gpu={MICRO_BATCH}",
-            *overrides,
+            "actor_rollout_ref.actor.strategy=fsdp2", *overrides,
         ])
 
 
@@ -201,10 +217,12 @@ def pipeline(model, tokenizer, rows: list[dict], estimator: str, values=None, **
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("estimator", ["repro_grpo", "repro_dr_grpo", "repro_reinforce_pp",
-                                       "repro_reinforce_pp_baseline"])
-def test_advantage_step_equals_the_pipeline(transfer_queue, model_dir, estimator):
-    trainer = make_trainer(model_dir, estimator)
+@pytest.mark.parametrize(("estimator", "mode"), [
+    ("repro_grpo", "shared"), ("repro_dr_grpo", "shared"), ("repro_reinforce_pp", "shared"),
+    ("repro_reinforce_pp_baseline", "shared"), ("repro_grpo", "per_cut"), ("repro_reinforce_pp", "per_cut"),
+])
+def test_advantage_step_equals_the_pipeline(transfer_queue, model_dir, estimator, mode):
+    trainer = make_trainer(model_dir, estimator, f"+algorithm.repro.objective_mode={mode}")
     rows = rollouts(trainer.tokenizer, seed=len(estimator))
     batch, metrics = advantage_step(trainer, put_batch(rows))
     assert len(batch) == 8 and sum(tag.get("is_padding", False) for tag in batch.tags) == 2  # 6 rows, 4 ranks
@@ -218,11 +236,44 @@ def test_advantage_step_equals_the_pipeline(transfer_queue, model_dir, estimator
     assert metrics["repro/num_cuts"] == pytest.approx(np.diff(expected.cuts.offsets).mean())
     assert metrics["repro/J_b"] == pytest.approx(expected.j_baseline.mean(), abs=1e-4)
     assert metrics["repro/J_end"] == pytest.approx(expected.j_end.mean(), abs=1e-4)
-    # One probe per cut point of the real rows, padded to the ranks, run at temperature 1 and cleared.
     probes = trainer.actor_rollout_wg.batches[-1]
     assert probes.partition_id == PROBE_PARTITION and probes.extra_info["temperature"] == 1.0
-    assert len(expected.j) <= len(probes) < len(expected.j) + 4 * MICRO_BATCH and len(probes) % (4 * MICRO_BATCH) == 0
-    assert not tq.kv_list(PROBE_PARTITION).get(PROBE_PARTITION)
+    if mode == "per_cut":  # one probe row per cut point of the real rows, padded to the ranks
+        assert len(expected.j) <= len(probes) < len(expected.j) + 4 * MICRO_BATCH
+        assert len(probes) % (4 * MICRO_BATCH) == 0
+    else:  # one entry per batch row: its cut points and answer ids, not a probe row
+        assert sorted(probes.keys) == sorted(batch.keys)
+    sequence_tokens = sum(tag["seq_len"] for tag in batch.tags)
+    if mode == "shared":  # each row's prefix up to its last cut once, and one answer per cut point
+        answer = len(trainer._answer_ids(ANSWER, 0).ids)
+        tokens = sum(len(row["prompt"]) + int(points.max()) + len(points) * answer
+                     for row, points in zip(rows, expected.cuts.rows(), strict=True))
+        assert metrics["repro/objective_token_ratio"] == pytest.approx(tokens / sequence_tokens)
+    else:
+        assert metrics["repro/objective_token_ratio"] > 1  # a prefix per cut point
+    assert not tq.kv_list(PROBE_PARTITION).get(PROBE_PARTITION)  # cleared
+    tq.kv_clear(keys=batch.keys, partition_id=batch.partition_id)
+
+
+@pytest.mark.slow
+def test_shared_j_equals_per_cut(transfer_queue, model_dir):
+    """The two paths' J on one batch: uneven lengths, rows with and without a think-end tag or a
+    paragraph break, verl's padding rows (no cut points), shards of very unequal work."""
+    trainer = make_trainer(model_dir, "repro_grpo")
+    rows = rollouts(trainer.tokenizer, seed=3)
+    rows[0]["response"] = rows[0]["response"] * 4  # one long response
+    rows[1]["response"] = rows[1]["response"][:1]  # one of a single token
+    metrics: dict = {}
+    batch = trainer._balance_batch(put_batch(rows), metrics=metrics)
+    assert any(tag.get("is_padding", False) for tag in batch.tags)  # 6 rows on 4 ranks: padded to 8
+    batch.extra_info["temperature"] = TEMPERATURE
+    batch = trainer._compute_old_log_prob(batch, metrics=metrics)
+    read = trainer._rollouts(batch)
+    shared, shared_tokens = trainer._objective_shared(batch, read.real, read.prompts, read.answers, read.cuts)
+    per_cut, per_cut_tokens = trainer._objective_per_cut(read.prompts, read.completions, read.answers, read.cuts)
+    assert len(shared) == len(read.cuts.positions) > len(rows)
+    np.testing.assert_allclose(shared, per_cut, atol=1e-4)
+    assert shared_tokens < per_cut_tokens / 2
     tq.kv_clear(keys=batch.keys, partition_id=batch.partition_id)
 
 
@@ -282,6 +333,10 @@ def test_config_block(model_dir):
     config = repro_config(verl_config(model_dir, "repro_grpo", "+algorithm.repro.j_tokens=answer",
                                       "+algorithm.repro.j_at_rollout_temperature=true"))
     assert config.j_tokens == "answer" and config.j_at_rollout_temperature
+    assert (config.objective_mode, config.max_batch_tokens) == ("shared", 16384)  # the defaults
+    config = repro_config(verl_config(model_dir, "repro_grpo", "+algorithm.repro.objective_mode=per_cut",
+                                      "+algorithm.repro.max_batch_tokens=4096"))
+    assert (config.objective_mode, config.max_batch_tokens) == ("per_cut", 4096)
     trainer = ReproTrainerSync(verl_config(model_dir))
     assert trainer.trainer_mode == "sync"  # verl's sync replay buffer and refills
 
@@ -291,7 +346,13 @@ def test_config_block(model_dir):
     ("repro_grpo", ["+algorithm.repro.kk=2"], r"algorithm.repro: unknown keys \['kk'\]"),
     ("repro_grpo", ["+algorithm.repro.delimiters=[1,2]", "+algorithm.repro.think_end=2.5"],
      "algorithm.repro.think_end: expected"),
-    ("repro_grpo", ["+algorithm.repro.objective_mode=per_cut"], "algorithm.repro.objective_mode: not a key"),
+    ("repro_grpo", ["+algorithm.repro.objective_mode=both"], "algorithm.repro.objective_mode: expected"),
+    ("repro_grpo", ["+algorithm.repro.max_batch_tokens=0"], "algorithm.repro.max_batch_tokens: expected"),
+    # What the shared path cannot honour: refused at start-up, naming the setting and the fallback.
+    ("repro_grpo", ["actor_rollout_ref.actor.strategy=fsdp"],
+     "actor_rollout_ref.actor.strategy: objective_mode=shared .*got 'fsdp'.*objective_mode=per_cut"),
+    ("repro_grpo", ["actor_rollout_ref.actor.ulysses_sequence_parallel_size=2"],
+     "actor_rollout_ref.actor.ulysses_sequence_parallel_size: .*2 sequence-parallel ranks.*objective_mode=per_cut"),
     ("repro_grpo", ["+algorithm.repro.gamma=0.9"], "algorithm.repro.gamma: not a key .*set algorithm.gamma instead"),
     ("repro_grpo", ["algorithm.repro.k=-1"], r"algorithm.repro.k: expected an int(eger)? >= 0, got -1"),
     ("repro_grpo", ["+algorithm.repro.stability_ema=2"], "algorithm.repro.stability_ema: expected .*got 2"),
@@ -307,6 +368,24 @@ def test_config_block(model_dir):
 def test_bad_config(model_dir, estimator, overrides, match):
     with pytest.raises(ReproError, match=match):
         ReproTrainerSync(verl_config(model_dir, estimator, *overrides))
+
+
+def test_the_fallback_runs_on_any_engine(model_dir):
+    """per_cut goes through verl's compute_log_prob: the settings the shared path refuses are fine."""
+    config = verl_config(model_dir, "repro_grpo", "+algorithm.repro.objective_mode=per_cut",
+                         "actor_rollout_ref.actor.strategy=fsdp",
+                         "actor_rollout_ref.actor.ulysses_sequence_parallel_size=2")
+    assert ReproTrainerSync(config).repro.objective_mode == "per_cut"
+
+
+@pytest.mark.parametrize(("mode", "worker"), [("shared", "ReproActorWorker"), ("per_cut", "ActorRolloutRefWorker")])
+def test_the_actor_workers_of_each_mode(model_dir, mode, worker):
+    """shared runs the actor role as ReproActorWorker (verl's worker plus compute_repro_objective)."""
+    trainer = ReproTrainerSync(verl_config(model_dir, "repro_grpo", f"+algorithm.repro.objective_mode={mode}"))
+    trainer._init_resource_pool_mgr()
+    actor = [cls for role, cls in trainer.role_worker_mapping.items() if "Actor" in role.name]
+    assert len(actor) == 1 and actor[0].__ray_metadata__.class_name == worker
+    assert hasattr(ReproActorWorker, "compute_repro_objective")
 
 
 @pytest.mark.parametrize(("alias", "estimator"), [

@@ -32,7 +32,8 @@ class AnswerTokens:
     special tokens (a BOS, for tokenizers that add one) around the text, teacher-forced, averaged
     only under ``"template"``.
 
-    Calling it with ``(gt, row)`` names the row in its errors: no answer, or no scored tokens.
+    Calling it with ``(gt, row)`` names the row in its errors: no answer, or no scored tokens. An
+    ``AnswerIds`` (an answer tokenized elsewhere) is returned as it is.
     """
 
     def __init__(
@@ -48,6 +49,8 @@ class AnswerTokens:
         self._cache: dict[str, AnswerIds] = {}
 
     def __call__(self, answer: Any, row: int) -> AnswerIds:
+        if isinstance(answer, AnswerIds):  # tokenized already, e.g. by verl's controller
+            return answer
         if answer is None:
             raise ReproError(f"answers[{row}]", "expected an answer, got None")
         text = self.template.format(answer=answer)

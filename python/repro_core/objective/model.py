@@ -3,6 +3,11 @@
 Its decoder and output head (with the logit transforms some architectures apply), the prefix pass
 over padded chunks, the probes of the shared-prefix path against that pass's KV cache
 (docs/method.md, "Shared-prefix J"), and the per-cut oracle.
+
+A policy sharded with FSDP2 (``fully_shard``, as verl's fsdp2 engine and accelerate build it) is
+scored rank by rank: the root's own parameters and the output head are gathered once per call, and
+each decoder call gathers its layers, so every rank must make the same number of decoder calls
+(``pad_decoder_calls``).
 """
 
 from __future__ import annotations
@@ -13,6 +18,8 @@ from typing import Any
 
 import numpy as np
 import torch
+import torch.distributed as dist
+from torch.distributed.fsdp import FSDPModule
 from transformers import DynamicCache
 
 from .._api import Cuts
@@ -52,6 +59,9 @@ class ModelAdapter:
         kinds = getattr(config, "layer_types", None) or ["sliding_attention" if self.window else "full_attention"]
         self.layer_types = frozenset(kinds)
         self.vocab_size = self.causal_lm.get_input_embeddings().num_embeddings
+        #: FSDP2 shards (``fully_shard``): each rank scores its own rows, the decoder calls in step.
+        self.sharded = any(isinstance(module, FSDPModule) for module in self.causal_lm.modules())
+        self._head_weights: tuple[torch.Tensor, torch.Tensor | None] | None = None
 
     @property
     def device(self) -> torch.device:
@@ -77,7 +87,7 @@ class ModelAdapter:
             self.causal_lm.set_attn_implementation("sdpa")
         self.model.eval()
         try:
-            with torch.no_grad():
+            with torch.no_grad(), self._gathered():
                 yield self
         finally:
             if restore_attention is not None:
@@ -85,9 +95,46 @@ class ModelAdapter:
             for module, training in modes:
                 module.training = training
 
+    @contextmanager
+    def _gathered(self) -> Iterator[None]:
+        """For an FSDP2 policy: the root's own parameters (final norm, tied embeddings) and the
+        output head unsharded for the call. The decoder calls bypass the root's forward, which
+        would gather them, and the head then runs without its hooks, so that the number of
+        logit chunks (data-dependent) costs no collective: only decoder calls do."""
+        if not self.sharded:
+            yield
+            return
+        head = self.head if isinstance(self.head, FSDPModule) else None
+        gathered = [module for module in (self.causal_lm, head) if isinstance(module, FSDPModule)]
+        for module in gathered:
+            module.unshard()
+        self._head_weights = (self.head.weight, self.head.bias)
+        try:
+            yield
+        finally:
+            self._head_weights = None
+            for module in gathered:
+                module.reshard()
+
+    def pad_decoder_calls(self, planned: int) -> None:
+        """Make this rank's decoder calls as many as the rank with the most (``planned`` its own):
+        the difference runs as one-token calls. Every rank of a sharded policy calls this once,
+        before its own calls, since each decoder call gathers the layers' shards from all ranks."""
+        if not self.sharded or not dist.is_initialized():
+            return
+        most = torch.tensor([planned], dtype=torch.int64, device=self.device)
+        dist.all_reduce(most, op=dist.ReduceOp.MAX)
+        token = torch.zeros((1, 1), dtype=torch.long, device=self.device)
+        for _ in range(int(most.item()) - planned):
+            self.decoder(input_ids=token, use_cache=False)
+
     def logits(self, hidden: torch.Tensor) -> torch.Tensor:
         """float32 logits of a (n, d) slice of hidden states, as the model's own forward makes them."""
-        logits = self.head(hidden).float()
+        if self._head_weights is None:
+            logits = self.head(hidden)
+        else:  # the gathered head of a sharded policy, without its FSDP hooks (_gathered)
+            logits = torch.nn.functional.linear(hidden, *self._head_weights)
+        logits = logits.float()
         if self.scale != 1.0:
             logits = logits * self.scale
         if self.softcap:
@@ -165,9 +212,7 @@ class ModelAdapter:
         last = chunk.prompt_width - 1 + cut_pos
         offsets_in_probe = torch.arange(width, device=device)
         totals = torch.zeros((rows, most), dtype=torch.float64, device=device)
-        per_call = max(1, budget // (rows * width))
-        for first in range(0, most, per_call):
-            probes = slice(first, min(first + per_call, most))
+        for probes in self.probe_calls(chunk, cuts, budget):
             count = probes.stop - probes.start
             last_col = last[:, probes]  # (b, n)
             first_token = chunk.input_ids.gather(1, last_col)
@@ -208,6 +253,15 @@ class ModelAdapter:
             totals[:, probes] = placed.sum(-1)
         # Row-major order of the (row, probe) grid is the ``cuts`` layout.
         return (totals / (averaged_to - averaged_from)[:, None])[has_cut].cpu().numpy()
+
+    @staticmethod
+    def probe_calls(chunk: Chunk, cuts: Cuts, budget: int) -> list[slice]:
+        """The probes of each decoder call of ``probes``: slices of the chunk's per-row cut
+        points, as many per call as keep rows x probes x answer width within ``budget``."""
+        most = int(np.diff(cuts.offsets).max(initial=0))
+        width = max(len(a.ids) for a in chunk.answers)
+        per_call = max(1, budget // (len(chunk.rows) * width))
+        return [slice(first, min(first + per_call, most)) for first in range(0, most, per_call)]
 
     def probe_masks(
         self, allowed: torch.Tensor, query_positions: torch.Tensor, key_positions: torch.Tensor

@@ -131,21 +131,30 @@ class ObjectiveScorer:
         ``[0, len(completion_ids[b])]``; J at p is the mean log-probability of the answer tokens
         (``j_tokens``) after ``prompt + completion[:p]``.
         """
-        with self._inference() as lm:
+        with self._inference(sharded_ok=self.mode == "shared") as lm:
             rows = self._rows(lm, prompt_ids, completion_ids, answers)
             cuts = checked_cuts(offsets, positions, rows)
             if self.mode == "per_cut":
                 return lm.per_cut(rows, cuts, self.max_batch_tokens, self.j_temperature)
             # The prefix pass needs each completion only up to its last cut.
             last_cut = [int(row.max(initial=0)) for row in cuts.rows()]
+            chunks = [(chunk, cuts.take(chunk.rows))
+                      for chunk in rows.chunks(self.max_batch_tokens, prefix_lengths=last_cut)]
+            lm.pad_decoder_calls(sum(1 + len(lm.probe_calls(chunk, chunk_cuts, self.max_batch_tokens))
+                                     for chunk, chunk_cuts in chunks))
             chunk_rows: list[int] = []
             chunk_j: list[np.ndarray] = []
-            for chunk in rows.chunks(self.max_batch_tokens, prefix_lengths=last_cut):
+            for chunk, chunk_cuts in chunks:
                 _, cache = lm.prefix_with_cache(chunk)
-                chunk_cuts = cuts.take(chunk.rows)
                 chunk_j.append(lm.probes(chunk, cache, chunk_cuts, self.max_batch_tokens, self.j_temperature))
                 chunk_rows += chunk.rows
         return in_row_order(chunk_rows, cuts.take(chunk_rows), _concat(chunk_j)).astype(np.float64, copy=False)
+
+    def idle(self) -> None:
+        """A rank of a sharded policy with no rows to score: its part of the other ranks' decoder
+        calls (``score`` on the ranks that have rows)."""
+        with self._inference(sharded_ok=True) as lm:
+            lm.pad_decoder_calls(0)
 
     def evaluate(
         self,
@@ -186,9 +195,16 @@ class ObjectiveScorer:
                 j = in_row_order(chunk_rows, chunked, _concat(chunk_j)).astype(np.float64, copy=False)
         return Evaluation(token_ids, entropies, mask, cuts, j)
 
-    def _inference(self) -> AbstractContextManager[ModelAdapter]:
-        """The model adapter, in eval mode without gradients for the call."""
-        return ModelAdapter(self.model).inference(shared=self.mode == "shared")
+    def _inference(self, sharded_ok: bool = False) -> AbstractContextManager[ModelAdapter]:
+        """The model adapter, in eval mode without gradients for the call. ``sharded_ok``: the
+        call keeps the ranks of a sharded policy in step (``ModelAdapter.pad_decoder_calls``)."""
+        adapter = ModelAdapter(self.model)
+        if adapter.sharded and not sharded_ok:
+            raise ReproError(
+                "model", "is sharded with FSDP2; only score() in 'shared' mode keeps the ranks' decoder calls in "
+                "step (the entropies, evaluate() and 'per_cut' would leave ranks waiting on each other)"
+            )
+        return adapter.inference(shared=self.mode == "shared")
 
     def _rows(
         self,

@@ -8,25 +8,29 @@ install "repro-core[verl]"``). Importing it, in this order:
    ``process_rewards(...)``;
 2. ``compat`` lets verl's engines build models next to TRL >= 1.13. It comes before the trainer:
    verl swallows a plugin's import errors, so a failing trainer import must not cost the fix;
-3. ``trainer`` registers ``repro_sync`` with verl's v1 trainer registry
+3. ``worker`` defines ``ReproActorWorker``, verl's actor worker with the shared-prefix J;
+4. ``trainer`` registers ``repro_sync`` with verl's v1 trainer registry
    (``trainer.v1.trainer_mode=repro_sync``), which computes the process rewards and runs verl's
-   advantage step inside ``process_rewards(...)``.
+   advantage step inside ``process_rewards(...)``; with ``objective_mode=shared`` it runs the actor
+   workers as ``ReproActorWorker``.
 
 Each module imports from its siblings, never from this package. docs/verl.md describes the whole.
 """
 
 from __future__ import annotations
 
-# In this order (module docstring): the estimators, the TRL fix, the trainer.
+# In this order (module docstring): the estimators, the TRL fix, the worker, the trainer.
 # isort: off
 from .estimators import ESTIMATORS, ProcessRewards, ReproEstimator, process_rewards
 from .compat import narrow_verl_trl_check
+from .worker import ReproActorWorker
 from .trainer import ReproTrainerSync
 # isort: on
 
 __all__ = [
     "ESTIMATORS",
     "ProcessRewards",
+    "ReproActorWorker",
     "ReproEstimator",
     "ReproTrainerSync",
     "narrow_verl_trl_check",

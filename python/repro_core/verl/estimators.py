@@ -91,8 +91,6 @@ OUTSIDE_THE_BLOCK: dict[str, str] = {
     "gamma": "algorithm.gamma",
     "lam": "algorithm.lam",
     "temperature": "actor_rollout_ref.rollout.temperature",
-    "objective_mode": "not used by repro_sync: J runs through the actor workers, one probe row per cut point",
-    "max_batch_tokens": "not used by repro_sync: verl's log_prob_* token limits batch the probe rows",
 }
 
 #: Keys of ``algorithm.repro``: every other ``ReproConfig`` field.

@@ -7,10 +7,14 @@ the advantage step is verl's ``PPOTrainerSync``. The advantage step:
    (``reward_model.ground_truth``) and the per-token entropies that verl's old-log-prob pass has
    just computed at the rollout temperature;
 2. selects the cut points in Rust (``select_cuts``);
-3. scores J through the actor workers: one probe row ``prompt + response[:p] + answer`` per cut
-   point, through ``compute_log_prob`` at temperature 1 (the rollout temperature with
-   ``j_at_rollout_temperature``), padded to whole micro-batches per rank and balanced over the
-   data-parallel ranks; J averages the answer's scored positions (``j_tokens``);
+3. scores J through the actor workers at temperature 1 (the rollout temperature with
+   ``j_at_rollout_temperature``), J averaging the answer's scored positions (``j_tokens``):
+   - ``objective_mode=shared`` (the default): the controller writes only the cut points and the
+     answer ids; each rank of ``ReproActorWorker`` reads its shard's rollouts and scores every cut
+     point against one shared-prefix pass (``worker.py``), the shards balanced by their work;
+   - ``objective_mode=per_cut``: one probe row ``prompt + response[:p] + answer`` per cut point,
+     through verl's own ``compute_log_prob``, padded to whole micro-batches per rank and balanced
+     over the data-parallel ranks (the plain method, and the shared path's oracle);
 4. turns J into process rewards (``score_steps``) and runs the parent's advantage step inside
    ``process_rewards(cuts, step_rewards, values)``, the cuts laid on verl's batch rows (padding rows
    empty), so the estimator sees them beside verl's scores.
@@ -21,13 +25,16 @@ from __future__ import annotations
 import copy
 import uuid
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
+import ray
 import torch
 import transfer_queue as tq
-from omegaconf import DictConfig, open_dict
+from omegaconf import DictConfig, OmegaConf, open_dict
+from tensordict import TensorDict
 from transfer_queue import KVBatchMeta
+from verl.trainer.ppo.utils import Role
 from verl.trainer.ppo.v1.trainer_base import register_trainer
 from verl.trainer.ppo.v1.trainer_sync import PPOTrainerSync
 from verl.utils.seqlen_balancing import calculate_workload, get_seqlen_balanced_partitions
@@ -50,11 +57,16 @@ from .estimators import (
     process_rewards,
     repro_block,
 )
+from .worker import ANSWER_FIELD, ANSWER_SPAN_FIELD, CUTS_FIELD, J_FIELD, NUM_CUTS_FIELD, PROBE_FIELDS, ReproActorWorker
 
-__all__ = ["PROBE_PARTITION", "ReproTrainerSync", "repro_config"]
+__all__ = ["PROBE_PARTITION", "ReproTrainerSync", "check_shared_objective", "repro_config"]
 
-#: TransferQueue partition of the probe rows; they live there for one advantage step.
+#: TransferQueue partition of the probes (per_cut: probe rows; shared: cut points and answer ids
+#: per batch row, and J); they live there for one advantage step.
 PROBE_PARTITION = "repro_probe"
+
+#: The actor roles whose worker class ``objective_mode=shared`` replaces with ``ReproActorWorker``.
+_ACTOR_ROLES = (Role.Actor, Role.ActorRollout, Role.ActorRolloutRef)
 
 def repro_config(config: DictConfig) -> ReproConfig:
     """The ``ReproConfig`` of a verl run: ``algorithm.repro.*`` (``REPRO_KEYS``), the estimator (a
@@ -94,6 +106,35 @@ def repro_config(config: DictConfig) -> ReproConfig:
         raise
 
 
+class _Rollouts(NamedTuple):
+    """A batch's real rows (``real``: their batch indices, padding rows left out) as the advantage
+    step reads them: token tensors, answer ids, cut points (one row per real row) and, for
+    repro_gae, the critic's values (B, T) over every batch row."""
+
+    real: list[int]
+    prompts: list[torch.Tensor]
+    completions: list[torch.Tensor]
+    answers: list[AnswerIds]
+    cuts: Cuts
+    values: np.ndarray | None
+
+
+def check_shared_objective(config: DictConfig) -> None:
+    """The actor settings ``objective_mode=shared`` cannot honour, refused at start-up: J runs on
+    each rank's whole rows in verl's fsdp2 engine (``worker.py``)."""
+    actor = config.actor_rollout_ref.actor
+    fallback = "or set algorithm.repro.objective_mode=per_cut (one probe row per cut point through verl's " \
+        "compute_log_prob, on any engine)"
+    if actor.strategy != "fsdp2":
+        raise ReproError("actor_rollout_ref.actor.strategy", f"objective_mode=shared scores J inside verl's fsdp2 "
+                         f"actor engine, got {actor.strategy!r}; set actor_rollout_ref.actor.strategy=fsdp2 {fallback}")
+    for key in ("ulysses_sequence_parallel_size", "fsdp_config.ulysses_sequence_parallel_size"):
+        size = OmegaConf.select(actor, key, default=1) or 1
+        if size > 1:
+            raise ReproError(f"actor_rollout_ref.actor.{key}", f"objective_mode=shared scores whole rows on each "
+                             f"rank and cannot split them over {size} sequence-parallel ranks; set it to 1 {fallback}")
+
+
 @register_trainer("repro_sync")
 class ReproTrainerSync(PPOTrainerSync):
     """verl's sync trainer; the advantage step adds RePro's process rewards (module docstring)."""
@@ -117,6 +158,15 @@ class ReproTrainerSync(PPOTrainerSync):
                 "algorithm.rollout_correction.bypass_mode", "repro_sync reads the entropies of verl's "
                 "old-log-prob pass, which bypass mode skips; set it to False"
             )
+        if self.repro.objective_mode == "shared":
+            check_shared_objective(config)
+
+    def _init_resource_pool_mgr(self) -> None:
+        super()._init_resource_pool_mgr()
+        if self.repro.objective_mode == "shared":  # the actor workers that score J (worker.py)
+            for role in _ACTOR_ROLES:
+                if role in self.role_worker_mapping:
+                    self.role_worker_mapping[role] = ray.remote(ReproActorWorker)
 
     def _init_tokenizer(self) -> None:
         super()._init_tokenizer()
@@ -140,6 +190,28 @@ class ReproTrainerSync(PPOTrainerSync):
     def _process_rewards(self, batch: KVBatchMeta, metrics: dict) -> ProcessRewards:
         """The batch's process rewards: its cut points (one row per batch row, padding rows empty)
         and the step reward at each, plus the critic's values (B, T) for repro_gae."""
+        rollouts = self._rollouts(batch)
+        real, cuts = rollouts.real, rollouts.cuts
+        if self.repro.objective_mode == "shared":
+            j, tokens = self._objective_shared(batch, real, rollouts.prompts, rollouts.answers, cuts)
+        else:
+            j, tokens = self._objective_per_cut(rollouts.prompts, rollouts.completions, rollouts.answers, cuts)
+        steps = score_steps(j, cuts.offsets, w=self.repro.w, stability_ema=self.repro.stability_ema)
+        if real:
+            metrics.update(step_metrics(cuts, j, magnitude=steps.magnitude, stability=steps.stability,
+                                        reward=steps.reward))
+        # What J costs the workers: its tokens over those of the old-log-prob pass (every batch row).
+        metrics["repro/objective_token_ratio"] = tokens / max(1, sum(tag["seq_len"] for tag in batch.tags))
+        # The cuts onto the batch's rows, a padding row empty. The real rows keep their order, so the
+        # points do too, and steps.reward stays aligned with them.
+        rows = [np.empty(0, dtype=np.int64)] * len(batch)
+        ends = np.zeros(len(batch), dtype=np.int64)
+        for i, b in enumerate(real):
+            rows[b], ends[b] = cuts.row(i), cuts.ends[i]
+        return ProcessRewards(Cuts.from_rows(rows, ends), steps.reward, rollouts.values)
+
+    def _rollouts(self, batch: KVBatchMeta) -> _Rollouts:
+        """The batch's real rows read from the TransferQueue and checked, and their cut points."""
         fields = ["prompts", "responses", "response_mask", "entropy", "position_ids", "reward_model"]
         if self.repro.estimator == "ppo":
             fields.append("values")
@@ -181,42 +253,30 @@ class ReproTrainerSync(PPOTrainerSync):
             token_ids[i, : lengths[b]] = responses[b].numpy()
             entropy[i, : lengths[b]] = entropies[b].float().numpy()
         mask = np.arange(width) < np.asarray([lengths[b] for b in real], dtype=np.int64)[:, None]
-        cuts = self._select(token_ids, mask, entropy)
-        j = self._objective(prompts, completions, answers, cuts)
-        steps = score_steps(j, cuts.offsets, w=self.repro.w, stability_ema=self.repro.stability_ema)
-        if real:
-            metrics.update(step_metrics(cuts, j, magnitude=steps.magnitude, stability=steps.stability,
-                                        reward=steps.reward))
-        # The cuts onto the batch's rows, a padding row empty. The real rows keep their order, so the
-        # points do too, and steps.reward stays aligned with them.
-        rows = [np.empty(0, dtype=np.int64)] * len(lengths)
-        ends = np.zeros(len(lengths), dtype=np.int64)
-        for i, b in enumerate(real):
-            rows[b], ends[b] = cuts.row(i), cuts.ends[i]
         values = None
         if self.repro.estimator == "ppo":
             values = np.zeros((len(lengths), width), dtype=np.float32)
             for b, row in enumerate(data["values"].unbind()):
                 values[b, : len(row)] = row.float().numpy()
-        return ProcessRewards(Cuts.from_rows(rows, ends), steps.reward, values)
+        return _Rollouts(real, prompts, completions, answers, self._select(token_ids, mask, entropy), values)
 
-    def _objective(
+    def _objective_per_cut(
         self,
         prompts: Sequence[torch.Tensor],
         completions: Sequence[torch.Tensor],
         answers: Sequence[AnswerIds],
         cuts: Cuts,
-    ) -> np.ndarray:
-        """J (N,) at every cut point: the mean log-probability of the scored answer tokens
-        (``answer.ids[start:stop]``) of a probe row ``prompt + completion[:p] + answer.ids``, computed
-        by the actor workers at temperature 1 (the rollout's with ``j_at_rollout_temperature``)."""
+    ) -> tuple[np.ndarray, int]:
+        """J (N,) at every cut point, and the tokens forwarded for it: the mean log-probability of
+        the scored answer tokens (``answer.ids[start:stop]``) of a probe row ``prompt +
+        completion[:p] + answer.ids`` through verl's ``compute_log_prob`` (module docstring)."""
         rows: list[dict[str, Any]] = []
         for prompt, completion, answer, points in zip(prompts, completions, answers, cuts.rows(), strict=True):
             answer_tensor = torch.tensor(answer.ids, dtype=torch.int64)
             for p in points.tolist():
                 rows.append(_probe_row(prompt.long(), torch.cat([completion[:p].long(), answer_tensor])))
         if not rows:
-            return np.zeros(0)
+            return np.zeros(0), 0
         dp_size = self._actor_dp_size()
         # The dispatch splits a batch evenly over the data-parallel ranks, and without dynamic batch
         # sizes each rank splits its share into whole micro-batches: pad with the shortest probe.
@@ -242,10 +302,62 @@ class ReproTrainerSync(PPOTrainerSync):
             tq.kv_clear(keys=keys, partition_id=PROBE_PARTITION)
         log_probs = response_from_nested(output["log_probs"], output["response_mask"]).unbind()
         per_point = [answers[b] for b in cuts.row_index().tolist()]
-        return np.asarray([
+        j = np.asarray([
             row[len(row) - len(answer.ids) :][answer.start : answer.stop].double().mean().item()
             for row, answer in zip(log_probs, per_point, strict=True)
         ])
+        return j, sum(tag["seq_len"] for tag in tags)
+
+    def _objective_shared(
+        self,
+        batch: KVBatchMeta,
+        real: Sequence[int],
+        prompts: Sequence[torch.Tensor],
+        answers: Sequence[AnswerIds],
+        cuts: Cuts,
+    ) -> tuple[np.ndarray, int]:
+        """J (N,) at every cut point, and the tokens forwarded for it, by the actor workers'
+        shared-prefix pass (``ReproActorWorker.compute_repro_objective``): the controller writes
+        each batch row's cut points and answer ids (none for a padding row) and reads J back."""
+        size = len(batch)
+        counts = np.zeros(size, dtype=np.int64)
+        counts[list(real)] = np.diff(cuts.offsets)
+        positions = np.zeros((size, max(1, int(counts.max(initial=0)))), dtype=np.int64)
+        answer_ids = np.zeros((size, max([1, *(len(answer.ids) for answer in answers)])), dtype=np.int64)
+        spans = np.zeros((size, 3), dtype=np.int64)
+        # Work per row: its prefix pass up to the last cut and one answer-long probe per cut point.
+        work = np.zeros(size, dtype=np.int64)
+        for i, b in enumerate(real):
+            row, answer = cuts.row(i), answers[i]
+            positions[b, : len(row)] = row
+            answer_ids[b, : len(answer.ids)] = answer.ids
+            spans[b] = (len(answer.ids), answer.start, answer.stop)
+            if len(row):
+                work[b] = len(prompts[i]) + int(row.max()) + len(row) * len(answer.ids)
+        fields = TensorDict({CUTS_FIELD: torch.from_numpy(positions), NUM_CUTS_FIELD: torch.from_numpy(counts),
+                             ANSWER_FIELD: torch.from_numpy(answer_ids), ANSWER_SPAN_FIELD: torch.from_numpy(spans)},
+                            batch_size=size)
+        tq.kv_batch_put(keys=batch.keys, partition_id=PROBE_PARTITION, fields=fields)
+        try:
+            dp_size = self._actor_dp_size()
+            partitions = get_seqlen_balanced_partitions(
+                calculate_workload(torch.from_numpy(work)).tolist(), k_partitions=dp_size,
+                equal_size=size % dp_size == 0,
+            )
+            order = [n for partition in partitions for n in partition]
+            keys, tags = [batch.keys[n] for n in order], [{} for _ in order]
+            probes = KVBatchMeta(keys=keys, tags=tags, partition_id=PROBE_PARTITION, fields=PROBE_FIELDS, extra_info={
+                "temperature": self._j_temperature(), "max_batch_tokens": self.repro.max_batch_tokens})
+            rollouts = KVBatchMeta(keys=keys, tags=tags, partition_id=batch.partition_id,
+                                   fields=["prompts", "responses"])
+            self.actor_rollout_wg.compute_repro_objective(probes, rollouts)
+            output = tq.kv_batch_get(keys=[batch.keys[b] for b in real], partition_id=PROBE_PARTITION,
+                                     select_fields=[J_FIELD])
+        finally:
+            tq.kv_clear(keys=batch.keys, partition_id=PROBE_PARTITION)
+        values = output[J_FIELD].unbind() if real else []
+        j = np.concatenate([np.zeros(0), *(values[i][: counts[b]].numpy() for i, b in enumerate(real))])
+        return j.astype(np.float64, copy=False), int(work.sum())
 
     def _j_temperature(self) -> float:
         """The temperature of J's log-probabilities: 1, or the rollout's with j_at_rollout_temperature."""
