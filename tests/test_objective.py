@@ -445,6 +445,15 @@ def test_accepts_arrays_and_tensors(scorer):
     np.testing.assert_array_equal(j, expected)
 
 
+def test_answers_given_tokenized(scorer, tok):
+    """An AnswerIds (tokenized elsewhere, as verl's controller sends it) is scored as the text it encodes."""
+    prompts, completions = [[1, 2], [3]], [[4, 5, 6], [7, 8]]
+    answers = [AnswerTokens(tok, TEMPLATE)(text, 0) for text in ("7", "8.5")]
+    j = scorer.score(prompts, completions, answers, [0, 2, 3], [0, 3, 1])
+    np.testing.assert_array_equal(j, scorer.score(prompts, completions, ["7", "8.5"], [0, 2, 3], [0, 3, 1]))
+    scorer.idle()  # an unsharded model has no ranks to keep in step: nothing to do
+
+
 # ------------------------------------------------------------------------------ GPU
 
 

@@ -450,9 +450,22 @@ def test_bad_batches(transfer_queue, model_dir):
 
 @pytest.mark.slow
 def test_with_verls_own_actor_worker(tmp_path):
-    """verl's ActorRolloutRefWorker (FSDP2, fp32, on CPU) computes the old log-probs and the probes
-    through verl's own TransferQueue bridge: the advantages equal the pipeline (tests/verl_engine.py)."""
+    """verl's actor worker (ReproActorWorker: FSDP2, fp32, on CPU) computes the old log-probs and J
+    through verl's own TransferQueue bridge: J of the two paths agrees and the advantages equal the
+    pipeline (tests/verl_engine.py)."""
     result = subprocess.run([sys.executable, str(Path(__file__).with_name("verl_engine.py")), str(tmp_path)],
                             capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, (result.stdout + result.stderr)[-3000:]
-    assert "max abs difference" in result.stdout, result.stdout[-2000:]
+    assert "max abs difference" in result.stdout and "shared - per_cut" in result.stdout, result.stdout[-2000:]
+
+
+@pytest.mark.slow
+def test_two_ranks_with_very_unequal_work(tmp_path):
+    """Two ranks shard one policy (FSDP2 over gloo); one scores six rows in dozens of decoder calls,
+    the other one row, then none: neither waits forever, and J equals the per-cut oracle."""
+    script = Path(__file__).with_name("verl_engine.py")
+    result = subprocess.run([sys.executable, str(script), str(tmp_path), "--ranks", "2"],
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, (result.stdout + result.stderr)[-3000:]
+    assert "rank 0 done" in result.stdout and "rank 1 done" in result.stdout, result.stdout[-2000:]
+    assert "rank 1: no points" in result.stdout

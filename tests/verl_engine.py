@@ -1,10 +1,18 @@
-"""Run by test_verl_trainer.py in a process of its own: repro_sync's advantage step with verl's own
-actor worker (``ActorRolloutRefWorker``, FSDP2 engine, fp32) doing ``compute_log_prob`` through
-verl's own TransferQueue bridge, on CPU; the advantages must equal the ReproScorer pipeline.
+"""Run by test_verl_trainer.py in processes of their own: RePro's J through verl's own actor worker
+(``ReproActorWorker``: verl's ``ActorRolloutRefWorker``, FSDP2 engine, fp32) on CPU.
 
-verl 0.9 knows no CPU platform, so this process registers a minimal one (no memory statistics, a
-world of one gloo process) and picks the CUDA engine class, which then runs on CPU tensors. It is
-a process of its own because it sets verl's platform and torch.distributed for good.
+- ``verl_engine.py OUT``: repro_sync's advantage step, one rank, through verl's own TransferQueue
+  bridge: the old log-probs, J in both objective modes (``compute_repro_objective`` and the per-cut
+  probe rows through ``compute_log_prob``), which agree within 1e-4, and advantages equal to the
+  ReproScorer pipeline.
+- ``verl_engine.py OUT --ranks 2``: two ranks sharding one policy (FSDP2 over gloo), one holding
+  many long rows and a small token budget (many decoder calls), the other one short row, then
+  none: ``compute_repro_objective`` returns on both (the ranks' decoder calls are padded to the
+  same number) with J equal to the per-cut oracle on the unsharded model.
+
+verl 0.9 knows no CPU platform, so each process registers a minimal one (no memory statistics,
+gloo) and picks the CUDA engine class, which then runs on CPU tensors. They are processes of their
+own because they set verl's platform and torch.distributed for good.
 """
 
 from __future__ import annotations
@@ -14,8 +22,7 @@ import os
 import sys
 import types
 
-os.environ.update(HF_HUB_OFFLINE="1", RANK="0", WORLD_SIZE="1", LOCAL_RANK="0", MASTER_ADDR="127.0.0.1",
-                  MASTER_PORT="0", VERL_ENGINE_DEVICE="cuda", VERL_ENGINE_VENDOR="nvidia")
+os.environ.update(HF_HUB_OFFLINE="1", VERL_ENGINE_DEVICE="cuda", VERL_ENGINE_VENDOR="nvidia")
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import numpy as np  # noqa: E402
@@ -23,11 +30,17 @@ import ray  # noqa: E402
 import torch  # noqa: E402
 import torch.distributed as dist  # noqa: E402
 import transfer_queue as tq  # noqa: E402
+from transformers import AutoModelForCausalLM  # noqa: E402
 from verl.plugin.platform.platform_base import PlatformBase  # noqa: E402
 from verl.plugin.platform.platform_manager import set_platform  # noqa: E402
+from verl.utils.tensordict_utils import assign_non_tensor, list_of_dict_to_tensordict  # noqa: E402
 
 import test_verl_trainer as t  # noqa: E402
 import tiny  # noqa: E402
+from repro_core import ReproError  # noqa: E402
+from repro_core.config import ReproConfig  # noqa: E402
+from repro_core.objective import AnswerTokens, ObjectiveScorer  # noqa: E402
+from repro_core.verl.worker import ReproActorWorker  # noqa: E402
 
 
 class _CpuDeviceModule(types.ModuleType):
@@ -75,34 +88,50 @@ class EngineWorkers:
         self.worker = worker
         self._dispatch_info = {"actor": [0]}
         self.probe_batches = 0
+        self.objective_batches = 0
 
     def compute_log_prob(self, meta):
         # verl's TransferQueue bridge (on the worker method) reads the rows and writes the outputs.
         self.probe_batches += meta.partition_id == t.PROBE_PARTITION
         return self.worker.compute_log_prob(meta)
 
+    def compute_repro_objective(self, probes, rollouts):
+        self.objective_batches += 1
+        return self.worker.compute_repro_objective(probes, rollouts)
+
+
+def init(out: str, rank: int, world: int) -> None:
+    os.environ.update(RANK=str(rank), WORLD_SIZE=str(world), LOCAL_RANK=str(rank), MASTER_ADDR="127.0.0.1",
+                      MASTER_PORT="0")
+    set_platform(CpuPlatform())
+    dist.init_process_group("gloo", rank=rank, world_size=world, init_method=f"file://{out}/store")
+
+
+def engine_config(out: str):
+    return t.verl_config(
+        out, "repro_reinforce_pp_baseline", "actor_rollout_ref.model.use_remove_padding=False",
+        "+actor_rollout_ref.model.override_config.attn_implementation=sdpa",
+        "+actor_rollout_ref.actor.fsdp_config.mixed_precision={param_dtype:fp32,reduce_dtype:fp32,buffer_dtype:fp32}",
+        f"actor_rollout_ref.actor.ppo_micro_batch_size_per_gpu={t.MICRO_BATCH}",
+    )
+
+
+def save_model(out: str):
+    tok = tiny.tokenizer()
+    tok.save_pretrained(out)
+    model = tiny.model(len(tok))
+    model.save_pretrained(out)
+    return tok, model
+
 
 def main(out: str) -> None:
-    set_platform(CpuPlatform())
-    dist.init_process_group("gloo", rank=0, world_size=1, init_method=f"file://{out}/store")
+    init(out, 0, 1)
     ray.init(num_cpus=4, include_dashboard=False, log_to_driver=False, configure_logging=False)
     tq.init()
     try:
-        tok = tiny.tokenizer()
-        tok.save_pretrained(out)
-        model = tiny.model(len(tok))
-        model.save_pretrained(out)
-        config = t.verl_config(
-            out, "repro_reinforce_pp_baseline",
-            "actor_rollout_ref.actor.strategy=fsdp2", "actor_rollout_ref.model.use_remove_padding=False",
-            "+actor_rollout_ref.model.override_config.attn_implementation=sdpa",
-            "+actor_rollout_ref.actor.fsdp_config.mixed_precision="
-            "{param_dtype:fp32,reduce_dtype:fp32,buffer_dtype:fp32}",
-            f"actor_rollout_ref.actor.ppo_micro_batch_size_per_gpu={t.MICRO_BATCH}",
-        )
-        from verl.workers.engine_workers import ActorRolloutRefWorker
-
-        worker = ActorRolloutRefWorker(config.actor_rollout_ref, role="actor")
+        _, model = save_model(out)
+        config = engine_config(out)
+        worker = ReproActorWorker(config.actor_rollout_ref, role="actor")
         worker.init_model()
         trainer = t.ReproTrainerSync(config)
         trainer._init_tokenizer()
@@ -110,8 +139,9 @@ def main(out: str) -> None:
         trainer.actor_rollout_wg = EngineWorkers(worker)
 
         rows = t.rollouts(trainer.tokenizer, seed=11)
+        rows[0]["response"] = rows[0]["response"] * 3  # uneven lengths
         batch, metrics = t.advantage_step(trainer, t.put_batch(rows))
-        assert trainer.actor_rollout_wg.probe_batches == 1
+        assert trainer.actor_rollout_wg.objective_batches == 1 and trainer.actor_rollout_wg.probe_batches == 0
         expected = t.pipeline(model, trainer.tokenizer, rows, "reinforce_pp_baseline")
         advantages = t.padded(batch, "advantages", [row["key"] for row in rows])
         difference = np.abs(advantages - expected.advantages.advantages[:, : advantages.shape[1]]).max()
@@ -121,10 +151,79 @@ def main(out: str) -> None:
         # The process part is in: advantages vary along the rows.
         assert any(len(np.unique(row[: len(r["response"])])) > 1 for row, r in zip(advantages, rows, strict=True))
         assert abs(metrics["repro/J_b"] - expected.j_baseline.mean()) < 1e-4
+
+        # Both paths on the same rollouts, through verl's worker: J agrees point by point.
+        read = trainer._rollouts(batch)
+        shared, _ = trainer._objective_shared(batch, read.real, read.prompts, read.answers, read.cuts)
+        per_cut, _ = trainer._objective_per_cut(read.prompts, read.completions, read.answers, read.cuts)
+        assert trainer.actor_rollout_wg.probe_batches == 1
+        j_difference = np.abs(shared - per_cut).max()
+        print(f"J points {len(shared)} shared - per_cut max abs {j_difference:.2e}")
+        assert len(shared) == len(read.cuts.positions) and j_difference < 1e-4, j_difference
     finally:
         tq.close()
         ray.shutdown()
 
 
+def shard(rows: list[dict], answer, budget: int):
+    """One rank's probes and rollouts as verl's TransferQueue bridge hands them to the worker."""
+    most = max([1, *(len(row["cuts"]) for row in rows)])
+    probes = list_of_dict_to_tensordict([{
+        "repro_cuts": torch.tensor(row["cuts"] + [0] * (most - len(row["cuts"]))),
+        "repro_num_cuts": torch.tensor(len(row["cuts"])),
+        "repro_answer": torch.tensor(answer.ids),
+        "repro_answer_span": torch.tensor([len(answer.ids), answer.start, answer.stop]),
+    } for row in rows])
+    assign_non_tensor(probes, temperature=1.0, max_batch_tokens=budget)
+    rollouts = list_of_dict_to_tensordict([
+        {"prompts": torch.tensor(row["prompt"]), "responses": torch.tensor(row["response"])} for row in rows
+    ])
+    return probes, rollouts
+
+
+def rank_main(rank: int, out: str) -> None:
+    init(out, rank, 2)
+    tok = tiny.tokenizer()
+    worker = ReproActorWorker(engine_config(out).actor_rollout_ref, role="actor")
+    worker.init_model()
+    oracle = ObjectiveScorer(AutoModelForCausalLM.from_pretrained(out, dtype=torch.float32), tok, mode="per_cut")
+    answer = AnswerTokens(tok, ReproConfig().answer_template)(t.ANSWER, 0)
+    rows = t.rollouts(tok, prompts=2, seed=5)
+    for row in rows:
+        row["cuts"] = list(range(0, len(row["response"]) + 1, 3))
+    # Rank 0: six rows and a budget of 64 tokens (dozens of decoder calls); rank 1: one short row
+    # with one cut point, then only a row without cut points (no call of its own).
+    rounds = [rows, rows] if rank == 0 else [[dict(rows[1], cuts=[2])], [dict(rows[1], cuts=[])]]
+    for mine in rounds:
+        probes, rollouts = shard(mine, answer, budget=64)
+        j = worker.compute_repro_objective(probes, rollouts)["repro_j"]
+        scored = [i for i, row in enumerate(mine) if row["cuts"]]
+        if scored:
+            expected = oracle.score(
+                [mine[i]["prompt"] for i in scored], [mine[i]["response"] for i in scored], [t.ANSWER] * len(scored),
+                np.cumsum([0, *(len(mine[i]["cuts"]) for i in scored)]),
+                np.concatenate([mine[i]["cuts"] for i in scored]),
+            )
+            got = np.concatenate([j[i, : len(mine[i]["cuts"])].numpy() for i in scored])
+            print(f"rank {rank}: {len(got)} points, max abs difference {np.abs(got - expected).max():.2e}")
+            assert np.abs(got - expected).max() < 1e-4
+        else:
+            assert not j.any()
+            print(f"rank {rank}: no points")
+    # Only score() in shared mode keeps the ranks in step; the other calls refuse a sharded policy.
+    try:
+        ObjectiveScorer(worker.actor.engine.module, tok).entropies([rows[0]["prompt"]], [rows[0]["response"]])
+    except ReproError as error:
+        assert error.argument == "model" and "FSDP2" in error.message
+    else:
+        raise AssertionError("entropies() ran on a sharded policy")
+    dist.barrier()
+    print(f"rank {rank} done")
+
+
 if __name__ == "__main__":
-    main(sys.argv[1])
+    if "--ranks" in sys.argv:
+        save_model(sys.argv[1])
+        torch.multiprocessing.spawn(rank_main, args=(sys.argv[1],), nprocs=2)
+    else:
+        main(sys.argv[1])
