@@ -60,7 +60,7 @@ def test_verl_switch_composes_into_a_repro_sync_run():
     pytest.importorskip("verl")
     from hydra import compose, initialize_config_module
 
-    from repro_core.verl.trainer import repro_config
+    from repro_core.verl.trainer import check_shared_objective, repro_config
 
     block = re.search(r"## verl.*?```bash\n(.*?)```", README, re.S).group(1)
     command = block.split("verl.trainer.main_ppo", 1)[1].replace("\\\n", " ").replace("$HOME", "/home/user")
@@ -69,6 +69,8 @@ def test_verl_switch_composes_into_a_repro_sync_run():
     assert (config.trainer.v1.trainer_mode, config.algorithm.adv_estimator) == ("repro_sync", "repro_grpo")
     repro = repro_config(config)
     assert (repro.estimator, repro.alpha, repro.k, repro.w, repro.delimiters) == ("grpo", 0.1, 20, 0.1, "paper")
+    assert repro.objective_mode == "shared"
+    check_shared_objective(config)  # the engine the shared path needs
 
 
 def test_authors_recipe_snippet_runs(tmp_path, monkeypatch):

@@ -129,7 +129,9 @@ class ObjectiveScorer:
 
         Row b's cut points are ``positions[offsets[b]:offsets[b + 1]]`` (``Cuts`` layout), each in
         ``[0, len(completion_ids[b])]``; J at p is the mean log-probability of the answer tokens
-        (``j_tokens``) after ``prompt + completion[:p]``.
+        (``j_tokens``) after ``prompt + completion[:p]``. An answer may come tokenized
+        (``AnswerIds``). On an FSDP2-sharded model (``"shared"`` mode only) every rank calls this
+        with its own rows, or ``idle()`` without any, and the ranks' decoder calls are kept equal.
         """
         with self._inference(sharded_ok=self.mode == "shared") as lm:
             rows = self._rows(lm, prompt_ids, completion_ids, answers)
