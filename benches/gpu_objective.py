@@ -13,7 +13,9 @@ same batch" compares like with like. The methods are described in ``objective_wo
     python benches/gpu_objective.py --device cpu --small  # a smoke run of the script itself
 
 Targets: pipeline (entropies + cuts + J) <= 1.3x the forward with entropies; per-cut >= 8x the
-shared J; peak memory of the pipeline <= 1.5x the forward with entropies.
+shared J; peak memory of the pipeline <= 1.5x the forward with entropies; J shared alone <= 1.3x
+the forward with entropies (what verl's ``ReproActorWorker`` runs for J, against its old-log-prob
+pass: docs/verl.md, "Two paths for J").
 """
 
 from __future__ import annotations

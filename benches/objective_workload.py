@@ -118,6 +118,9 @@ def ratio_lines(times: dict[str, float]) -> list[str]:
     pairs = [
         ("evaluate", "forward_entropies", "pipeline / yardstick", "target <= 1.3 on the GPU"),
         ("shared", "bare", "J shared / bare forward", ""),
+        # verl's shared path runs exactly ObjectiveScorer.score in each actor worker, whose
+        # old-log-prob pass is the yardstick's work (log-probs and entropies).
+        ("shared", "forward_entropies", "J shared / yardstick (verl worker)", "target <= 1.3 on the GPU"),
         ("per_cut", "shared", "J per cut / J shared", "target >= 8"),
         ("forward_entropies", "bare", "yardstick / bare forward", ""),
     ]
