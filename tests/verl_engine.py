@@ -8,7 +8,8 @@
 - ``verl_engine.py OUT --ranks 2``: two ranks sharding one policy (FSDP2 over gloo), one holding
   many long rows and a small token budget (many decoder calls), the other one short row, then
   none: ``compute_repro_objective`` returns on both (the ranks' decoder calls are padded to the
-  same number) with J equal to the per-cut oracle on the unsharded model.
+  same number) with J equal to the per-cut oracle on the unsharded model; so does
+  ``ObjectiveScorer.evaluate`` (entropies, cuts and J), which TRL's trainers call.
 
 verl 0.9 knows no CPU platform, so each process registers a minimal one (no memory statistics,
 gloo) and picks the CUDA engine class, which then runs on CPU tensors. They are processes of their
@@ -40,6 +41,7 @@ import tiny  # noqa: E402
 from repro_core import ReproError  # noqa: E402
 from repro_core.config import ReproConfig  # noqa: E402
 from repro_core.objective import AnswerTokens, ObjectiveScorer  # noqa: E402
+from repro_core.pipeline import cut_selector  # noqa: E402
 from repro_core.verl.worker import ReproActorWorker  # noqa: E402
 
 
@@ -210,13 +212,24 @@ def rank_main(rank: int, out: str) -> None:
         else:
             assert not j.any()
             print(f"rank {rank}: no points")
-    # Only score() in shared mode keeps the ranks in step; the other calls refuse a sharded policy.
+    # evaluate() (entropies, cut points and J in one pass) keeps the ranks in step chunk by chunk,
+    # rank 1 with one chunk against rank 0's many; per_cut, which cannot, refuses a sharded policy.
+    mine = rows if rank == 0 else rows[:1]
+    prompts, responses = [row["prompt"] for row in mine], [row["response"] for row in mine]
+    select = cut_selector(tok, ReproConfig(k=3))
+    sharded = ObjectiveScorer(worker.actor.engine.module, tok, max_batch_tokens=64)
+    got = sharded.evaluate(prompts, responses, [t.ANSWER] * len(mine), select)
+    want = ObjectiveScorer(oracle.model, tok, max_batch_tokens=64).evaluate(prompts, responses, [t.ANSWER] * len(mine),
+                                                                           select)
+    assert np.abs(got.entropies - want.entropies).max() < 1e-5
+    assert np.array_equal(got.cuts.positions, want.cuts.positions) and np.abs(got.j - want.j).max() < 1e-4
+    print(f"rank {rank}: evaluate on {len(mine)} rows equals the unsharded model's")
     try:
-        ObjectiveScorer(worker.actor.engine.module, tok).entropies([rows[0]["prompt"]], [rows[0]["response"]])
+        ObjectiveScorer(worker.actor.engine.module, tok, mode="per_cut").entropies(prompts, responses)
     except ReproError as error:
-        assert error.argument == "model" and "FSDP2" in error.message
+        assert error.argument == "mode" and "FSDP2" in error.message
     else:
-        raise AssertionError("entropies() ran on a sharded policy")
+        raise AssertionError("per_cut ran on a sharded policy")
     dist.barrier()
     print(f"rank {rank} done")
 

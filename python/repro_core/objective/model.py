@@ -116,16 +116,20 @@ class ModelAdapter:
             for module in gathered:
                 module.reshard()
 
-    def pad_decoder_calls(self, planned: int) -> None:
-        """Make this rank's decoder calls as many as the rank with the most (``planned`` its own):
-        the difference runs as one-token calls. Every rank of a sharded policy calls this once,
-        before its own calls, since each decoder call gathers the layers' shards from all ranks."""
+    def most_over_ranks(self, count: int) -> int:
+        """The largest ``count`` over the ranks of a sharded policy (``count`` itself otherwise)."""
         if not self.sharded or not dist.is_initialized():
-            return
-        most = torch.tensor([planned], dtype=torch.int64, device=self.device)
+            return count
+        most = torch.tensor([count], dtype=torch.int64, device=self.device)
         dist.all_reduce(most, op=dist.ReduceOp.MAX)
+        return int(most.item())
+
+    def pad_decoder_calls(self, planned: int) -> None:
+        """Make this rank's next decoder calls as many as the rank with the most (``planned`` its
+        own): the difference runs first, as one-token calls. Every rank of a sharded policy calls
+        this at the same points, since each decoder call gathers the layers' shards from all ranks."""
         token = torch.zeros((1, 1), dtype=torch.long, device=self.device)
-        for _ in range(int(most.item()) - planned):
+        for _ in range(self.most_over_ranks(planned) - planned):
             self.decoder(input_ids=token, use_cache=False)
 
     def logits(self, hidden: torch.Tensor) -> torch.Tensor:

@@ -112,7 +112,9 @@ class ObjectiveScorer:
         with self._inference() as lm:
             rows = self._rows(lm, prompt_ids, completion_ids)
             entropies = np.zeros((rows.count, rows.width), dtype=np.float32)
-            for chunk in rows.chunks(self.max_batch_tokens):
+            chunks = list(rows.chunks(self.max_batch_tokens))
+            lm.pad_decoder_calls(len(chunks))
+            for chunk in chunks:
                 hidden = lm.prefix(chunk)
                 entropies[chunk.rows, : chunk.completion_width] = lm.entropies(chunk, hidden, self.temperature)
         return entropies, rows.mask()
@@ -133,7 +135,7 @@ class ObjectiveScorer:
         (``AnswerIds``). On an FSDP2-sharded model (``"shared"`` mode only) every rank calls this
         with its own rows, or ``idle()`` without any, and the ranks' decoder calls are kept equal.
         """
-        with self._inference(sharded_ok=self.mode == "shared") as lm:
+        with self._inference() as lm:
             rows = self._rows(lm, prompt_ids, completion_ids, answers)
             cuts = checked_cuts(offsets, positions, rows)
             if self.mode == "per_cut":
@@ -155,7 +157,7 @@ class ObjectiveScorer:
     def idle(self) -> None:
         """A rank of a sharded policy with no rows to score: its part of the other ranks' decoder
         calls (``score`` on the ranks that have rows)."""
-        with self._inference(sharded_ok=True) as lm:
+        with self._inference() as lm:
             lm.pad_decoder_calls(0)
 
     def evaluate(
@@ -180,12 +182,22 @@ class ObjectiveScorer:
             chunk_rows: list[int] = []
             chunk_cuts: list[Cuts] = []
             chunk_j: list[np.ndarray] = []
-            for chunk in rows.chunks(self.max_batch_tokens):
+            chunks = list(rows.chunks(self.max_batch_tokens))
+            # A sharded policy: the ranks go chunk by chunk together, each step's decoder calls
+            # made equal (a rank out of chunks makes only the others' number of calls).
+            for step in range(lm.most_over_ranks(len(chunks))):
+                if step >= len(chunks):
+                    lm.pad_decoder_calls(0)  # the others' prefix pass
+                    lm.pad_decoder_calls(0)  # and their probes
+                    continue
+                chunk = chunks[step]
+                lm.pad_decoder_calls(1)
                 hidden, cache = lm.prefix_with_cache(chunk) if self.mode == "shared" else (lm.prefix(chunk), None)
                 entropies[chunk.rows, : chunk.completion_width] = lm.entropies(chunk, hidden, self.temperature)
                 del hidden
                 chosen = select(token_ids[chunk.rows], mask[chunk.rows], entropies[chunk.rows])
                 if cache is not None:
+                    lm.pad_decoder_calls(len(lm.probe_calls(chunk, chosen, self.max_batch_tokens)))
                     chunk_j.append(lm.probes(chunk, cache, chosen, self.max_batch_tokens, self.j_temperature))
                 chunk_rows += chunk.rows
                 chunk_cuts.append(chosen)
@@ -197,14 +209,13 @@ class ObjectiveScorer:
                 j = in_row_order(chunk_rows, chunked, _concat(chunk_j)).astype(np.float64, copy=False)
         return Evaluation(token_ids, entropies, mask, cuts, j)
 
-    def _inference(self, sharded_ok: bool = False) -> AbstractContextManager[ModelAdapter]:
-        """The model adapter, in eval mode without gradients for the call. ``sharded_ok``: the
-        call keeps the ranks of a sharded policy in step (``ModelAdapter.pad_decoder_calls``)."""
+    def _inference(self) -> AbstractContextManager[ModelAdapter]:
+        """The model adapter, in eval mode without gradients for the call."""
         adapter = ModelAdapter(self.model)
-        if adapter.sharded and not sharded_ok:
+        if adapter.sharded and self.mode == "per_cut":
+            # Its calls go through the model's own forward, whose output head gathers per call.
             raise ReproError(
-                "model", "is sharded with FSDP2; only score() in 'shared' mode keeps the ranks' decoder calls in "
-                "step (the entropies, evaluate() and 'per_cut' would leave ranks waiting on each other)"
+                "mode", "'per_cut' cannot keep the ranks of an FSDP2-sharded model in step; use mode='shared'"
             )
         return adapter.inference(shared=self.mode == "shared")
 
