@@ -3,10 +3,12 @@
 ``bench_pipeline.py`` records timings in ``RESULTS`` (pytest-benchmark minima of the "pipeline"
 group, and the interleaved perf_counter minima of ``test_ratios``); ``pytest_terminal_summary``
 prints them side by side with the ratios numpy/rust and rust/yardstick for both thread settings.
+``bench_verl.py`` records its figures in ``VERL_RESULTS``; ``--json FILE`` writes them to a file.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import platform
 from collections import defaultdict
@@ -17,8 +19,11 @@ import pytest
 RESULTS: dict[str, dict[str, float]] = {"pytest-benchmark": {}, "interleaved": {}}
 #: bench_objective.py: model name -> method -> minimum seconds per call.
 OBJECTIVE_RESULTS: dict[str, dict[str, float]] = defaultdict(dict)
-#: bench_verl.py: controller seconds of the advantage step ("sync", "repro_sync") and the batch size.
-VERL_RESULTS: dict[str, float] = {}
+#: bench_verl.py: controller seconds of verl's advantage step ("sync"), the batch size, and per J path
+#: ("per_cut", "shared") a dict of its controller seconds, worker_tokens_ratio and j_max_abs_diff.
+VERL_RESULTS: dict = {}
+#: The J paths of bench_verl.py.
+VERL_PATHS = ("per_cut", "shared")
 
 LABELS = {
     "rust": "rust pipeline (default threads)",
@@ -79,26 +84,73 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config):
             write(f"  {model} (pytest-benchmark minimum per call):")
             for line in ratio_lines(times):
                 write(line)
-    if {"sync", "repro_sync"} <= VERL_RESULTS.keys():
-        terminalreporter.section("verl: the controller's advantage step, repro_sync vs verl's own")
+    figures = verl_figures(VERL_RESULTS)
+    if figures:
+        terminalreporter.section("verl: repro_sync's advantage step, per_cut and shared J, vs verl's own")
         write(machine)
-        for line in verl_lines(VERL_RESULTS):
+        for line in verl_lines(figures):
             write(line)
+    path = config.getoption("--json", None)
+    if path and figures:
+        with open(path, "w") as f:
+            json.dump({"machine": machine.removeprefix("machine: "), **figures}, f, indent=2)
+        write(f"verl figures written to {path}")
 
 
-def verl_lines(results: dict[str, float]) -> list[str]:
-    sync, repro = results["sync"], results["repro_sync"]
-    rows, cuts = int(results["rows"]), results["num_cuts"]
-    return [
-        f"  {rows} rows, {results['tokens'] / 1e3:.0f} k response tokens, {cuts:.1f} cut points (probe rows) per row",
-        f"  probe tokens {results['probe_tokens'] / 1e6:.2f} M"
-        f" = {results['probe_tokens'] / results['sequence_tokens']:.1f}x"
-        " the tokens of the old-log-prob pass (the workers' extra forward)",
-        f"    verl's own advantage step (grpo)        {sync * 1e3:9.1f} ms",
-        f"    repro_sync's advantage step (repro_grpo) {repro * 1e3:9.1f} ms"
-        f"   ({repro / (rows * cuts) * 1e6:.0f} us per probe row)",
-        f"    repro_sync / verl = {repro / sync:.1f}x (controller time only; the probes' forward is the workers')",
+def verl_figures(results: dict) -> dict:
+    """The figures of bench_verl.py, per J path, from what it recorded (empty before it ran)."""
+    if "sync" not in results or not any(path in results for path in VERL_PATHS):
+        return {}
+    sync = results["sync"]
+    out: dict = {
+        "batch": {key: results[key] for key in ("rows", "tokens", "sequence_tokens", "num_cuts") if key in results},
+        "j_check": {key: results[key] for key in ("j_rows", "j_cut_points") if key in results},
+        "sync_seconds": sync,
+    }
+    for path in VERL_PATHS:
+        got = results.get(path, {})
+        figures = {}
+        if "worker_tokens_ratio" in got:
+            figures["worker_tokens_ratio"] = got["worker_tokens_ratio"]
+        if "seconds" in got:
+            figures["controller_ratio"] = got["seconds"] / sync
+            figures["controller_seconds"] = got["seconds"]
+        if "j_max_abs_diff" in got:
+            figures["j_max_abs_diff"] = got["j_max_abs_diff"]
+        out[path] = figures
+    return out
+
+
+def verl_lines(figures: dict) -> list[str]:
+    batch = figures["batch"]
+    lines = [
+        f"  {batch['rows']} rows, {batch['tokens'] / 1e3:.0f} k response tokens,"
+        f" {batch.get('num_cuts', float('nan')):.1f} cut points per row",
+        f"  verl's own advantage step (grpo): {figures['sync_seconds'] * 1e3:.1f} ms",
+        f"  {'path':<8s} {'worker tokens / old-log-prob':>29s} {'controller / grpo':>18s} {'controller ms':>14s}"
+        f" {'max |J - J per_cut|':>20s}",
     ]
+    nan = float("nan")
+    for path in VERL_PATHS:
+        got = figures[path]
+        lines.append(
+            f"  {path:<8s} {got.get('worker_tokens_ratio', nan):28.2f}x {got.get('controller_ratio', nan):17.1f}x"
+            f" {got.get('controller_seconds', nan) * 1e3:14.1f} {got.get('j_max_abs_diff', nan):20.2e}"
+        )
+    shared = figures["shared"]
+    if "worker_tokens_ratio" in shared and "controller_ratio" in shared:
+        tokens, controller = shared["worker_tokens_ratio"], shared["controller_ratio"]
+        lines.append(f"  shared: worker tokens {tokens:.2f}x (target <= 1.15: {'met' if tokens <= 1.15 else 'MISSED'}),"
+                     f" controller {controller:.1f}x (target <= 3: {'met' if controller <= 3 else 'MISSED'})")
+    if figures["j_check"]:
+        check = figures["j_check"]
+        lines.append(f"  J check: tiny model, {check['j_rows']} rows, {check['j_cut_points']} cut points")
+    return lines
+
+
+def pytest_addoption(parser):
+    parser.addoption("--json", metavar="FILE", default=None,
+                     help="bench_verl.py: write the figures (per J path) to FILE as JSON")
 
 
 def pytest_collect_file(file_path, parent):
