@@ -345,7 +345,8 @@ class ReproTrainerSync(PPOTrainerSync):
                 equal_size=size % dp_size == 0,
             )
             order = [n for partition in partitions for n in partition]
-            keys, tags = [batch.keys[n] for n in order], [{} for _ in order]
+            keys = [batch.keys[n] for n in order]
+            tags: list[dict[str, Any]] = [{} for _ in order]
             probes = KVBatchMeta(keys=keys, tags=tags, partition_id=PROBE_PARTITION, fields=PROBE_FIELDS, extra_info={
                 "temperature": self._j_temperature(), "max_batch_tokens": self.repro.max_batch_tokens})
             rollouts = KVBatchMeta(keys=keys, tags=tags, partition_id=batch.partition_id,

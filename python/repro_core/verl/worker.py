@@ -20,8 +20,10 @@ import torch
 from tensordict import TensorDict
 from verl.single_controller.base.decorator import make_nd_compute_dataproto_dispatch_fn, register
 from verl.utils import tensordict_utils as tu
+from verl.workers.engine.fsdp.transformer_impl import FSDPEngine
 from verl.workers.engine_workers import ActorRolloutRefWorker
 
+from ..errors import ReproError
 from ..objective import AnswerIds, ObjectiveScorer
 
 __all__ = ["ANSWER_FIELD", "CUTS_FIELD", "J_FIELD", "PROBE_FIELDS", "ReproActorWorker", "objective_of_shard"]
@@ -83,5 +85,9 @@ class ReproActorWorker(ActorRolloutRefWorker):
     def compute_repro_objective(self, probes: TensorDict, rollouts: TensorDict) -> TensorDict:
         """J per cut point of this rank's rows (``objective_of_shard``), in the actor's eval mode
         (which brings offloaded parameters back for the call)."""
-        with self.actor.engine.eval_mode():
-            return objective_of_shard(self.actor.engine.module, probes, rollouts).cpu()
+        engine = self.actor.engine if self.actor is not None else None
+        if not isinstance(engine, FSDPEngine):  # the trainer's start-up check asks for fsdp2 already
+            raise ReproError("actor_rollout_ref.actor.strategy", "compute_repro_objective runs on the actor of verl's "
+                             f"FSDP engine, got {type(engine).__name__}")
+        with engine.eval_mode():
+            return objective_of_shard(engine.module, probes, rollouts).cpu()
