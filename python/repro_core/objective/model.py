@@ -59,6 +59,9 @@ class ModelAdapter:
         kinds = getattr(config, "layer_types", None) or ["sliding_attention" if self.window else "full_attention"]
         self.layer_types = frozenset(kinds)
         self.vocab_size = self.causal_lm.get_input_embeddings().num_embeddings
+        # The logits' width from the head's declaration, never a parameter's shape: ZeRO-3 leaves
+        # its parameters empty outside their modules' forward.
+        self.logit_width: int = getattr(self.head, "out_features", None) or config.vocab_size
         #: FSDP2 shards (``fully_shard``): each rank scores its own rows, the decoder calls in step.
         self.sharded = any(isinstance(module, FSDPModule) for module in self.causal_lm.modules())
         self._head_weights: tuple[torch.Tensor, torch.Tensor | None] | None = None
@@ -146,7 +149,7 @@ class ModelAdapter:
         return logits
 
     def token_chunks(self, count: int) -> Iterator[slice]:
-        step = max(1, LOGIT_CHUNK_ELEMENTS // self.head.weight.shape[0])
+        step = max(1, LOGIT_CHUNK_ELEMENTS // self.logit_width)
         for start in range(0, count, step):
             yield slice(start, min(start + step, count))
 
@@ -293,13 +296,12 @@ class ModelAdapter:
         j = np.empty(len(sequences), dtype=np.float64)
         lengths = [len(prefix) + len(answer.ids) for prefix, answer in sequences]
         order = sorted(range(len(sequences)), key=lambda n: -lengths[n])
-        vocab = self.head.weight.shape[0]
         start = 0
         while start < len(order):
             longest = lengths[order[start]]
             answer_width = max(len(sequences[n][1].ids) for n in order[start:])
             by_tokens = budget // longest
-            by_logits = LOGIT_CHUNK_ELEMENTS // ((answer_width + 1) * vocab)
+            by_logits = LOGIT_CHUNK_ELEMENTS // ((answer_width + 1) * self.logit_width)
             batch = order[start : start + max(1, min(by_tokens, by_logits))]
             j[batch] = self._per_cut_batch([sequences[n] for n in batch], rows.device, temperature)
             start += len(batch)

@@ -12,6 +12,7 @@ import numpy as np
 import torch
 from accelerate.utils import gather_object
 from trl import GRPOTrainer
+from trl.models import unwrap_model_for_generation
 
 from .._api import Cuts, ProcessStd
 from ..errors import ReproError
@@ -154,8 +155,11 @@ class ReproGRPOTrainer(GRPOTrainer):
                 ids[mask.bool()].tolist() for ids, mask in zip(output["prompt_ids"], output["prompt_mask"], strict=True)
             ]
             completion_ids = [ids[:n].tolist() for ids, n in zip(output["completion_ids"], lengths, strict=True)]
-            self.repro.objective.model = self.model  # the current policy, as wrapped now
-            evaluation, steps = self.repro.evaluate(prompt_ids, completion_ids, [x[column] for x in inputs])
+            # The current policy, as TRL's generation sees it: ZeRO-3's parameters gathered, an FSDP2
+            # policy as it is (the scorer keeps its ranks in step).
+            with unwrap_model_for_generation(self.model_wrapped, self.accelerator) as policy:
+                self.repro.objective.model = policy
+                evaluation, steps = self.repro.evaluate(prompt_ids, completion_ids, [x[column] for x in inputs])
             local.update(cuts=evaluation.cuts, step_rewards=steps.reward, j=evaluation.j, magnitude=steps.magnitude,
                          stability=steps.stability)
         else:  # only the baseline point: no process reward

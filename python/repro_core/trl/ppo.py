@@ -15,8 +15,9 @@ from typing import Any
 
 import numpy as np
 import torch
-from accelerate.utils import is_peft_model
+from accelerate.utils import fsdp2_prepare_model, is_peft_model
 from transformers import AutoModelForTokenClassification
+from trl.models import prepare_fsdp
 from trl.trainer.utils import disable_dropout_in_model, use_adapter
 
 from .config import ReproPPOConfig
@@ -60,11 +61,20 @@ class ReproPPOTrainer(ReproGRPOTrainer):
         critic = self._make_critic() if value_model is None else value_model
         # Token-classification heads come with dropout (0.1 by default); a value target needs none.
         disable_dropout_in_model(critic)
-        self.critic = self.accelerator.prepare_model(critic.to(self.accelerator.device))
+        critic = critic.to(self.accelerator.device)
+        self._fsdp2 = self.is_fsdp_enabled and self.accelerator.state.fsdp_plugin.fsdp_version == 2
+        # FSDP2 shards a trained model in place, and the optimiser holds the shards: the critic is
+        # sharded now, before its parameter group is made (create_scheduler).
+        self.critic = (
+            fsdp2_prepare_model(self.accelerator, critic) if self._fsdp2 else self.accelerator.prepare_model(critic)
+        )
         self.reference = None
         if self.args.kl_coef > 0 and not is_peft_model(policy):
             reference = copy.deepcopy(self._base_policy).eval().requires_grad_(False)
-            self.reference = self.accelerator.prepare_model(reference, evaluation_mode=True)
+            self.reference = (
+                prepare_fsdp(reference, self.accelerator) if self._fsdp2
+                else self.accelerator.prepare_model(reference, evaluation_mode=True)
+            )
 
     def _make_critic(self) -> Any:
         base = self._base_policy
@@ -177,10 +187,23 @@ class ReproPPOTrainer(ReproGRPOTrainer):
 
     def create_optimizer(self, model: Any = None) -> torch.optim.Optimizer:
         optimizer = super().create_optimizer(model)
-        learning_rate = self.args.critic_learning_rate or self.args.learning_rate
-        parameters = [p for p in self.critic.parameters() if p.requires_grad]
-        optimizer.add_param_group({"params": parameters, "lr": learning_rate, "weight_decay": self.args.weight_decay})
+        if not self._fsdp2:
+            self._add_critic_group(optimizer)
         return optimizer
+
+    def create_scheduler(self, num_training_steps: int, optimizer: Any = None) -> Any:
+        # FSDP2: accelerate swaps the optimiser's parameters for the policy's shards and knows only
+        # the policy's, so the critic's group joins after that, before the schedule is built on it.
+        if self._fsdp2:
+            self._add_critic_group(self.optimizer if optimizer is None else optimizer)
+        return super().create_scheduler(num_training_steps, optimizer)
+
+    def _add_critic_group(self, optimizer: torch.optim.Optimizer) -> None:
+        parameters = [p for p in self.critic.parameters() if p.requires_grad]
+        if any(parameters[0] is p for group in optimizer.param_groups for p in group["params"]):
+            return  # added already (a second train() call)
+        learning_rate = self.args.critic_learning_rate or self.args.learning_rate
+        optimizer.add_param_group({"params": parameters, "lr": learning_rate, "weight_decay": self.args.weight_decay})
 
     def save_model(self, output_dir: str | None = None, _internal_call: bool = False) -> None:
         super().save_model(output_dir, _internal_call)
