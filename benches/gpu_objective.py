@@ -100,7 +100,9 @@ def main() -> None:
     print(f"    {'max |J shared - J per cut|':<42s} {delta:11.4f}")
     if args.json:
         with open(args.json, "w") as f:
-            json.dump(dict(args=vars(args), times_s=times, peak_gib=peaks, max_abs_delta_j=delta), f, indent=2)
+            json.dump(dict(args=vars(args), times_s=times, ratios=ow.ratios(times), peak_gib=peaks,
+                           peak_memory_pipeline_over_yardstick=memory if peaks["forward_entropies"] else None,
+                           max_abs_delta_j=delta), f, indent=2)
 
 
 def synchronize(device: torch.device) -> None:

@@ -112,19 +112,26 @@ def bare_forward(model: Any, prompts: list[list[int]], completions: list[list[in
                   position_ids=(mask.cumsum(-1) - 1).clamp(min=0).to(device), logits_to_keep=1)
 
 
+#: The ratios the objective issues set targets on: (numerator, denominator, name, target).
+RATIOS = [
+    ("evaluate", "forward_entropies", "pipeline / yardstick", "target <= 1.3 on the GPU"),
+    ("shared", "bare", "J shared / bare forward", ""),
+    # verl's shared path runs exactly ObjectiveScorer.score in each actor worker, whose
+    # old-log-prob pass is the yardstick's work (log-probs and entropies).
+    ("shared", "forward_entropies", "J shared / yardstick (verl worker)", "target <= 1.3 on the GPU"),
+    ("per_cut", "shared", "J per cut / J shared", "target >= 8"),
+    ("forward_entropies", "bare", "yardstick / bare forward", ""),
+]
+
+
+def ratios(times: dict[str, float]) -> dict[str, float]:
+    """The ratios of ``RATIOS`` that ``times`` has both sides of, by name."""
+    return {name: times[a] / times[b] for a, b, name, _ in RATIOS if a in times and b in times}
+
+
 def ratio_lines(times: dict[str, float]) -> list[str]:
     """The table in ms and the ratios the objective issue sets targets on."""
     lines = [f"    {LABELS[m]:<42s} {times[m] * 1e3:11.1f} ms" for m in METHODS if m in times]
-    pairs = [
-        ("evaluate", "forward_entropies", "pipeline / yardstick", "target <= 1.3 on the GPU"),
-        ("shared", "bare", "J shared / bare forward", ""),
-        # verl's shared path runs exactly ObjectiveScorer.score in each actor worker, whose
-        # old-log-prob pass is the yardstick's work (log-probs and entropies).
-        ("shared", "forward_entropies", "J shared / yardstick (verl worker)", "target <= 1.3 on the GPU"),
-        ("per_cut", "shared", "J per cut / J shared", "target >= 8"),
-        ("forward_entropies", "bare", "yardstick / bare forward", ""),
-    ]
-    for a, b, name, target in pairs:
-        if a in times and b in times:
-            lines.append(f"    {name:<42s} {times[a] / times[b]:11.2f}x   {target}")
+    values = ratios(times)
+    lines += [f"    {name:<42s} {values[name]:11.2f}x   {target}" for _, _, name, target in RATIOS if name in values]
     return lines

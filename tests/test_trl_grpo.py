@@ -308,3 +308,19 @@ def test_unscorable_rows_get_no_advantage(tok, tmp_path, estimator):
     advantages = output["advantages"]
     assert torch.all(advantages[1::2] == 0)
     assert torch.any(advantages[0::2] != 0)
+
+
+# ------------------------------------------------------------------------------ GPU
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_two_steps_on_cuda_in_bfloat16(tok, tmp_path):
+    """TRL's bf16 training on CUDA: RePro's passes run on the GPU in the policy's dtype."""
+    trainer = make_trainer(tok, tmp_path, use_cpu=False, bf16=True, model=tiny.model(len(tok), dtype=torch.bfloat16))
+    assert trainer.accelerator.device.type == "cuda"
+    trainer.train()
+    assert trainer.state.global_step == 2
+    logged = [entry for entry in trainer.state.log_history if "loss" in entry]
+    assert len(logged) == 2 and all(np.isfinite(entry["repro/J_b"]) for entry in logged)
+    assert all(entry["repro/num_cuts"] > 1 for entry in logged)  # paragraphs were cut and scored
