@@ -20,10 +20,11 @@ datasets, TRL and matplotlib are imported when they are needed.
 
 from __future__ import annotations
 
+from ..behaviour import DEFAULT_CUES, backtrack_pattern
 from .command import OUTPUT_FILES, main, make_parser, parse_arguments, run
 from .generation import generate, prompt_ids
 from .inputs import DEFAULT_INPUT, Row, Trace, load_rows
-from .records import DEFAULT_CUES, backtrack_pattern, score_traces
+from .records import score_traces
 from .table import print_table
 
 __all__ = [

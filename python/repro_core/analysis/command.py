@@ -22,11 +22,11 @@ from pathlib import Path
 from typing import Any
 
 from ..arguments import ModelArguments
+from ..behaviour import DEFAULT_CUES
 from ..config import ReproArguments
 from ..data import REASONING_GYM_PREFIX
 from ..errors import ReproError
 from .inputs import DEFAULT_INPUT, DEFAULT_PROBLEMS
-from .records import DEFAULT_CUES
 
 __all__ = [
     "OUTPUT_FILES",

@@ -5,10 +5,10 @@ stability, composite score, process reward) and the paragraphs with their backtr
 
 from __future__ import annotations
 
-import re
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
+from ..behaviour import DEFAULT_CUES, backtrack_pattern
 from .inputs import Trace
 
 if TYPE_CHECKING:
@@ -16,36 +16,7 @@ if TYPE_CHECKING:
 
     from ..pipeline import ReproScorer
 
-__all__ = ["DEFAULT_CUES", "backtrack_pattern", "score_traces"]
-
-#: Paragraph openings counted as backtracking (case-insensitive, as a whole word, after any markdown markers).
-DEFAULT_CUES = (
-    "Wait",
-    "But wait",
-    "Alternatively",
-    "Hmm",
-    "Hold on",
-    "Actually",
-    "On second thought",
-    "Let me re-check",
-    "Let me recheck",
-    "Let me double-check",
-    "Let me check again",
-    "Let me reconsider",
-)
-
-
-def backtrack_pattern(cues: Sequence[str]) -> re.Pattern[str] | None:
-    """A regex matching a paragraph that opens with one of ``cues``; None for no cues.
-
-    Case-insensitive; the cue must end at a word boundary ("Wait," and "wait" count, "Waiting" does not); leading
-    whitespace and markdown markers (``*``, ``_``, ``#``, ``>``, ``-``) are skipped.
-    """
-    if not cues:
-        return None
-    alternatives = "|".join(re.escape(cue) for cue in sorted(cues, key=len, reverse=True))
-    return re.compile(rf"^[\s*_#>\-]*({alternatives})(?![\w])", re.IGNORECASE)
-
+__all__ = ["score_traces"]
 
 def score_traces(
     scorer: ReproScorer,

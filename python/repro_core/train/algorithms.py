@@ -34,9 +34,11 @@ class Algorithm:
         prompts: datasets.Dataset,
         config: ReproGRPOConfig | ReproPPOConfig,
         callbacks: list[TrainerCallback],
+        eval_prompts: datasets.Dataset | None = None,
     ) -> Trainer:
-        """The trainer of ``model`` on ``prompts``, rewarded by ``boxed_accuracy``. PPO's critic starts from
-        the policy's weights (or ``config.value_model_name_or_path``)."""
+        """The trainer of ``model`` on ``prompts``, rewarded by ``boxed_accuracy`` and evaluated on
+        ``eval_prompts``. PPO's critic starts from the policy's weights (or
+        ``config.value_model_name_or_path``)."""
         from .. import trl
         from ..rewards import boxed_accuracy
 
@@ -46,6 +48,7 @@ class Algorithm:
             reward_funcs=[boxed_accuracy],
             args=config,
             train_dataset=prompts,
+            eval_dataset=eval_prompts,
             processing_class=tokenizer,
             callbacks=callbacks,
         )

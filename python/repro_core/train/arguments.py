@@ -91,6 +91,14 @@ class DataArguments:
                   "openai/gsm8k."},
     )
     dataset_seed: int = field(default=0, metadata={"help": "Seed of the reasoning-gym generator."})
+    eval_size: int = field(
+        default=0,
+        metadata={
+            "help": "Held-out prompts for TRL's evaluation (with --eval_strategy steps and --eval_steps N): this many "
+            "more are generated for reasoning-gym, the last N rows otherwise, and none of them is trained on. 0: no "
+            "evaluation."
+        },
+    )
     task_config: str | None = field(
         default=None,
         metadata={

@@ -36,18 +36,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     output_dir = Path(str(config.output_dir))  # TrainingArguments fills in None
     resume_checkpoint = resolve_checkpoint(config.resume_from_checkpoint, str(output_dir))
     # Prompts first: they are quick, and a bad dataset should not wait for the model to load.
-    prompts = load_train_prompts(data_args, config)
+    prompts, eval_prompts = load_train_prompts(data_args, config)
     model, tokenizer = load_model(model_args, config)
     metrics_path = output_dir / METRICS_FILE
     algorithm = ALGORITHMS[train_args.algorithm]
-    trainer = algorithm.build_trainer(model, tokenizer, prompts, config, [metrics_file_callback(metrics_path)])
+    trainer = algorithm.build_trainer(model, tokenizer, prompts, config, [metrics_file_callback(metrics_path)],
+                                      eval_prompts)
 
     main_process = trainer.is_world_process_zero()
     if main_process:
         model_name = model_args.model_name_or_path or "SmolLM2-135M-Instruct (embedded default)"
         samples_per_step = config.per_device_train_batch_size * config.gradient_accumulation_steps * config.world_size
         length = f"{config.max_steps} steps" if config.max_steps > 0 else f"{config.num_train_epochs:g} epoch(s)"
-        print(f"repro train: {train_args.algorithm} on {model_name}, {len(prompts)} prompts from {data_args.dataset}; "
+        held_out = f" (+{len(eval_prompts)} held out for evaluation)" if eval_prompts is not None else ""
+        print(f"repro train: {train_args.algorithm} on {model_name}, {len(prompts)} prompts{held_out} from "
+              f"{data_args.dataset}; "
               f"{samples_per_step // config.num_generations} prompt(s) x {config.num_generations} completions "
               f"(<= {config.max_completion_length} tokens) per step, {length}, RePro "
               f"{'on' if config.repro_enabled else 'off'} -> {output_dir}"

@@ -15,6 +15,7 @@ from trl import GRPOTrainer
 from trl.models import unwrap_model_for_generation
 
 from .._api import Cuts, ProcessStd
+from ..behaviour import behaviour_metrics
 from ..errors import ReproError
 from ..pipeline import ReproScorer, step_metrics
 from .config import ReproGRPOConfig
@@ -92,9 +93,21 @@ class ReproGRPOTrainer(GRPOTrainer):
         self._rewards_per_func = super()._calculate_rewards(inputs, prompts, completions, completion_ids_list)
         return self._rewards_per_func
 
+    def evaluate(self, *args: Any, **kwargs: Any) -> dict[str, float]:
+        """TRL's evaluation, its completions sampled from ``args.seed`` every time: two runs (or two
+        evaluations of one run) are scored on the same draws of the same prompts, and training's
+        own random stream is left as it was."""
+        devices = [self.accelerator.device] if self.accelerator.device.type == "cuda" else []
+        with torch.random.fork_rng(devices=devices):
+            torch.manual_seed(self.args.seed + self.accelerator.process_index)
+            return super().evaluate(*args, **kwargs)
+
     def _generate_and_score_completions(self, inputs: list[dict[str, Any]]) -> dict[str, Any]:
         start = time.perf_counter()
         output = super()._generate_and_score_completions(inputs)
+        if self._mode() == "eval":
+            for name, value in self._behaviour_metrics(inputs, output).items():
+                self._metrics["eval"][name].append(value)
         if not self._needs_own_advantages():
             return output
         batch, repro_seconds = self._gather_rollouts(inputs, output)
@@ -116,6 +129,30 @@ class ReproGRPOTrainer(GRPOTrainer):
         for name, value in metrics.items():
             self._metrics[self._mode()][name].append(value)
         return output
+
+    def _behaviour_metrics(self, inputs: list[dict[str, Any]], output: dict[str, Any]) -> dict[str, float]:
+        """Evaluation's view of the completions' reasoning, RePro on or off, means over the batch:
+        ``repro/paragraphs`` and ``repro/backtracks`` per completion, and ``repro/J_gain`` (J at
+        the end minus J at the baseline; repro_core.behaviour)."""
+        column = self.args.repro_answer_column
+        if column not in inputs[0]:
+            raise ReproError("repro_answer_column", f"{column!r} is not a column of the eval_dataset "
+                             f"(columns: {sorted(inputs[0])}); the evaluation's J needs the answers")
+        prompt_ids, completion_ids = self._token_lists(output)
+        with unwrap_model_for_generation(self.model_wrapped, self.accelerator) as policy:
+            self.repro.objective.model = policy
+            values = behaviour_metrics(self.repro, prompt_ids, completion_ids, [x[column] for x in inputs])
+        return {f"repro/{name}": self._mean_over_processes(float(values[key].mean()))
+                for name, key in (("paragraphs", "paragraphs"), ("backtracks", "backtracks"), ("J_gain", "j_gain"))}
+
+    @staticmethod
+    def _token_lists(output: dict[str, Any]) -> tuple[list[list[int]], list[list[int]]]:
+        """The local rows' prompt and completion token ids, unpadded."""
+        lengths = output["completion_mask"].sum(1).tolist()
+        prompt_ids = [
+            ids[mask.bool()].tolist() for ids, mask in zip(output["prompt_ids"], output["prompt_mask"], strict=True)
+        ]
+        return prompt_ids, [ids[:n].tolist() for ids, n in zip(output["completion_ids"], lengths, strict=True)]
 
     def _mode(self) -> str:
         return "train" if self.model is not None and self.model.training else "eval"
@@ -151,10 +188,7 @@ class ReproGRPOTrainer(GRPOTrainer):
                 raise ReproError(
                     "repro_answer_column", f"{column!r} is not a dataset column (columns: {sorted(inputs[0])})"
                 )
-            prompt_ids = [
-                ids[mask.bool()].tolist() for ids, mask in zip(output["prompt_ids"], output["prompt_mask"], strict=True)
-            ]
-            completion_ids = [ids[:n].tolist() for ids, n in zip(output["completion_ids"], lengths, strict=True)]
+            prompt_ids, completion_ids = self._token_lists(output)
             # The current policy, as TRL's generation sees it: ZeRO-3's parameters gathered, an FSDP2
             # policy as it is (the scorer keeps its ranks in step).
             with unwrap_model_for_generation(self.model_wrapped, self.accelerator) as policy:

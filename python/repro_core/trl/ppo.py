@@ -194,8 +194,9 @@ class ReproPPOTrainer(ReproGRPOTrainer):
     def create_scheduler(self, num_training_steps: int, optimizer: Any = None) -> Any:
         # FSDP2: accelerate swaps the optimiser's parameters for the policy's shards and knows only
         # the policy's, so the critic's group joins after that, before the schedule is built on it.
-        if self._fsdp2:
-            self._add_critic_group(self.optimizer if optimizer is None else optimizer)
+        target = self.optimizer if optimizer is None else optimizer
+        if self._fsdp2 and target is not None:
+            self._add_critic_group(target)
         return super().create_scheduler(num_training_steps, optimizer)
 
     def _add_critic_group(self, optimizer: torch.optim.Optimizer) -> None:
