@@ -140,6 +140,39 @@ def test_train_writes_metrics_and_checkpoints_then_resumes(tiny_checkpoint, tmp_
     assert [r["step"] for r in _metrics(out) if "reward" in r] == [1, 2, 3]
 
 
+def test_evaluation_on_held_out_prompts(tiny_checkpoint, tmp_path, capsys):
+    """--eval_size holds out prompts the run never trains on; TRL's evaluation (before training with
+    --eval_on_start, then every --eval_steps) logs accuracy, lengths and the reasoning metrics, and
+    samples the same completions from the same policy each time (a fixed seed)."""
+    out = tmp_path / "run"
+    extra = ("--max-steps", "2", "--eval_size", "2", "--eval_strategy", "steps", "--eval_steps", "2",
+             "--eval_on_start", "true", "--learning_rate", "0", "--save_strategy", "no")
+    assert main(_small_run(tiny_checkpoint, out, *extra)) == 0
+    assert "8 prompts (+2 held out for evaluation)" in capsys.readouterr().out
+    evaluations = [r for r in _metrics(out) if "eval_reward" in r]
+    assert [r["step"] for r in evaluations] == [0, 2]
+    for record in evaluations:
+        for key in ("eval_rewards/boxed_accuracy/mean", "eval_completions/mean_length",
+                    "eval_completions/clipped_ratio", "eval_repro/paragraphs", "eval_repro/backtracks",
+                    "eval_repro/J_gain", "eval_repro/J_b"):
+            assert key in record, key
+        assert record["eval_repro/J_gain"] == pytest.approx(record["eval_repro/J_end"] - record["eval_repro/J_b"])
+    # learning rate 0: the policy is unchanged, so the fixed seed draws the same completions.
+    assert evaluations[0]["eval_completions/mean_length"] == evaluations[1]["eval_completions/mean_length"]
+    assert evaluations[0]["eval_repro/J_b"] == pytest.approx(evaluations[1]["eval_repro/J_b"], abs=1e-6)
+
+
+def test_evaluation_metrics_with_repro_off(tiny_checkpoint, tmp_path):
+    """Plain GRPO (the control arm) still logs the reasoning metrics at evaluation."""
+    out = tmp_path / "run"
+    extra = ("--max-steps", "1", "--eval_size", "1", "--eval_strategy", "steps", "--eval_steps", "1",
+             "--repro_enabled", "false", "--save_strategy", "no")
+    assert main(_small_run(tiny_checkpoint, out, *extra)) == 0
+    evaluation = [r for r in _metrics(out) if "eval_reward" in r][-1]
+    assert {"eval_repro/paragraphs", "eval_repro/backtracks", "eval_repro/J_gain"} <= set(evaluation)
+    assert not any(key.startswith("repro/") for r in _metrics(out) for key in r)  # nothing of RePro in training
+
+
 def test_resume_last_finds_the_newest_checkpoint(tmp_path):
     for step in (2, 10):
         (tmp_path / f"checkpoint-{step}").mkdir()
@@ -181,6 +214,11 @@ def test_metrics_values_are_strict_json():
         (["--num_generations", "3"], "arguments", "must be divisible by num_generations"),
         (["--no_such_flag", "1"], "arguments", "unrecognized arguments: --no_such_flag 1"),
         (["--max_steps", "many"], "arguments", "invalid int value: 'many'"),
+        (["--eval_size", "4"], "--eval_strategy", "holds out prompts for an evaluation that never runs"),
+        (["--eval_strategy", "steps"], "--eval_size", "needs held-out prompts"),
+        (["--eval_size", "-1", "--eval_strategy", "steps"], "--eval_size", "expected a count >= 0"),
+        (["--dataset", "{jsonl}", "--eval_size", "1", "--eval_strategy", "steps"], "--dataset",
+         "none left to train on"),
     ],
 )
 def test_bad_input_is_one_error_line_naming_the_flag(tiny_checkpoint, tmp_path, capsys, args, argument, message):
