@@ -1,4 +1,4 @@
-"""Slow, plain NumPy/Python oracle of REPRO.md sections 1-4 and docs/semantics.md.
+"""Slow, plain NumPy/Python oracle of docs/method.md (cut points, scores, advantages) and docs/semantics.md.
 
 Everything here is written straight from the formulas, row by row, with Python loops and
 float64 arithmetic. It does no validation (the real API validates); feed it valid inputs only.
@@ -486,7 +486,7 @@ def compute_advantages(
 
 
 # --------------------------------------------------------------------------------------------
-# REPRO.md section 5, as data (shared by the tests)
+# docs/method.md, "Worked example", as data (shared by the tests)
 
 WORKED = SimpleNamespace(
     token_ids=np.array(

@@ -1,4 +1,4 @@
-//! Cut points and paragraphs of each completion (REPRO.md section 1, steps 2 to 4).
+//! Cut points and paragraphs of each completion (docs/method.md, "Cut points", steps 2 to 4).
 
 use std::cmp::Ordering;
 

@@ -1,4 +1,4 @@
-//! Paragraph breaks (REPRO.md section 2).
+//! Paragraph breaks (docs/method.md, "Cut points", step 2).
 
 use crate::error::{ensure, Error, Result};
 

@@ -1,4 +1,4 @@
-//! Magnitude, stability, composite score and process reward per cut point (REPRO.md section 3).
+//! Magnitude, stability, composite score and process reward per cut point (docs/method.md, "Scores and process rewards").
 
 use crate::error::{ensure, Error, Result};
 use crate::ragged::row_ranges;

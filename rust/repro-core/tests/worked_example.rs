@@ -1,5 +1,5 @@
-//! REPRO.md section 5, end to end, to 1e-6.
-// The expected numbers are REPRO.md's, printed to six digits; one happens to be 1/sqrt(2).
+//! docs/method.md, "Worked example", end to end, to 1e-6.
+// The expected numbers are docs/method.md's, printed to six digits; one happens to be 1/sqrt(2).
 #![allow(clippy::approx_constant)]
 
 use ndarray::{array, Array2};

@@ -1,4 +1,4 @@
-//! Per-token advantages from outcome and process rewards (REPRO.md section 4).
+//! Per-token advantages from outcome and process rewards (docs/method.md, "Advantages").
 //!
 //! `compute_advantages` checks every input first (`validate`), places the process rewards on
 //! the tokens that close their spans and normalises them (`group`), then runs the estimator's
