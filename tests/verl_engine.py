@@ -2,9 +2,9 @@
 (``ReproActorWorker``: verl's ``ActorRolloutRefWorker``, FSDP2 engine, fp32) on CPU.
 
 - ``verl_engine.py OUT``: repro_sync's advantage step, one rank, through verl's own TransferQueue
-  bridge: the old log-probs, J in both objective modes (``compute_repro_objective`` and the per-cut
-  probe rows through ``compute_log_prob``), which agree within 1e-4, and advantages equal to the
-  ReproScorer pipeline.
+  bridge, on a batch with verl's padding rows: the old log-probs, J in both objective modes
+  (``compute_repro_objective`` and the per-cut probe rows through ``compute_log_prob``), which
+  agree within 1e-4, and advantages equal to the ReproScorer pipeline.
 - ``verl_engine.py OUT --ranks 2``: two ranks sharding one policy (FSDP2 over gloo), one holding
   many long rows and a small token budget (many decoder calls), the other one short row, then
   none: ``compute_repro_objective`` returns on both (the ranks' decoder calls are padded to the
@@ -34,6 +34,7 @@ import transfer_queue as tq  # noqa: E402
 from transformers import AutoModelForCausalLM  # noqa: E402
 from verl.plugin.platform.platform_base import PlatformBase  # noqa: E402
 from verl.plugin.platform.platform_manager import set_platform  # noqa: E402
+from verl.trainer.ppo.padding_utils import upsample_batch_to_divisible_size  # noqa: E402
 from verl.utils.tensordict_utils import assign_non_tensor, list_of_dict_to_tensordict  # noqa: E402
 
 import test_verl_trainer as t  # noqa: E402
@@ -142,7 +143,10 @@ def main(out: str) -> None:
 
         rows = t.rollouts(trainer.tokenizer, seed=11)
         rows[0]["response"] = rows[0]["response"] * 3  # uneven lengths
-        batch, metrics = t.advantage_step(trainer, t.put_batch(rows))
+        # verl's own padding rows, as it adds them for a batch multiple: two here (6 rows -> 8).
+        padded = upsample_batch_to_divisible_size(t.put_batch(rows), 8, trainer.tokenizer.eos_token_id)
+        assert sum(tag.get("is_padding", False) for tag in padded.tags) == 2
+        batch, metrics = t.advantage_step(trainer, padded)
         assert trainer.actor_rollout_wg.objective_batches == 1 and trainer.actor_rollout_wg.probe_batches == 0
         expected = t.pipeline(model, trainer.tokenizer, rows, "reinforce_pp_baseline")
         advantages = t.padded(batch, "advantages", [row["key"] for row in rows])
