@@ -1,22 +1,22 @@
 """What a batch of completions looks like as reasoning: paragraphs, backtracking, and J's gain.
 
-One home of the backtracking cues: ``repro score`` marks the paragraphs that open with one, and the
-TRL trainers' evaluation counts them (``behaviour_metrics``), so a training run and a score report
-count the same thing.
+One home of the paragraphs and their backtracking cues: ``repro score`` lists them per trace, and
+the TRL trainers' evaluation counts them, so a training run and a score report count the same thing.
 """
 
 from __future__ import annotations
 
 import re
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 if TYPE_CHECKING:
+    from ._api import Cuts
     from .pipeline import ReproScorer
 
-__all__ = ["DEFAULT_CUES", "backtrack_pattern", "behaviour_metrics"]
+__all__ = ["DEFAULT_CUES", "backtrack_pattern", "j_gain", "paragraphs"]
 
 #: Paragraph openings counted as backtracking (case-insensitive, as a whole word, after any markdown markers).
 DEFAULT_CUES = (
@@ -47,24 +47,29 @@ def backtrack_pattern(cues: Sequence[str]) -> re.Pattern[str] | None:
     return re.compile(rf"^[\s*_#>\-]*({alternatives})(?![\w])", re.IGNORECASE)
 
 
-def behaviour_metrics(
-    scorer: ReproScorer, prompt_ids: Sequence[Sequence[int]], completion_ids: Sequence[Sequence[int]],
-    answers: Sequence[Any], cues: Sequence[str] = DEFAULT_CUES,
-) -> dict[str, np.ndarray]:
-    """Per completion (B,): ``paragraphs`` (of the thinking part, as ``segment_paragraphs`` splits
-    it), ``backtracks`` (those opening with one of ``cues``) and ``j_gain`` (J at the last cut
-    point minus J at the baseline, with ``scorer``'s model and settings)."""
+def paragraphs(
+    scorer: ReproScorer, token_ids: np.ndarray, mask: np.ndarray, cues: Sequence[str] = DEFAULT_CUES
+) -> list[list[tuple[int, int, str, str | None]]]:
+    """Each completion's paragraphs of its thinking part, as ``segment_paragraphs`` splits them with
+    ``scorer``'s delimiters and think-end token: (start, end, decoded text, the backtracking cue it
+    opens with or None). ``token_ids`` (B, T) and ``mask`` (B, T) as ``Evaluation`` holds them."""
     from . import segment_paragraphs
 
-    evaluation, _ = scorer.evaluate(prompt_ids, completion_ids, answers)
-    segments = segment_paragraphs(evaluation.token_ids, evaluation.mask, delimiters=scorer.delimiters,
-                                  think_end_id=scorer.think_end_id)
+    segments = segment_paragraphs(token_ids, mask, delimiters=scorer.delimiters, think_end_id=scorer.think_end_id)
     pattern = backtrack_pattern(cues)
     tokenizer = scorer.objective.tokenizer
-    backtracks = np.zeros(len(completion_ids), dtype=np.int64)
-    for row, ids in enumerate(completion_ids):
+    out: list[list[tuple[int, int, str, str | None]]] = []
+    for row in range(len(token_ids)):
+        found = []
         for i in range(int(segments.offsets[row]), int(segments.offsets[row + 1])):
-            text = tokenizer.decode(list(ids[int(segments.starts[i]) : int(segments.ends[i])]))
-            backtracks[row] += bool(pattern is not None and pattern.match(text))
-    j_gain = [values[-1] - values[0] if len(values) else 0.0 for values in evaluation.cuts.split(evaluation.j)]
-    return {"paragraphs": np.diff(segments.offsets), "backtracks": backtracks, "j_gain": np.asarray(j_gain)}
+            first, last = int(segments.starts[i]), int(segments.ends[i])
+            text = tokenizer.decode(token_ids[row, first:last].tolist())
+            match = pattern.match(text) if pattern is not None else None
+            found.append((first, last, text, match.group(1) if match else None))
+        out.append(found)
+    return out
+
+
+def j_gain(cuts: Cuts, j: np.ndarray) -> np.ndarray:
+    """Per row, J at its last cut point minus J at its first (0 for a row without cut points)."""
+    return np.asarray([values[-1] - values[0] if len(values) else 0.0 for values in cuts.split(j)])

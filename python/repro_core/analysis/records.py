@@ -8,7 +8,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from ..behaviour import DEFAULT_CUES, backtrack_pattern
+from ..behaviour import DEFAULT_CUES, paragraphs
 from .inputs import Trace
 
 if TYPE_CHECKING:
@@ -31,11 +31,9 @@ def score_traces(
     """
     import numpy as np
 
-    from .. import segment_paragraphs
     from ..rewards import boxed_accuracy, last_boxed
 
     tokenizer = scorer.objective.tokenizer
-    pattern = backtrack_pattern(cues)
     task = progress.add_task("scoring", total=len(traces)) if progress is not None else None
     records: list[dict[str, Any]] = []
     for start in range(0, len(traces), batch_size):
@@ -43,26 +41,20 @@ def score_traces(
         evaluation, steps = scorer.evaluate([t.prompt_ids for t in batch], [t.completion_ids for t in batch],
                                             [t.answer for t in batch])
         cuts = evaluation.cuts
-        segments = segment_paragraphs(evaluation.token_ids, evaluation.mask, delimiters=scorer.delimiters,
-                                      think_end_id=scorer.think_end_id)
+        batch_paragraphs = paragraphs(scorer, evaluation.token_ids, evaluation.mask, cues)
         for row, trace in enumerate(batch):
             points = slice(int(cuts.offsets[row]), int(cuts.offsets[row + 1]))
             positions = cuts.positions[points].tolist()
             ids = trace.completion_ids
             end = int(cuts.ends[row])
-            paragraphs = []
-            for i in range(int(segments.offsets[row]), int(segments.offsets[row + 1])):
-                first, last = int(segments.starts[i]), int(segments.ends[i])
-                text = tokenizer.decode(ids[first:last])
-                match = pattern.match(text) if pattern is not None else None
-                paragraphs.append({
-                    "start": first,
-                    "end": last,
-                    "text": text,
-                    "cue": match.group(1) if match else None,
-                    # The step whose span [p_{j-1}, p_j) holds the paragraph: j = its index when every break is cut.
-                    "step": int(np.searchsorted(positions, first, side="right")),
-                })
+            row_paragraphs = [{
+                "start": first,
+                "end": last,
+                "text": text,
+                "cue": cue,
+                # The step whose span [p_{j-1}, p_j) holds the paragraph: j = its index when every break is cut.
+                "step": int(np.searchsorted(positions, first, side="right")),
+            } for first, last, text, cue in batch_paragraphs[row]]
             j = evaluation.j[points].tolist()
             rewards = steps.reward[points].tolist()
             records.append({
@@ -76,8 +68,8 @@ def score_traces(
                 "correct": None,  # graded below, in one call for all traces
                 "tokens": len(ids),
                 "thinking_tokens": end,
-                "num_paragraphs": len(paragraphs),
-                "backtracks": sum(p["cue"] is not None for p in paragraphs),
+                "num_paragraphs": len(row_paragraphs),
+                "backtracks": sum(p["cue"] is not None for p in row_paragraphs),
                 "j_baseline": j[0],
                 "j_end": j[-1],
                 "mean_reward": float(np.mean(rewards[1:])) if len(rewards) > 1 else None,
@@ -87,7 +79,7 @@ def score_traces(
                 "stability": steps.stability[points].tolist(),
                 "score": steps.score[points].tolist(),
                 "reward": rewards,
-                "paragraphs": paragraphs,
+                "paragraphs": row_paragraphs,
                 "tail": tokenizer.decode(ids[end:]),
             })
         if progress is not None and task is not None:

@@ -15,7 +15,7 @@ from trl import GRPOTrainer
 from trl.models import unwrap_model_for_generation
 
 from .._api import Cuts, ProcessStd
-from ..behaviour import behaviour_metrics
+from ..behaviour import j_gain, paragraphs
 from ..errors import ReproError
 from ..pipeline import ReproScorer, step_metrics
 from .config import ReproGRPOConfig
@@ -105,10 +105,10 @@ class ReproGRPOTrainer(GRPOTrainer):
     def _generate_and_score_completions(self, inputs: list[dict[str, Any]]) -> dict[str, Any]:
         start = time.perf_counter()
         output = super()._generate_and_score_completions(inputs)
-        if self._mode() == "eval":
-            for name, value in self._behaviour_metrics(inputs, output).items():
-                self._metrics["eval"][name].append(value)
         if not self._needs_own_advantages():
+            if self._mode() == "eval":
+                for name, value in self._behaviour_metrics(inputs, output, None).items():
+                    self._metrics["eval"][name].append(value)
             return output
         batch, repro_seconds = self._gather_rollouts(inputs, output)
         per_token = self._batch_advantages(batch)
@@ -116,6 +116,8 @@ class ReproGRPOTrainer(GRPOTrainer):
             output[name] = self._local_rows(values, output["completion_mask"])
         metrics = self._metrics_of(batch, per_token["advantages"]) if self.args.repro_enabled else {}
         metrics.update(self._rollout_metrics(batch, per_token))
+        if self._mode() == "eval":
+            metrics.update(self._behaviour_metrics(inputs, output, batch))
         if self.args.repro_enabled:
             # Share of a whole cycle (generation, scoring, then the optimiser steps on this batch) spent
             # in RePro: from one generation to the next; the first batch only knows its own duration.
@@ -130,20 +132,43 @@ class ReproGRPOTrainer(GRPOTrainer):
             self._metrics[self._mode()][name].append(value)
         return output
 
-    def _behaviour_metrics(self, inputs: list[dict[str, Any]], output: dict[str, Any]) -> dict[str, float]:
-        """Evaluation's view of the completions' reasoning, RePro on or off, means over the batch:
-        ``repro/paragraphs`` and ``repro/backtracks`` per completion, and ``repro/J_gain`` (J at
-        the end minus J at the baseline; repro_core.behaviour)."""
+    def _evaluate_completions(self, inputs: list[dict[str, Any]], output: dict[str, Any]) -> tuple[Any, Any]:
+        """``ReproScorer.evaluate`` of the local completions (``Evaluation``, ``Steps``) with the
+        current policy as TRL's generation sees it: ZeRO-3's parameters gathered, an FSDP2 policy as
+        it is (the scorer keeps its ranks in step)."""
         column = self.args.repro_answer_column
         if column not in inputs[0]:
-            raise ReproError("repro_answer_column", f"{column!r} is not a column of the eval_dataset "
-                             f"(columns: {sorted(inputs[0])}); the evaluation's J needs the answers")
+            raise ReproError(
+                "repro_answer_column", f"{column!r} is not a dataset column (columns: {sorted(inputs[0])})"
+            )
         prompt_ids, completion_ids = self._token_lists(output)
         with unwrap_model_for_generation(self.model_wrapped, self.accelerator) as policy:
             self.repro.objective.model = policy
-            values = behaviour_metrics(self.repro, prompt_ids, completion_ids, [x[column] for x in inputs])
-        return {f"repro/{name}": self._mean_over_processes(float(values[key].mean()))
-                for name, key in (("paragraphs", "paragraphs"), ("backtracks", "backtracks"), ("J_gain", "j_gain"))}
+            return self.repro.evaluate(prompt_ids, completion_ids, [x[column] for x in inputs])
+
+    def _behaviour_metrics(
+        self, inputs: list[dict[str, Any]], output: dict[str, Any], batch: dict[str, Any] | None
+    ) -> dict[str, float]:
+        """Evaluation's view of the completions' reasoning, RePro on or off, means over the batch:
+        ``repro/paragraphs`` and ``repro/backtracks`` per completion (repro_core.behaviour), and
+        ``repro/J_gain`` (J at the end minus J at the baseline), from the step's own J when the
+        whole ``batch`` has it, else from an evaluation of the local completions."""
+        lengths = output["completion_mask"].sum(1).cpu().numpy()
+        token_ids = output["completion_ids"].cpu().numpy()
+        mask = np.arange(token_ids.shape[1]) < lengths[:, None]
+        found = paragraphs(self.repro, token_ids * mask, mask)
+        metrics = {
+            "repro/paragraphs": self._mean_over_processes(float(np.mean([len(row) for row in found]))),
+            "repro/backtracks": self._mean_over_processes(
+                float(np.mean([sum(cue is not None for *_, cue in row) for row in found]))
+            ),
+        }
+        if batch is not None and "j" in batch:
+            metrics["repro/J_gain"] = float(j_gain(batch["cuts"], batch["j"]).mean())
+        else:
+            evaluation, _ = self._evaluate_completions(inputs, output)
+            metrics["repro/J_gain"] = self._mean_over_processes(float(j_gain(evaluation.cuts, evaluation.j).mean()))
+        return metrics
 
     @staticmethod
     def _token_lists(output: dict[str, Any]) -> tuple[list[list[int]], list[list[int]]]:
@@ -183,17 +208,7 @@ class ReproGRPOTrainer(GRPOTrainer):
         local: dict[str, Any] = {"lengths": np.asarray(lengths, dtype=np.int64)}
         started = time.perf_counter()
         if self.args.repro_enabled:
-            column = self.args.repro_answer_column
-            if column not in inputs[0]:
-                raise ReproError(
-                    "repro_answer_column", f"{column!r} is not a dataset column (columns: {sorted(inputs[0])})"
-                )
-            prompt_ids, completion_ids = self._token_lists(output)
-            # The current policy, as TRL's generation sees it: ZeRO-3's parameters gathered, an FSDP2
-            # policy as it is (the scorer keeps its ranks in step).
-            with unwrap_model_for_generation(self.model_wrapped, self.accelerator) as policy:
-                self.repro.objective.model = policy
-                evaluation, steps = self.repro.evaluate(prompt_ids, completion_ids, [x[column] for x in inputs])
+            evaluation, steps = self._evaluate_completions(inputs, output)
             local.update(cuts=evaluation.cuts, step_rewards=steps.reward, j=evaluation.j, magnitude=steps.magnitude,
                          stability=steps.stability)
         else:  # only the baseline point: no process reward
