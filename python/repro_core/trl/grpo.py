@@ -164,10 +164,12 @@ class ReproGRPOTrainer(GRPOTrainer):
             ),
         }
         if batch is not None and "j" in batch:
-            metrics["repro/J_gain"] = float(j_gain(batch["cuts"], batch["j"]).mean())
+            gain = float(j_gain(batch["cuts"], batch["j"]).mean())  # the whole batch's already
         else:
             evaluation, _ = self._evaluate_completions(inputs, output)
-            metrics["repro/J_gain"] = self._mean_over_processes(float(j_gain(evaluation.cuts, evaluation.j).mean()))
+            gain = float(j_gain(evaluation.cuts, evaluation.j).mean())
+        # Through the same reduction either way, so that RePro on and off log the same value.
+        metrics["repro/J_gain"] = self._mean_over_processes(gain)
         return metrics
 
     @staticmethod
