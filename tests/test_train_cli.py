@@ -75,6 +75,71 @@ def test_help_lists_the_flags(capsys):
     assert "(default: reasoning-gym:basic_arithmetic)" in help_text
 
 
+
+def _help_groups(help_text: str) -> list[str]:
+    """The group titles of an argparse help text, in order."""
+    return [line[:-1] for line in help_text.splitlines() if line.endswith(":") and not line.startswith(" ")]
+
+
+def test_help_groups_repro_flags_before_trls_and_names_ppos_flags(capsys):
+    """issue 17: the algorithm choices, the RePro flags in a group of their own near the top, and the way to
+    PPO's own flags (shown by --algorithm ppo --help, in a group of their own)."""
+    with pytest.raises(SystemExit):
+        main(["train", "--help"])
+    help_text = capsys.readouterr().out
+    groups = _help_groups(help_text)
+    assert groups[:5] == ["options", "algorithm", "model", "data", "RePro"], groups
+    assert groups[5].startswith("training (ReproGRPOConfig"), groups
+    repro_group = help_text.split("\nRePro:\n")[1].split("\ntraining (")[0]
+    assert "--repro_k" in repro_group and "--repro_preset" in repro_group and "--repro_enabled" in repro_group
+    assert "--learning_rate" not in repro_group and "--kl_coef KL_COEF" not in help_text
+    assert "--algorithm {grpo,ppo}" in help_text
+    assert "`repro train --algorithm ppo --help`" in " ".join(help_text.split())
+
+    with pytest.raises(SystemExit) as exit_info:
+        main(["train", "--algorithm", "ppo", "--help"])
+    assert exit_info.value.code == 0
+    help_text = capsys.readouterr().out
+    groups = _help_groups(help_text)
+    assert groups[:6] == ["options", "algorithm", "model", "data", "RePro", "ppo (ReproPPOConfig's own flags)"], groups
+    ppo_group = help_text.split("\nppo (ReproPPOConfig's own flags):\n")[1].split("\ntraining (")[0]
+    for flag in ("--kl_coef", "--vf_coef", "--value_model_name_or_path", "--critic_learning_rate"):
+        assert flag in ppo_group, flag
+
+
+def test_the_shared_parser_needs_neither_trl_nor_accelerate():
+    """issue 17: `repro score` ([score] extra) parses its flags, a --config file and a preset without TRL."""
+    code = ("import sys; from repro_core.analysis.command import parse_arguments; "
+            "arguments = parse_arguments(['traces.jsonl', '--repro_preset', 'authors', '--repro-k', '3']); "
+            "print(arguments.repro.repro_k, arguments.repro.repro_w); "
+            "print(sorted(m for m in ('trl', 'accelerate', 'torch') if m in sys.modules))")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.splitlines() == ["3 0.0", "[]"]
+
+
+def test_config_file_conventions(tmp_path, monkeypatch):
+    """What TRL's parser did with --config, kept: YAML keys as flag names, the command line wins, an env: mapping
+    sets environment variables, null/none unsets an optional number; also --config=FILE."""
+    monkeypatch.delenv("REPRO_TEST_FROM_YAML", raising=False)
+    config_file = tmp_path / "run.yaml"
+    config_file.write_text("max_steps: 7\nrepro_preset: authors\nrepro_w: 0.3\ndataset_size: 5\n"
+                           "env:\n  REPRO_TEST_FROM_YAML: 1\n")
+    _, data_args, _, config = parse_args([f"--config={config_file}", "--repro_alpha", "0.2",
+                                          "--repro_stability_ema", "null", "--dataset-size", "none"])
+    assert os.environ["REPRO_TEST_FROM_YAML"] == "1"
+    assert config.max_steps == 7 and data_args.dataset_size is None and config.repro_stability_ema is None
+    # preset (alpha 0.05, w 0) < file (w 0.3) < command line (alpha 0.2)
+    assert (config.repro_w, config.repro_alpha, config.repro_delimiters) == (0.3, 0.2, "reference")
+    (tmp_path / "list.yaml").write_text("- 1\n")
+    (tmp_path / "env.yaml").write_text("env: [1]\n")
+    (tmp_path / "broken.yaml").write_text("max_steps: [1\n")
+    for name, message in (("list.yaml", "must hold a YAML mapping"), ("env.yaml", "env in"),
+                          ("broken.yaml", "cannot read the file"), ("missing.yaml", "cannot read the file")):
+        with pytest.raises(ReproError, match=message) as error:
+            parse_args(["--config", str(tmp_path / name)])
+        assert error.value.argument == "--config"
+
 def test_repro_help_lists_the_commands(capsys):
     with pytest.raises(SystemExit) as exit_info:
         main(["--help"])

@@ -1,35 +1,58 @@
 """The command-line convention of ``repro train`` and ``repro score``, and the arguments they share.
 
-Both commands parse dataclasses with TRL's ``TrlParser`` (an ``HfArgumentParser``):
+Both commands parse dataclasses with transformers' ``HfArgumentParser`` plus this module's
+``--config`` handling (so ``repro score`` needs neither TRL nor accelerate):
 
-- every flag has both spellings, ``--max_steps`` and ``--max-steps``;
-- ``--config FILE.yaml`` reads the same names as keys; the command line wins over the file;
+- every flag has both spellings, ``--max_steps`` and ``--max-steps``; ``none`` (or ``null``) unsets
+  an optional number (``--repro_stability_ema none``);
+- ``--config FILE.yaml`` reads the same names as keys (an ``env:`` mapping in it sets environment
+  variables, as in TRL's scripts); the command line wins over the file, the file over a
+  ``--repro_preset``, the preset over the command's defaults; a key that is no flag is an error;
 - the same thing has the same name in both: ``--model_name_or_path``, ``--dtype``, ``--dataset``,
-  and RePro's settings as ``--repro_*`` (``repro_core.config.ReproArguments``);
+  and RePro's settings as ``--repro_*`` (``repro_core.config.ReproArguments``), listed in ``--help``
+  in a group of their own;
 - bad input is a ``ReproError`` naming the flag, also for the dataclasses' own checks (``repro_k`` ->
   ``--repro_k``); the ``repro`` command prints it as one line, exit status 2.
 
-Importing this module imports neither torch nor TRL; ``CommandParser`` imports TRL when built.
+Importing this module imports neither torch nor transformers; ``make_parser`` imports transformers.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import copy
+import dataclasses
+import functools
+import os
+import typing
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, NoReturn
 
 from .config import PRESETS, preset_flags
 from .errors import ReproError
 
-__all__ = ["COMMAND_ERROR", "ModelArguments", "PresetArguments", "make_parser", "parse", "read_config_key"]
+__all__ = [
+    "COMMAND_ERROR",
+    "REPRO_GROUP",
+    "ModelArguments",
+    "PresetArguments",
+    "make_parser",
+    "parse",
+    "read_config_key",
+]
 
-#: The argument name of usage errors that no single flag owns (unknown flags, a bad --config file).
+#: The argument name of usage errors that no single flag owns (unknown flags, a bad value's type).
 COMMAND_ERROR = "arguments"
+#: The ``--help`` group of every ``--repro_*`` flag, whichever dataclass declares it.
+REPRO_GROUP = "RePro"
+CONFIG_FLAG = "--config"
 
 
 @dataclass
 class ModelArguments:
     """Which model (the policy of ``repro train``, the scorer of ``repro score``)."""
+
+    _argument_group_name = "model"
 
     model_name_or_path: str | None = field(
         default=None,
@@ -53,6 +76,8 @@ class ModelArguments:
 class PresetArguments:
     """A named set of RePro settings; ``parse`` applies it before the file and the flags are read."""
 
+    _argument_group_name = REPRO_GROUP
+
     repro_preset: str | None = field(
         default=None,
         metadata={
@@ -63,85 +88,182 @@ class PresetArguments:
     )
 
 
-def make_parser(prog: str, dataclass_types: Sequence[type], *, description: str, defaults: dict[str, Any]) -> Any:
-    """A ``TrlParser`` over ``dataclass_types`` whose usage errors are ReproErrors, with ``defaults``
-    applied over the dataclasses' own (a ``--config`` file and the command line override both)."""
-    try:
-        from trl import TrlParser
-    except ImportError as exc:
-        raise ReproError(COMMAND_ERROR, f"{prog} needs the trl extra (pip install 'repro-core[trl]'): {exc}") from exc
-
-    class CommandParser(TrlParser):
-        # The usage line of ~250 flags is a screenful; errors say one line and go through ReproError.
-        def error(self, message: str) -> NoReturn:
-            raise ReproError(COMMAND_ERROR, f"{message} (see `{prog} --help`)")
-
-    parsed_types: list[Any] = [*dataclass_types, PresetArguments]
-    parser = CommandParser(
-        parsed_types,
+def make_parser(
+    prog: str,
+    dataclass_types: Sequence[type],
+    *,
+    description: str,
+    defaults: dict[str, Any],
+    group_titles: Mapping[type, str] | None = None,
+    field_groups: Mapping[str, str] | None = None,
+) -> Any:
+    """A parser over ``dataclass_types`` (and ``PresetArguments``) whose usage errors are ReproErrors,
+    with ``defaults`` applied over the dataclasses' own (a ``--config`` file and the command line
+    override both). In ``--help`` each dataclass is a group titled ``group_titles[type]``, else its
+    ``_argument_group_name``, else its name; every ``repro_*`` flag is in the ``RePro`` group and the
+    fields named in ``field_groups`` in the group it names, both listed before the dataclass's own."""
+    parser = _command_parser_class()(
+        [*dataclass_types, PresetArguments],
+        group_titles=group_titles or {},
+        field_groups=field_groups or {},
         prog=prog,
         usage=f"{prog} [--config FILE.yaml] [--FLAG VALUE ...]",
         description=description + " Flags can also come from a YAML file (--config FILE.yaml, keys as the flag names "
         "with underscores); flags on the command line win.",
     )
-    parser.set_defaults_with_config(**defaults)
+    unknown = _set_defaults(parser, defaults)
+    assert not unknown, f"defaults for flags {prog} does not have: {unknown}"
     return parser
+
+
+@functools.cache
+def _command_parser_class() -> type:
+    """``CommandParser``, defined on first use so that importing this module does not import transformers."""
+    from transformers import HfArgumentParser
+
+    class CommandParser(HfArgumentParser):
+        """``HfArgumentParser`` with one-line usage errors, RePro's flags in their own group and ``none``
+        for unset optional numbers (as TRL's parser reads them)."""
+
+        def __init__(self, dataclass_types: list[type], *, group_titles: Mapping[type, str],
+                     field_groups: Mapping[str, str], **kwargs: Any) -> None:
+            self.group_titles = dict(group_titles)
+            self.field_groups = dict(field_groups)
+            self.groups: dict[str, Any] = {}
+            super().__init__(dataclass_types, **kwargs)
+
+        # The usage line of ~250 flags is a screenful; errors say one line and go through ReproError.
+        def error(self, message: str) -> NoReturn:
+            raise ReproError(COMMAND_ERROR, f"{message} (see `{self.prog} --help`)")
+
+        def group(self, title: str) -> Any:
+            if title not in self.groups:
+                self.groups[title] = self.add_argument_group(title)
+            return self.groups[title]
+
+        def _add_dataclass_arguments(self, dtype: type) -> None:
+            title = self.group_titles.get(dtype) or getattr(dtype, "_argument_group_name", dtype.__name__)
+            type_hints = typing.get_type_hints(dtype)
+            fields = [f for f in dataclasses.fields(dtype) if f.init]
+            titles = {f.name: REPRO_GROUP if f.name.startswith("repro_") else self.field_groups.get(f.name, title)
+                      for f in fields}
+            for group_title in sorted(dict.fromkeys(titles.values()), key=lambda name: name == title):
+                self.group(group_title)  # the special groups first: listed before the rest of the dataclass's flags
+            for source in fields:
+                dataclass_field = copy.copy(source)  # HfArgumentParser rewrites the field's type
+                dataclass_field.type = type_hints[source.name]
+                group = self.group(titles[source.name])
+                self._parse_dataclass_field(group, dataclass_field)
+                union = typing.get_args(type_hints[source.name])
+                action = group._group_actions[-1]
+                if (type(None) in union and bool not in union and action.type not in (None, str)
+                        and action.choices is None and action.nargs is None):
+                    action.type = _accept_none(action.type)
+
+    return CommandParser
+
+
+def _accept_none(convert: Any) -> Any:
+    """``convert`` that also reads ``none`` / ``null`` (any case) as None, for ``X | None`` flags."""
+
+    def parse_value(text: str) -> Any:
+        return None if text.lower() in ("none", "null") else convert(text)
+
+    parse_value.__name__ = getattr(convert, "__name__", "value")  # argparse names the type in its errors
+    return parse_value
 
 
 def parse(parser: Any, argv: Sequence[str]) -> tuple[Any, ...]:
     """The dataclasses of ``argv`` (and of the ``--config`` YAML file it names), those ``make_parser``
     was given. Raises ReproError on bad input; ``--help`` exits (SystemExit 0) after printing the flags."""
-    import yaml
-
-    args = list(argv)
-    prog = parser.prog
-    if "--config" in args and args.index("--config") == len(args) - 1:
-        raise ReproError("--config", "needs a YAML file path")
-    preset = read_config_key(args, "repro_preset")
+    args, config_path = _split_config_flag(argv)
+    config = _read_config(config_path) if config_path is not None else {}
+    preset = _command_line_value(args, "repro_preset")
+    preset = config.get("repro_preset") if preset is None else preset
     if preset is not None:
         # As defaults: the --config file and the command line, read after, override them. Settings a
         # command does not have (repro score has no alpha) are left out.
-        parser.set_defaults_with_config(**preset_flags(str(preset), "--repro_preset"))
+        _set_defaults(parser, preset_flags(str(preset), "--repro_preset"))
+    environment = config.pop("env", {})
+    if not isinstance(environment, dict):
+        raise ReproError(CONFIG_FLAG, f"env in {config_path} must be a mapping of environment variables")
+    unknown_keys = _set_defaults(parser, config)
+    if unknown_keys:
+        keys = ", ".join(unknown_keys)
+        raise ReproError(CONFIG_FLAG, f"unknown keys in the file: {keys} (see `{parser.prog} --help`)")
+    os.environ.update({str(key): str(value) for key, value in environment.items()})
     try:
-        *outputs, unknown_keys, unknown_args = parser.parse_args_and_config(
-            args, return_remaining_strings=True, separate_remaining_strings=True
-        )
+        *outputs, unknown_args = parser.parse_args_into_dataclasses(args, return_remaining_strings=True)
     except ReproError as error:  # a dataclass's own check names its field: the flag that set it
         dests = {action.dest for action in parser._actions}
         raise (error.renamed(f"--{error.argument}") if error.argument in dests else error) from error
-    except (OSError, yaml.YAMLError) as exc:
-        raise ReproError("--config", f"cannot read the file: {exc}") from exc
-    except (ValueError, TypeError) as exc:  # the dataclasses' own validation, a YAML mapping expected
+    except (ValueError, TypeError) as exc:  # the dataclasses' own validation
         raise ReproError(COMMAND_ERROR, str(exc).strip().replace("\n", " ")) from exc
     if unknown_args:
-        raise ReproError(COMMAND_ERROR, f"unrecognized arguments: {' '.join(unknown_args)} (see `{prog} --help`)")
-    if unknown_keys:
-        keys = ", ".join(key[2:] for key in unknown_keys[::2])
-        raise ReproError("--config", f"unknown keys in the file: {keys} (see `{prog} --help`)")
+        unrecognized = " ".join(unknown_args)
+        raise ReproError(COMMAND_ERROR, f"unrecognized arguments: {unrecognized} (see `{parser.prog} --help`)")
     return tuple(output for output in outputs if not isinstance(output, PresetArguments))
 
 
 def read_config_key(argv: Sequence[str], key: str) -> Any:
     """The value of ``--key`` on the command line, else in the ``--config`` file, else None: for
     flags that decide which dataclasses the parser is built over (``repro train --algorithm``)."""
-    args = list(argv)
-    for i, arg in enumerate(args):
-        if arg in (f"--{key}", f"--{key.replace('_', '-')}") and i + 1 < len(args):
-            return args[i + 1]
-        for spelling in (key, key.replace("_", "-")):
-            if arg.startswith(f"--{spelling}="):
-                return arg.split("=", 1)[1]
-    if "--config" in args and args.index("--config") + 1 < len(args):
-        import yaml
+    args, config_path = _split_config_flag(argv)
+    value = _command_line_value(args, key)
+    if value is None and config_path is not None:
+        value = _read_config(config_path).get(key)
+    return value
 
-        path = args[args.index("--config") + 1]
-        try:
-            with open(path) as file:
-                config = yaml.safe_load(file)
-        except (OSError, yaml.YAMLError) as exc:
-            raise ReproError("--config", f"cannot read the file: {exc}") from exc
-        if not isinstance(config, dict):
-            raise ReproError("--config", f"the file {path} must hold a YAML mapping")
-        if key in config:
-            return config[key]
+
+def _split_config_flag(argv: Sequence[str]) -> tuple[list[str], str | None]:
+    """``argv`` without ``--config FILE`` (or ``--config=FILE``), and FILE (the last one given)."""
+    args: list[str] = []
+    path = None
+    remaining = iter(argv)
+    for arg in remaining:
+        if arg == CONFIG_FLAG:
+            path = next(remaining, None)
+            if path is None or path.startswith("--"):
+                raise ReproError(CONFIG_FLAG, "needs a YAML file path")
+        elif arg.startswith(CONFIG_FLAG + "="):
+            path = arg.split("=", 1)[1]
+        else:
+            args.append(arg)
+    return args, path
+
+
+def _command_line_value(args: Sequence[str], key: str) -> str | None:
+    """The value given to ``--key`` (either spelling, ``--key VALUE`` or ``--key=VALUE``) in ``args``, else None."""
+    spellings = {f"--{key}", f"--{key.replace('_', '-')}"}
+    for i, arg in enumerate(args):
+        if arg in spellings and i + 1 < len(args):
+            return args[i + 1]
+        name, equals, value = arg.partition("=")
+        if equals and name in spellings:
+            return value
     return None
+
+
+def _read_config(path: str) -> dict[str, Any]:
+    """The mapping in the YAML file ``path``; a ReproError naming ``--config`` if it cannot be read."""
+    import yaml
+
+    try:
+        with open(path, encoding="utf-8") as file:
+            config = yaml.safe_load(file)
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
+        raise ReproError(CONFIG_FLAG, f"cannot read the file: {exc}".replace("\n", " ")) from exc
+    if not isinstance(config, dict):
+        raise ReproError(CONFIG_FLAG, f"the file {path} must hold a YAML mapping")
+    return config
+
+
+def _set_defaults(parser: Any, values: Mapping[str, Any]) -> list[str]:
+    """Make ``values`` the defaults of the flags of those names (no longer required); returns the
+    names that are no flag of ``parser``."""
+    actions = {action.dest: action for action in parser._actions}
+    for name, value in values.items():
+        if name in actions:
+            actions[name].default = value
+            actions[name].required = False
+    return [str(name) for name in values if name not in actions]

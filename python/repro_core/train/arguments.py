@@ -2,12 +2,14 @@
 
 The parser follows the package's command-line convention (:mod:`repro_core.arguments`): both
 spellings of every flag, ``--config FILE.yaml``, errors as ``ReproError`` naming the flag. It is
-built over :class:`~repro_core.arguments.ModelArguments`, :class:`DataArguments`,
-:class:`TrainArguments` and the chosen algorithm's config (``ReproGRPOConfig`` or ``ReproPPOConfig``).
+built over :class:`TrainArguments`, :class:`~repro_core.arguments.ModelArguments`,
+:class:`DataArguments` and the chosen algorithm's config (``ReproGRPOConfig`` or ``ReproPPOConfig``),
+one ``--help`` group each, RePro's ``--repro_*`` flags in a group of their own.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -33,8 +35,6 @@ __all__ = [
 ]
 
 PROG = "repro train"
-#: The ``--dataset`` prefix that selects a procedurally generated reasoning-gym task.
-
 #: Defaults that differ from ``ReproGRPOConfig``'s own, chosen so that ``repro train --max-steps 3``
 #: finishes in a few minutes on a laptop CPU with the 135M embedded model. A YAML file or a flag
 #: overrides any of them.
@@ -70,6 +70,8 @@ def device_defaults(cuda: bool) -> dict[str, Any]:
 class DataArguments:
     """Which prompts to train on. Every source gives conversational prompts (rendered with the
     tokenizer's chat template) and an ``answer`` column for the reward and RePro's answer probe."""
+
+    _argument_group_name = "data"
 
     dataset: str = field(
         default=REASONING_GYM_PREFIX + "basic_arithmetic",
@@ -129,37 +131,50 @@ class DataArguments:
 class TrainArguments:
     """How to train."""
 
+    _argument_group_name = "algorithm"
+
     algorithm: str = field(
         default="grpo",
         metadata={
             "help": "RL algorithm: grpo (TRL's GRPOTrainer with RePro process rewards) or ppo (ReproPPOTrainer: "
-            "a critic initialised from the policy, GAE, a KL penalty in the rewards).",
+            "a critic initialised from the policy, GAE, a KL penalty in the rewards; its own flags, --kl_coef, "
+            "--vf_coef, --value_model_name_or_path, ..., are listed by `repro train --algorithm ppo --help`).",
             "choices": tuple(ALGORITHMS),
         },
     )
 
 
 def make_parser(algorithm: str = "grpo", cuda: bool | None = None) -> Any:
-    """The ``repro train`` parser: a ``TrlParser`` over the model, data and train arguments and the
-    algorithm's config, with :data:`CLI_DEFAULTS` and :func:`device_defaults` applied (``cuda=None``
-    asks torch)."""
+    """The ``repro train`` parser over the train, model and data arguments and the algorithm's config,
+    with :data:`CLI_DEFAULTS` and :func:`device_defaults` applied (``cuda=None`` asks torch). Its
+    ``--help`` lists the algorithm, model, data and RePro groups before the ~250 flags of TRL and
+    transformers."""
     if algorithm not in ALGORITHMS:
         raise ReproError("--algorithm", f"{algorithm!r} is not supported; choose from: {', '.join(ALGORITHMS)}")
     try:
         import torch
+        from trl import GRPOConfig
 
         config_class = ALGORITHMS[algorithm].config_class()
     except ImportError as exc:
         raise ReproError(COMMAND_ERROR, f"{PROG} needs the trl extra (pip install 'repro-core[trl]'): {exc}") from exc
     if cuda is None:
         cuda = torch.cuda.is_available()
+    # The fields an algorithm's config adds to GRPOConfig (PPO's critic and KL penalty), RePro's aside.
+    own_fields = {f.name for f in dataclasses.fields(config_class)} - {f.name for f in dataclasses.fields(GRPOConfig)}
+    others = "; ".join(f"`{PROG} --algorithm {name} --help` lists {name}'s" for name in ALGORITHMS if name != algorithm)
     return make_command_parser(
         PROG,
-        [ModelArguments, DataArguments, TrainArguments, config_class],
+        [TrainArguments, ModelArguments, DataArguments, config_class],
         description="RL post-training with RePro process rewards (arXiv 2512.01925) on TRL's GRPOTrainer "
         "(--algorithm grpo) or RePro's PPO trainer (--algorithm ppo). Defaults shown are this command's "
-        "(tuned for a CPU run of the embedded 135M model).",
+        f"(tuned for a CPU run of the embedded 135M model). The flags below are those of --algorithm {algorithm}; "
+        f"{others}.",
         defaults={**CLI_DEFAULTS, **device_defaults(cuda)},
+        group_titles={config_class: f"training ({config_class.__name__}: TRL's GRPOConfig and transformers' "
+                      "TrainingArguments)"},
+        field_groups={name: f"{algorithm} ({config_class.__name__}'s own flags)" for name in own_fields
+                      if not name.startswith("repro_")},
     )
 
 
@@ -172,5 +187,5 @@ def parse_args(
     # The parser's flags depend on the algorithm, so it is read before the parser is built.
     algorithm = read_config_key(args, "algorithm")
     parser = make_parser(TrainArguments.algorithm if algorithm is None else str(algorithm))
-    model_args, data_args, train_args, config = parse(parser, args)
+    train_args, model_args, data_args, config = parse(parser, args)
     return model_args, data_args, train_args, config
