@@ -200,6 +200,11 @@ def _table(delimiters: Delimiters | Sequence[int]) -> _core.DelimiterTable:
             "delimiters", f"expected a Delimiters or a sequence of token ids, got {delimiters!r}; "
             "build text rules with Delimiters.from_tokenizer(tokenizer, mode=...)"
         )
+    if isinstance(delimiters, (list, tuple)):
+        # NumPy reads [True, 7] as [1, 7]; a bool is no token id (Delimiters.from_ids agrees).
+        flags = [v for v in delimiters if isinstance(v, (bool, np.bool_))]
+        if flags:
+            raise ReproError("delimiters", f"expected token ids, got the bool {flags[0]!r}")
     return _core.DelimiterTable.from_ids(_array(delimiters, "delimiters", "ids", 1))
 
 

@@ -8,7 +8,7 @@ use std::borrow::Cow;
 use numpy::{IntoPyArray, PyArray1, PyArray2, PyReadonlyArray1, PyReadonlyArray2};
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
-use pyo3::types::PyType;
+use pyo3::types::{PyBool, PyType};
 use repro_core::{Batch, CriticTarget, Delimiters, Estimator, Mask, Options, ProcessStd, Rows, TokenText, Widen};
 
 mod threads;
@@ -151,8 +151,15 @@ impl DelimiterTable {
         leading_newlines: PyReadonlyArray1<'_, u32>,
         trailing_newlines: PyReadonlyArray1<'_, u32>,
         whitespace_only: PyReadonlyArray1<'_, bool>,
-        min_newlines: u32,
+        min_newlines: &Bound<'_, PyAny>,
     ) -> PyResult<Self> {
+        let min_newlines = integer(min_newlines, "min_newlines")?;
+        let min_newlines = u32::try_from(min_newlines).map_err(|_| {
+            raise(repro_core::Error::new(
+                "min_newlines",
+                format!("expected an integer in [1, 2^32), got {min_newlines}"),
+            ))
+        })?;
         let (leading, trailing, whitespace) =
             (leading_newlines.as_array(), trailing_newlines.as_array(), whitespace_only.as_array());
         if leading.len() != trailing.len() || leading.len() != whitespace.len() {
@@ -190,7 +197,24 @@ type Int64Array<'py> = Bound<'py, PyArray1<i64>>;
 type Float64Array<'py> = Bound<'py, PyArray1<f64>>;
 type Float32Matrix<'py> = Bound<'py, PyArray2<f32>>;
 
-fn cut_count(k: i64) -> PyResult<usize> {
+/// An integer argument. bool is an int to Python, but not an integer here (as in `repro_core._api`).
+fn integer(value: &Bound<'_, PyAny>, argument: &'static str) -> PyResult<i64> {
+    let refuse = || {
+        let shown = value.repr().map_or_else(|_| value.get_type().to_string(), |r| r.to_string());
+        raise(repro_core::Error::new(argument, format!("expected an integer that fits int64, got {shown}")))
+    };
+    if value.is_instance_of::<PyBool>() {
+        return Err(refuse());
+    }
+    value.extract::<i64>().map_err(|_| refuse())
+}
+
+fn optional_integer(value: Option<&Bound<'_, PyAny>>, argument: &'static str) -> PyResult<Option<i64>> {
+    value.map(|v| integer(v, argument)).transpose()
+}
+
+fn cut_count(k: &Bound<'_, PyAny>) -> PyResult<usize> {
+    let k = integer(k, "k")?;
     usize::try_from(k).map_err(|_| raise(repro_core::Error::new("k", format!("expected an integer >= 0, got {k}"))))
 }
 
@@ -229,7 +253,7 @@ impl AdvantageOptions {
 #[pyo3(signature = (estimator, k, w, stability_ema, options))]
 fn check_options(
     estimator: &str,
-    k: i64,
+    k: &Bound<'_, PyAny>,
     w: f64,
     stability_ema: Option<f64>,
     options: AdvantageOptions,
@@ -248,10 +272,11 @@ fn select_cuts<'py>(
     response_mask: Mask2<'py>,
     entropies: Floats2<'py>,
     delimiters: &DelimiterTable,
-    k: i64,
-    think_end_id: Option<i64>,
+    k: &Bound<'py, PyAny>,
+    think_end_id: Option<&Bound<'py, PyAny>>,
 ) -> PyResult<(Int64Array<'py>, Int64Array<'py>, Int64Array<'py>)> {
     let k = cut_count(k)?;
+    let think_end_id = optional_integer(think_end_id, "think_end_id")?;
     let (ids, mask, entropies) = (token_ids.rows(), response_mask.rows(), entropies.rows());
     let (batch, width) = mask.shape();
     let cuts = detach(py, batch * width, |parallel| {
@@ -267,8 +292,9 @@ fn segment_paragraphs<'py>(
     token_ids: Ids2<'py>,
     response_mask: Mask2<'py>,
     delimiters: &DelimiterTable,
-    think_end_id: Option<i64>,
+    think_end_id: Option<&Bound<'py, PyAny>>,
 ) -> PyResult<(Int64Array<'py>, Int64Array<'py>, Int64Array<'py>)> {
+    let think_end_id = optional_integer(think_end_id, "think_end_id")?;
     let (ids, mask) = (token_ids.rows(), response_mask.rows());
     let (batch, width) = mask.shape();
     let segments = detach(py, batch * width, |parallel| {

@@ -3,16 +3,22 @@
 //! the values, as verl's `gae` and classic PPO regress the critic (no whitening, no process part).
 
 use super::moments::Moments;
+use super::overflow::{Input, Term};
 use super::rowwise::{fill_rows, token_level_rewards, Scratch};
 use super::{CriticTarget, Options, Prepared};
 use crate::error::Result;
 use crate::parallel::map_rows;
+
+/// What the GAE of the outcome (token) rewards is made of, and that of the process rewards.
+const OUTCOME_INPUTS: [Input; 3] = [Input::OutcomeRewards, Input::TokenRewards, Input::Values];
+const PROCESS_INPUTS: [Input; 2] = [Input::StepRewards, Input::Values];
 
 /// Writes the advantages into `target` and returns the critic returns, (B, T) row-major.
 pub(super) fn ppo(prepared: &Prepared, target: &mut [f32]) -> Result<Vec<f32>> {
     let Prepared { batch, options, ref lengths, ref placed, parallel } = *prepared;
     let Options { alpha, gamma, lam, .. } = options;
     let Some(values) = batch.values else { unreachable!("validate() requires values for ppo") };
+    let culprits = prepared.culprits();
     // GAE of the outcome rewards into `first` and of the process rewards into `second`,
     // recomputed in each pass rather than kept for the whole batch.
     let gaes = |s: &mut Scratch, b: usize| {
@@ -28,41 +34,83 @@ pub(super) fn ppo(prepared: &Prepared, target: &mut [f32]) -> Result<Vec<f32>> {
     };
     let moments = map_rows(lengths.len(), parallel, Scratch::default, |s, b| {
         gaes(s, b);
-        Ok((Moments::of(&s.first), Moments::of(&s.second)))
+        let (outcome, process) = (Moments::of(&s.first), Moments::of(&s.second));
+        if !outcome.is_finite() {
+            return Err(culprits.error(&OUTCOME_INPUTS, &format!("the GAE of the token rewards of row {b}")));
+        }
+        if !process.is_finite() {
+            return Err(culprits.error(&PROCESS_INPUTS, &format!("the GAE of the process rewards of row {b}")));
+        }
+        Ok((outcome, process))
     })?;
     let (outcome, process): (Vec<_>, Vec<_>) = moments.into_iter().unzip();
-    let (outcome_mean, outcome_inv_std) = Moments::merged(outcome).whitening();
-    let (process_mean, process_inv_std) = Moments::merged(process).whitening();
+    let (outcome, process) = (Moments::merged(outcome), Moments::merged(process));
+    if !outcome.is_finite() {
+        return Err(culprits.error(&OUTCOME_INPUTS, "the batch mean and std of the GAE of the token rewards"));
+    }
+    if !process.is_finite() {
+        return Err(culprits.error(&PROCESS_INPUTS, "the batch mean and std of the GAE of the process rewards"));
+    }
+    let (outcome_mean, outcome_inv_std) = outcome.whitening();
+    let (process_mean, process_inv_std) = process.whitening();
     let advantage = |outcome: f64, process: f64| {
         (outcome - outcome_mean) * outcome_inv_std + alpha * (process - process_mean) * process_inv_std
     };
-    fill_rows(target, lengths, parallel, Scratch::default, |s, b, row| {
+    // The terms of row b's advantage, for an error that names what put it out of range.
+    let advantage_terms = |b: usize| {
+        let s = &mut Scratch::default();
+        gaes(s, b);
+        [
+            (Term::Inputs(&OUTCOME_INPUTS), s.first.iter().map(|x| (x - outcome_mean) * outcome_inv_std).collect()),
+            (Term::Alpha(&PROCESS_INPUTS), s.second.iter().map(|x| (x - process_mean) * process_inv_std).collect()),
+        ]
+    };
+    let fill = |s: &mut Scratch, b: usize, row: &mut [f32]| {
         gaes(s, b);
         for (t, out) in row.iter_mut().enumerate() {
             *out = advantage(s.first[t], s.second[t]) as f32;
         }
-    });
+    };
+    fill_rows(target, lengths, parallel, Scratch::default, fill, |b| {
+        culprits.output_error(b, "the advantages", &advantage_terms(b))
+    })?;
     let mut returns = vec![0.0f32; target.len()];
+    let values_of = |b: usize| values.row(b, lengths[b], &mut Vec::new()).to_vec();
     if options.critic_target == CriticTarget::Advantages {
         // The authors' code: the combined advantage plus V.
-        fill_rows(&mut returns, lengths, parallel, Scratch::default, |s, b, row| {
+        let fill = |s: &mut Scratch, b: usize, row: &mut [f32]| {
             gaes(s, b);
             let v = values.row(b, row.len(), &mut s.widened);
             for (t, out) in row.iter_mut().enumerate() {
                 *out = (advantage(s.first[t], s.second[t]) + v[t]) as f32;
             }
-        });
+        };
+        fill_rows(&mut returns, lengths, parallel, Scratch::default, fill, |b| {
+            let [outcome, process] = advantage_terms(b);
+            let terms = [outcome, process, (Term::Inputs(&[Input::Values]), values_of(b))];
+            culprits.output_error(b, "the returns (advantages + values)", &terms)
+        })?;
         return Ok(returns);
     }
-    fill_rows(&mut returns, lengths, parallel, Scratch::default, |s, b, row| {
-        let len = row.len();
+    let gae_return = |s: &mut Scratch, b: usize| {
+        let len = lengths[b];
         token_level_rewards(batch, b, len, &mut s.rewards, &mut s.widened);
         let v = values.row(b, len, &mut s.widened);
         gae(&s.rewards, v, gamma, lam, &mut s.first);
+    };
+    let fill = |s: &mut Scratch, b: usize, row: &mut [f32]| {
+        gae_return(s, b);
+        let v = values.row(b, row.len(), &mut s.widened);
         for (t, out) in row.iter_mut().enumerate() {
             *out = (s.first[t] + v[t]) as f32;
         }
-    });
+    };
+    fill_rows(&mut returns, lengths, parallel, Scratch::default, fill, |b| {
+        let s = &mut Scratch::default();
+        gae_return(s, b);
+        let terms = [(Term::Inputs(&OUTCOME_INPUTS), s.first.clone()), (Term::Inputs(&[Input::Values]), values_of(b))];
+        culprits.output_error(b, "the returns (GAE + values)", &terms)
+    })?;
     Ok(returns)
 }
 

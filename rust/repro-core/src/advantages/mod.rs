@@ -8,6 +8,7 @@
 mod gae;
 mod group;
 mod moments;
+mod overflow;
 mod reinforce;
 mod rowwise;
 mod validate;
@@ -209,8 +210,16 @@ struct Prepared<'a> {
     parallel: bool,
 }
 
+impl Prepared<'_> {
+    /// What blames a result out of range on the input that drove it.
+    fn culprits(&self) -> overflow::Culprits<'_> {
+        overflow::Culprits { batch: self.batch, lengths: &self.lengths, alpha: self.options.alpha }
+    }
+}
+
 /// The advantages of `estimator` (and the returns for ppo and reinforce_pp). Every input is checked before
-/// any arithmetic, so an error never comes from halfway through.
+/// any arithmetic; past that, the only error is a result out of range (inf or NaN, or beyond float32 in
+/// the outputs), which names the input that drove it.
 pub fn compute_advantages(
     estimator: Estimator,
     batch: &Batch,
@@ -219,14 +228,15 @@ pub fn compute_advantages(
 ) -> Result<Advantages> {
     let (lengths, ranges) = validate::validate(estimator, batch, options, parallel)?;
     let members = group::groups(batch.group_index);
-    let placed = group::process_rewards(estimator, batch, &ranges, &members, options);
+    let culprits = overflow::Culprits { batch, lengths: &lengths, alpha: options.alpha };
+    let placed = group::process_rewards(estimator, batch, &ranges, &members, options, &culprits)?;
     let prepared = Prepared { batch, options: *options, lengths, placed, parallel };
 
     let shape = batch.response_mask.shape();
     let mut advantages = vec![0.0f32; shape.0 * shape.1];
     let returns = match estimator {
         Estimator::Grpo | Estimator::DrGrpo | Estimator::ReinforcePpBaseline => {
-            group::outcome_group(estimator, &members, &prepared, &mut advantages);
+            group::outcome_group(estimator, &members, &prepared, &mut advantages)?;
             None
         }
         Estimator::ReinforcePp => Some(reinforce::reinforce_pp(&prepared, &mut advantages)?),

@@ -51,6 +51,11 @@ impl Moments {
         moments.into_iter().fold(Self::default(), Self::merge)
     }
 
+    /// Whether the mean and the squared deviations are finite (huge values overflow them).
+    pub(super) fn is_finite(self) -> bool {
+        self.mean.is_finite() && self.squared_deviations.is_finite()
+    }
+
     /// Mean and unbiased std; `None` below two values.
     pub(super) fn mean_std(self) -> Option<(f64, f64)> {
         (self.count >= 2.0).then(|| (self.mean, (self.squared_deviations / (self.count - 1.0)).sqrt()))

@@ -3,15 +3,20 @@
 //! token rewards themselves, unwhitened, as verl's `reinforce_plus_plus` returns them.
 
 use super::moments::Moments;
+use super::overflow::{process_sums, Input, Term};
 use super::rowwise::{discounted_sum, fill_rows, token_level_rewards, write_row, Scratch};
 use super::{Options, Prepared};
 use crate::error::Result;
 use crate::parallel::map_rows;
 
+/// What the token rewards are made of.
+const TOKEN_INPUTS: [Input; 2] = [Input::OutcomeRewards, Input::TokenRewards];
+
 /// Writes the advantages into `target` and returns the discounted returns, (B, T) row-major.
 pub(super) fn reinforce_pp(prepared: &Prepared, target: &mut [f32]) -> Result<Vec<f32>> {
     let Prepared { batch, options, ref lengths, ref placed, parallel } = *prepared;
     let Options { alpha, gamma, .. } = options;
+    let culprits = prepared.culprits();
     // Discounted token rewards, computed twice rather than kept for the whole batch: once for
     // their moments, once to write them whitened.
     let discounted = |s: &mut Scratch, b: usize| {
@@ -20,17 +25,38 @@ pub(super) fn reinforce_pp(prepared: &Prepared, target: &mut [f32]) -> Result<Ve
     };
     let moments = map_rows(lengths.len(), parallel, Scratch::default, |s, b| {
         discounted(s, b);
-        Ok(Moments::of(&s.first))
+        let moments = Moments::of(&s.first);
+        if moments.is_finite() {
+            Ok(moments)
+        } else {
+            Err(culprits.error(&TOKEN_INPUTS, &format!("the discounted token rewards of row {b}")))
+        }
     })?;
-    let (mean, inv_std) = Moments::merged(moments).whitening();
-    fill_rows(target, lengths, parallel, Scratch::default, |s, b, row| {
+    let moments = Moments::merged(moments);
+    if !moments.is_finite() {
+        return Err(culprits.error(&TOKEN_INPUTS, "the batch mean and std of the discounted token rewards"));
+    }
+    let (mean, inv_std) = moments.whitening();
+    let fill = |s: &mut Scratch, b: usize, row: &mut [f32]| {
         discounted(s, b);
         write_row(row, |t| (s.first[t] - mean) * inv_std, &placed[b], gamma, alpha);
-    });
+    };
+    fill_rows(target, lengths, parallel, Scratch::default, fill, |b| {
+        let s = &mut Scratch::default();
+        discounted(s, b);
+        let terms = [
+            (Term::Inputs(&TOKEN_INPUTS), s.first.iter().map(|r| (r - mean) * inv_std).collect()),
+            (Term::Alpha(&[Input::StepRewards]), process_sums(&placed[b], lengths[b], gamma)),
+        ];
+        culprits.output_error(b, "the advantages", &terms)
+    })?;
     let mut returns = vec![0.0f32; target.len()];
-    fill_rows(&mut returns, lengths, parallel, Scratch::default, |s, b, row| {
+    let fill = |s: &mut Scratch, b: usize, row: &mut [f32]| {
         discounted(s, b);
         row.iter_mut().zip(&s.first).for_each(|(out, r)| *out = *r as f32);
-    });
+    };
+    fill_rows(&mut returns, lengths, parallel, Scratch::default, fill, |b| {
+        culprits.error(&TOKEN_INPUTS, &format!("the returns (discounted token rewards) of row {b}"))
+    })?;
     Ok(returns)
 }

@@ -5,7 +5,9 @@ use std::ops::Range;
 
 use rayon::prelude::*;
 
+use super::overflow::all_finite;
 use super::Batch;
+use crate::error::{Error, Result};
 
 /// Scratch rows of one worker.
 #[derive(Default)]
@@ -17,22 +19,38 @@ pub(super) struct Scratch {
 }
 
 /// Runs `fill(state, b, row)` on every row of a (B, T) output, `row` cut to the completion (the
-/// rest stays 0); rows run in parallel when asked, each worker with its own scratch state.
+/// rest stays 0); rows run in parallel when asked, each worker with its own scratch state. A row
+/// that comes out with a value out of range is refused with `blame(b)` (the first such row).
 pub(super) fn fill_rows<S>(
     target: &mut [f32],
     lengths: &[usize],
     parallel: bool,
     init: impl Fn() -> S + Send + Sync,
     fill: impl Fn(&mut S, usize, &mut [f32]) + Send + Sync,
-) {
+    blame: impl Fn(usize) -> Error,
+) -> Result<()> {
     let width = target.len() / lengths.len();
-    let fill_one = |state: &mut S, (b, row): (usize, &mut [f32])| fill(state, b, &mut row[..lengths[b]]);
-    if parallel {
-        target.par_chunks_mut(width).enumerate().for_each_init(init, fill_one);
+    let fill_one = |state: &mut S, (b, row): (usize, &mut [f32])| {
+        let row = &mut row[..lengths[b]];
+        fill(state, b, row);
+        all_finite(row)
+    };
+    let first_bad = if parallel {
+        let rows = target.par_chunks_mut(width).enumerate();
+        rows.map_init(init, |state, (b, row)| (b, fill_one(state, (b, row))))
+            .filter(|&(_, ok)| !ok)
+            .map(|(b, _)| b)
+            .min()
     } else {
         let mut state = init();
-        target.chunks_mut(width).enumerate().for_each(|row| fill_one(&mut state, row));
-    }
+        target
+            .chunks_mut(width)
+            .enumerate()
+            .map(|(b, row)| (b, fill_one(&mut state, (b, row))))
+            .find(|&(_, ok)| !ok)
+            .map(|(b, _)| b)
+    };
+    first_bad.map_or(Ok(()), |b| Err(blame(b)))
 }
 
 /// Writes `base(t) + scale * revcumsum_gamma(placed)_t` on every token of `out` (one row's
@@ -153,8 +171,21 @@ mod tests {
         let lengths = [3, 0, 4];
         for parallel in [false, true] {
             let mut target = vec![0.0f32; 12];
-            fill_rows(&mut target, &lengths, parallel, || (), |_, b, row| row.fill(b as f32 + 1.0));
+            let fill = |_: &mut (), b: usize, row: &mut [f32]| row.fill(b as f32 + 1.0);
+            fill_rows(&mut target, &lengths, parallel, || (), fill, |_| unreachable!()).unwrap();
             assert_eq!(target, [1.0, 1.0, 1.0, 0.0, 0.0, 0.0, 0.0, 0.0, 3.0, 3.0, 3.0, 3.0]);
+        }
+    }
+
+    #[test]
+    fn fill_rows_refuses_the_first_row_out_of_range() {
+        let lengths = [2, 3, 1, 3];
+        for parallel in [false, true] {
+            let mut target = vec![0.0f32; 12];
+            // Rows 1 and 3 are out of range: row 1 is blamed, however the rows were scheduled.
+            let fill = |_: &mut (), b: usize, row: &mut [f32]| row.fill([1.0, f32::INFINITY, 1.0, f32::NAN][b]);
+            let err = fill_rows(&mut target, &lengths, parallel, || (), fill, |b| Error::new("row", format!("{b}")));
+            assert_eq!(err.unwrap_err().message, "1");
         }
     }
 }

@@ -1,5 +1,6 @@
 //! The checks of every input of `compute_advantages`, done before any arithmetic so that the
-//! estimators cannot fail halfway. The first problem found is the error, in a fixed order.
+//! estimators can fail only on a result out of range (`overflow`). The first problem found is the
+//! error, in a fixed order.
 
 use std::ops::Range;
 
