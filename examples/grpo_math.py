@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import sys
 from dataclasses import dataclass, field
+from typing import Any
 
 from repro_core import ReproError
 from repro_core.arguments import make_parser, parse
@@ -72,17 +73,20 @@ def main(script_args: ScriptArguments, config: ReproGRPOConfig) -> None:
     trainer.accelerator.print(f"model saved to {config.output_dir}")
 
 
-if __name__ == "__main__":
-    # repro_core's command-line convention (as `repro train`): TRL's TrlParser, both spellings of every flag,
-    # --config FILE.yaml, and bad input as one line naming the flag.
-    parser = make_parser(
+def make_script_parser() -> Any:
+    """The script's flags in repro_core's command-line convention (as `repro train`): TRL's TrlParser, both
+    spellings of every flag, --config FILE.yaml, and bad input as one line naming the flag."""
+    return make_parser(
         "grpo_math.py",
         [ScriptArguments, ReproGRPOConfig],
         description="GRPO with RePro process rewards on competition math (the paper's recipe).",
         defaults={},
     )
+
+
+if __name__ == "__main__":
     try:
-        script_args, config = parse(parser, sys.argv[1:])
+        script_args, config = parse(make_script_parser(), sys.argv[1:])
         main(script_args, config)
     except ReproError as error:
         print(f"grpo_math.py: error: {error}", file=sys.stderr)
