@@ -23,9 +23,18 @@ ROOT = Path(__file__).resolve().parents[1]
 
 # The commands of docs/install.md's tested blocks, verbatim (tests/test_docs.py checks they are here).
 BUILD = "pip wheel . --no-deps -w dist"
-INSTALL_TRL = 'pip install "$(ls dist/repro_core-*.whl)[trl]"'
-CHECK_IMPORT = 'python -c "import repro_core, repro_core.trl; print(repro_core.__version__)"'
-CHECK_CLI = "repro --help"
+INSTALL = {
+    "trl": 'pip install "$(ls dist/repro_core-*.whl)[trl]"',
+    "score": 'pip install "$(ls dist/repro_core-*.whl)[score]"',
+    "verl": 'pip install "$(ls dist/repro_core-*.whl)[verl]"',
+}
+# What each install is then checked with: the docs' own check for [trl], the command or plugin for the others.
+CHECKS = {
+    "trl": ['python -c "import repro_core, repro_core.trl; print(repro_core.__version__)"', "repro --help"],
+    "score": ["repro score --help"],
+    "verl": ["python -c \"from importlib.metadata import entry_points; "
+             "print(entry_points(group='verl.plugins')['repro_core'].load().__name__)\""],
+}
 
 # Top-level names of what is ours in site-packages: the fresh environment must install its own.
 OURS = ("repro_core", "repro-core", "__editable__", "_repro_core")
@@ -81,30 +90,32 @@ def built(tmp_path_factory) -> Path:
 
 
 @pytest.mark.slow
-def test_the_wheel_installs_with_the_trl_extra(built, tmp_path):
+@pytest.mark.parametrize("extra", INSTALL)
+def test_the_wheel_installs_with_an_extra(built, tmp_path, extra):
     venv = tmp_path / "venv"
     env = fresh_venv(venv)
-    proc = bash(INSTALL_TRL, ROOT, env)
+    proc = bash(INSTALL[extra], ROOT, env)
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
     assert "Successfully installed repro-core" in proc.stdout
-    proc = bash(CHECK_IMPORT, tmp_path, env)
-    assert proc.returncode == 0, proc.stderr[-3000:]
     # The package imported is the installed wheel, not this checkout's editable one.
     where = bash('python -c "import repro_core, repro_core._core as core; print(repro_core.__file__, core.__file__)"',
                  tmp_path, env)
     assert where.returncode == 0, where.stderr
     assert all(Path(path).is_relative_to(fresh_site(venv)) for path in where.stdout.split()), where.stdout
-    proc = bash(CHECK_CLI, tmp_path, env)
-    assert proc.returncode == 0, proc.stderr
-    assert "score" in proc.stdout and "train" in proc.stdout
     assert Path(shutil.which("repro", path=env["PATH"])).is_relative_to(venv)
+    for check in CHECKS[extra]:
+        proc = bash(check, tmp_path, env)
+        assert proc.returncode == 0, f"{check}: {proc.stderr[-3000:]}"
+        assert proc.stdout.strip(), check
+    if extra == "verl":
+        assert proc.stdout.strip() == "repro_core.verl"
 
 
 @pytest.mark.slow
 def test_the_extra_is_resolved(built, tmp_path):
     """The same install with TRL hidden fails: [trl] really requires it, and nothing was fetched from elsewhere."""
     env = fresh_venv(tmp_path / "venv", hidden=("trl",))
-    proc = bash(INSTALL_TRL, ROOT, env)
+    proc = bash(INSTALL["trl"], ROOT, env)
     assert proc.returncode != 0
     assert "trl" in proc.stderr.lower() and "no matching distribution" in proc.stderr.lower(), proc.stderr[-2000:]
 
@@ -129,6 +140,7 @@ def test_score_help_needs_neither_trl_nor_accelerate(tmp_path):
     assert "--model_name_or_path" in proc.stdout
 
 
+@pytest.mark.slow
 def test_score_runs_without_trl_or_accelerate(tmp_path):
     """A trace scored end to end on a tiny Llama (tests/tiny.py) with TRL and accelerate absent."""
     pytest.importorskip("matplotlib")
