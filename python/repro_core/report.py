@@ -3,6 +3,10 @@
 Everything here reads the trace records that ``repro_core.analysis.score_traces`` returns (the objects of
 ``scores.jsonl``), so a report can be rebuilt from a saved ``scores.jsonl`` without the model.
 
+Rewards are coloured on one fixed scale (``DEFAULT_COLOR_MAX``, or ``color_max``) so that the reports of two runs
+compare; traces whose completion hit the token limit (the record's ``truncated``) are marked in the page and drawn
+dashed in the J plot, since their J curves end mid-sentence.
+
 Importing this module imports only the standard library and NumPy; the plot functions import matplotlib.
 """
 
@@ -11,14 +15,31 @@ from __future__ import annotations
 import base64
 import html
 import math
-from collections.abc import Iterable, Mapping, Sequence
+import numbers
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-__all__ = ["Summary", "plot_j_curves", "plot_rewards", "reward_color", "reward_scale", "summarize", "write_html"]
+from .errors import ReproError
+
+if TYPE_CHECKING:
+    from matplotlib.axes import Axes
+    from matplotlib.figure import Figure
+
+__all__ = [
+    "DEFAULT_COLOR_MAX",
+    "LABELLED_TRACES",
+    "Summary",
+    "j_curves_figure",
+    "plot_j_curves",
+    "plot_rewards",
+    "reward_color",
+    "summarize",
+    "write_html",
+]
 
 Record = Mapping[str, Any]
 
@@ -31,6 +52,16 @@ _POSITIVE_RGB = (67, 147, 195)
 # Points of the relative-position grid on which the mean J curves are averaged.
 _GRID_POINTS = 41
 
+#: The |r| that gets the full colour in the HTML report (``color_max`` of ``write_html``), the same in every report
+#: so that two runs compare. r_j = C_j - C_{j-1} with C_j in [0, 1] (docs/method.md, "Scores and process rewards"):
+#: the rewards of paragraphs after the first mostly lie within +-0.25, and r_1 = C_1, at least 0.24 whenever the
+#: first paragraph does not lower J, reaches the full colour.
+DEFAULT_COLOR_MAX = 0.25
+
+#: How many traces (the first ones, in input order) get their ``#id`` at the end of their line in the per-trace J
+#: plot; more labels would hide the lines.
+LABELLED_TRACES = 20
+
 
 @dataclass(frozen=True)
 class Summary:
@@ -40,6 +71,7 @@ class Summary:
     count: int
     graded: int
     correct: int
+    truncated: int
     tokens: float
     paragraphs: float
     backtracks: float
@@ -72,6 +104,7 @@ def summarize(records: Sequence[Record]) -> list[Summary]:
                 count=len(members),
                 graded=sum(r["correct"] is not None for r in members),
                 correct=sum(r["correct"] is True for r in members),
+                truncated=sum(is_truncated(r) for r in members),
                 tokens=mean("tokens"),
                 paragraphs=mean("num_paragraphs"),
                 backtracks=mean("backtracks"),
@@ -89,24 +122,23 @@ def step_cues(record: Record) -> list[str | None]:
     return [cue_at.get(start) for start in record["cut_points"][:-1]]
 
 
-def reward_scale(records: Iterable[Record]) -> float:
-    """The |r| that gets the full colour: the largest one after the first step.
+def is_truncated(record: Record) -> bool:
+    """Whether the trace's completion hit the token limit (records written before the field existed: no)."""
+    return bool(record.get("truncated", False))
 
-    r_1 = C_1 is a score, not a difference of scores, so it is structurally large (about 0.24 even when the first
-    paragraph leaves J unchanged); scaling by it would wash out every later paragraph. It saturates instead.
-    """
-    later: list[float] = []
-    first: list[float] = []
-    for record in records:
-        first.extend(abs(r) for r in record["reward"][1:2])
-        later.extend(abs(r) for r in record["reward"][2:])
-    scale = max(later or first or [0.0])
-    return scale if scale > 0 else 1.0
+
+def check_color_max(color_max: float) -> float:
+    """``color_max`` as a float: a finite number > 0, else ``ReproError("color_max", ...)``."""
+    if isinstance(color_max, bool) or not isinstance(color_max, numbers.Real) or not math.isfinite(color_max) \
+            or color_max <= 0:
+        raise ReproError("color_max", f"expected a finite number > 0 (the |r| of the full colour), got {color_max!r}")
+    return float(color_max)
 
 
 def reward_color(reward: float, scale: float) -> str:
-    """A diverging colour for a process reward: white at 0, blue above, red below, full at |reward| >= scale."""
-    amount = min(abs(reward) / scale, 1.0) if scale > 0 else 0.0
+    """A diverging colour for a process reward: white at 0 (and NaN), blue above, red below, full at |reward| >=
+    scale."""
+    amount = min(abs(reward) / scale, 1.0) if scale > 0 and not math.isnan(reward) else 0.0
     end = _POSITIVE_RGB if reward > 0 else _NEGATIVE_RGB
     red, green, blue = (round(255 + (channel - 255) * amount) for channel in end)
     return f"#{red:02x}{green:02x}{blue:02x}"
@@ -123,28 +155,42 @@ def _relative_curve(record: Record, grid: np.ndarray) -> np.ndarray | None:
     return np.interp(grid, positions / positions[-1], np.asarray(record["j"], dtype=np.float64))
 
 
-def plot_j_curves(records: Sequence[Record], path: Path) -> None:
-    """``j_curves.png``: J against token position per trace, and mean J against relative position by outcome."""
+def j_curves_figure(records: Sequence[Record]) -> Figure:
+    """The figure of ``j_curves.png``: J against token position per trace (dashed: truncated; the first
+    ``LABELLED_TRACES`` labelled ``#id`` at their last point, as in the HTML report), and mean J against relative
+    position by outcome."""
     from matplotlib.figure import Figure  # pyplot's global state is not needed to save a file
+    from matplotlib.lines import Line2D
 
     figure = Figure(figsize=(12, 4.5), layout="constrained")
     traces, means = figure.subplots(1, 2)
     for record in records:
         traces.plot(record["cut_points"], record["j"], color=OUTCOME_COLORS[record["correct"]], linewidth=0.8,
-                    alpha=0.6, marker=".", markersize=3)
-    traces.set(title="J at every cut point, per trace", xlabel="token position in the completion",
-               ylabel="J (mean log-prob of the answer)")
+                    alpha=0.6, marker=".", markersize=3, linestyle="--" if is_truncated(record) else "-")
+    labelled = list(records[:LABELLED_TRACES])
+    which = f"of the first {len(labelled)} of {len(records)}" if len(records) > len(labelled) else "at the line's end"
+    traces.set(title=f"J at every cut point, per trace (#id {which})",
+               xlabel="token position in the completion", ylabel="J (mean log-prob of the answer)")
+    traces.margins(x=0.1)  # room for the labels right of the longest traces
+    handles = [Line2D([], [], color=OUTCOME_COLORS[o], label=OUTCOME_LABELS[o])
+               for o in (True, False, None) if any(r["correct"] is o for r in records)]
+    if any(is_truncated(r) for r in records):
+        handles.append(Line2D([], [], color="black", linestyle="--", label="truncated (hit the token limit)"))
+    if handles:
+        traces.legend(handles=handles, loc="best", fontsize="small")
     grid = np.linspace(0.0, 1.0, _GRID_POINTS)
     for outcome in (True, False, None):
-        curves = [c for r in records if r["correct"] is outcome if (c := _relative_curve(r, grid)) is not None]
-        if not curves:
+        members = [(r, c) for r in records if r["correct"] is outcome if (c := _relative_curve(r, grid)) is not None]
+        if not members:
             continue
-        stack = np.stack(curves)
+        stack = np.stack([curve for _, curve in members])
         mean = stack.mean(axis=0)
         color = OUTCOME_COLORS[outcome]
-        means.plot(grid, mean, color=color, linewidth=2, label=f"{OUTCOME_LABELS[outcome]} (n={len(curves)})")
-        if len(curves) > 1:
-            error = stack.std(axis=0, ddof=1) / math.sqrt(len(curves))
+        cut = sum(is_truncated(r) for r, _ in members)
+        label = f"{OUTCOME_LABELS[outcome]} (n={len(members)}" + (f", {cut} truncated)" if cut else ")")
+        means.plot(grid, mean, color=color, linewidth=2, label=label)
+        if len(members) > 1:
+            error = stack.std(axis=0, ddof=1) / math.sqrt(len(members))
             means.fill_between(grid, mean - error, mean + error, color=color, alpha=0.2, linewidth=0)
     means.set(title="mean J by outcome (band: standard error)", xlabel="relative position in the thinking part",
               ylabel="J")
@@ -152,7 +198,38 @@ def plot_j_curves(records: Sequence[Record], path: Path) -> None:
         means.legend(loc="lower right")
     for axes in (traces, means):
         axes.grid(alpha=0.3)
-    figure.savefig(path, dpi=110)
+    _label_line_ends(figure, traces, labelled)
+    return figure
+
+
+def _label_line_ends(figure: Figure, axes: Axes, records: Sequence[Record]) -> None:
+    """``#id`` right of each trace's last point, moved up (with a leader line) where it would cover another label."""
+    ends = [(f"#{r['id']}", r["cut_points"][-1], r["j"][-1], OUTCOME_COLORS[r["correct"]])
+            for r in records if r["cut_points"]]
+    if not ends:
+        return
+    figure.draw_without_rendering()  # the final layout, so that data map to where they will be drawn
+    size = 7.0
+    per_point = figure.dpi / 72  # display pixels per typographic point
+    height = 1.3 * size * per_point
+    placed: list[tuple[float, float, float]] = []  # x, y, width of each label, display pixels
+    for text, x, y, color in sorted(ends, key=lambda end: (end[2], end[1])):
+        anchor_x, anchor_y = axes.transData.transform((x, y))
+        left, width = anchor_x + 3 * per_point, 0.65 * size * per_point * len(text)
+        top = anchor_y
+        # 0.999: a label moved to exactly one height above another must not clash with it again by rounding.
+        while clash := [b for a, b, w in placed if abs(top - b) < 0.999 * height and left < a + w and a < left + width]:
+            top = max(clash) + height
+        placed.append((left, top, width))
+        axes.annotate(text, (x, y), xytext=(3, (top - anchor_y) / per_point), textcoords="offset points",
+                      fontsize=size, color=color, va="center", annotation_clip=False, in_layout=False, parse_math=False,
+                      arrowprops={"arrowstyle": "-", "color": color, "linewidth": 0.5, "alpha": 0.6,
+                                  "shrinkA": 0, "shrinkB": 0} if top != anchor_y else None)
+
+
+def plot_j_curves(records: Sequence[Record], path: Path) -> None:
+    """``j_curves.png``: ``j_curves_figure`` saved to ``path``."""
+    j_curves_figure(records).savefig(path, dpi=110)
 
 
 def plot_rewards(records: Sequence[Record], path: Path) -> None:
@@ -180,7 +257,7 @@ def plot_rewards(records: Sequence[Record], path: Path) -> None:
         points.scatter(x[flagged], np.asarray(rewards)[flagged], s=40, color=color, alpha=0.9, marker="x")
         for i, reward, cue in zip(index, rewards, cues, strict=True):
             by_index.setdefault(int(i), []).append(reward)
-            if i > 1:  # r_1 = C_1 is a score, not a change: it would swamp the comparison (see reward_scale)
+            if i > 1:  # r_1 = C_1 is a score, not a change: it would swamp the comparison (see DEFAULT_COLOR_MAX)
                 (backtracking if cue is not None else others).append(reward)
     if by_index:
         xs = sorted(by_index)
@@ -206,6 +283,8 @@ def plot_rewards(records: Sequence[Record], path: Path) -> None:
 
 
 # ------------------------------------------------------------------------------------------------ HTML
+# Every value that comes from a record or the settings goes through html.escape (quotes too), in text and in
+# attributes alike: a trace is arbitrary model output or user input.
 
 _CSS = """
 body { font-family: system-ui, sans-serif; margin: 2em auto; max-width: 72em; padding: 0 1em; color: #222; }
@@ -221,6 +300,8 @@ section.trace { border-top: 2px solid #ccc; margin-top: 1.5em; padding-top: 0.5e
 section.trace h3 { margin: 0.2em 0; }
 .stats { color: #444; font-size: 0.9em; }
 .ok { color: #1b7837; } .bad { color: #c2185b; } .na { color: #777; }
+.badge { background: #a84300; color: #fff; border-radius: 3px; padding: 0.05em 0.45em; font-size: 0.75em;
+         font-weight: 600; vertical-align: middle; }
 .text { white-space: pre-wrap; font-family: ui-monospace, monospace; font-size: 0.9em; line-height: 1.5;
         border: 1px solid #eee; padding: 0.6em; }
 .para { border-radius: 3px; }
@@ -230,6 +311,12 @@ section.trace h3 { margin: 0.2em 0; }
 details pre { white-space: pre-wrap; background: #f7f7f7; padding: 0.5em; }
 svg.spark { display: block; margin: 0.3em 0; }
 """
+_TRUNCATED_BADGE = ('<span class="badge" title="the completion hit the token limit: it stops mid-way, so its last '
+                    'paragraph, J_end and the end of its J curve are not those of a finished answer">truncated</span>')
+
+
+def _escape(value: Any) -> str:
+    return html.escape(str(value), quote=True)
 
 
 def _number(value: float | None, digits: int = 3, sign: bool = False) -> str:
@@ -244,20 +331,21 @@ def _outcome(correct: bool | None) -> str:
 
 
 def _summary_table(records: Sequence[Record]) -> str:
-    head = ("traces", "n", "accuracy", "tokens", "paragraphs", "backtracks", "J_b", "J_end", "mean r")
+    head = ("traces", "n", "accuracy", "truncated", "tokens", "paragraphs", "backtracks", "J_b", "J_end", "mean r")
     rows = ["<tr>" + "".join(f"<th>{h}</th>" for h in head) + "</tr>"]
     for s in summarize(records):
         accuracy = "–" if s.accuracy is None else f"{s.correct}/{s.graded} ({s.accuracy:.0%})"
-        cells = (s.label, str(s.count), accuracy, _number(s.tokens, 1), _number(s.paragraphs, 1),
+        cells = (s.label, str(s.count), accuracy, str(s.truncated), _number(s.tokens, 1), _number(s.paragraphs, 1),
                  _number(s.backtracks, 2), _number(s.j_baseline), _number(s.j_end), _number(s.mean_reward, 4, True))
-        rows.append("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in cells) + "</tr>")
+        rows.append("<tr>" + "".join(f"<td>{_escape(c)}</td>" for c in cells) + "</tr>")
     table = '<table class="summary">' + "".join(rows) + "</table>"
-    return table + '<p class="meta">Means over the traces of each group.</p>'
+    return table + ('<p class="meta">Means over the traces of each group; truncated: how many of them hit the token '
+                    "limit.</p>")
 
 
 def _sparkline(record: Record, low: float, high: float) -> str:
     """An inline SVG of the trace's J curve against token position, on the J range of all traces (labelled on
-    the left), one dot per cut point with its value on hover."""
+    the left), one dot per cut point with its value on hover; dashed when the trace is truncated."""
     width, height, pad, left = 420, 70, 6, 48
     positions = record["cut_points"]
     end = positions[-1] if positions and positions[-1] > 0 else 1
@@ -265,13 +353,14 @@ def _sparkline(record: Record, low: float, high: float) -> str:
     points = [(left + (width - left - pad) * p / end, pad + (height - 2 * pad) * (high - j) / span)
               for p, j in zip(positions, record["j"], strict=True)]
     line = " ".join(f"{x:.1f},{y:.1f}" for x, y in points)
-    dots = "".join(f'<circle cx="{x:.1f}" cy="{y:.1f}" r="2.5"><title>token {p}: J = {j:.3f}</title></circle>'
+    dots = "".join(f'<circle cx="{x:.1f}" cy="{y:.1f}" r="2.5"><title>token {_escape(p)}: J = {j:.3f}</title></circle>'
                    for (x, y), p, j in zip(points, positions, record["j"], strict=True))
+    dash = ' stroke-dasharray="4 3"' if is_truncated(record) else ""
     return (f'<svg class="spark" width="{width}" height="{height}" viewBox="0 0 {width} {height}" '
             f'role="img" aria-label="J curve"><rect width="{width}" height="{height}" fill="#fafafa"/>'
             f'<text x="2" y="{pad + 8}" font-size="10" fill="#777">{high:.2f}</text>'
             f'<text x="2" y="{height - pad}" font-size="10" fill="#777">{low:.2f}</text>'
-            f'<polyline points="{line}" fill="none" stroke="#444" stroke-width="1.2"/>'
+            f'<polyline points="{line}" fill="none" stroke="#444" stroke-width="1.2"{dash}/>'
             f'<g fill="#444">{dots}</g></svg>')
 
 
@@ -302,51 +391,62 @@ def _trace_html(record: Record, scale: float, j_range: tuple[float, float]) -> s
         color = reward_color(record["reward"][paragraph["step"]], scale)
         css = "para bt" if paragraph["cue"] is not None else "para"
         parts.append(f'<span class="{css}" style="background:{color}" '
-                     f'title="{html.escape(_paragraph_title(record, index, paragraph))}">'
-                     f"{html.escape(paragraph['text'])}</span>")
+                     f'title="{_escape(_paragraph_title(record, index, paragraph))}">'
+                     f"{_escape(paragraph['text'])}</span>")
     if record["tail"]:
         parts.append(f'<span class="tail" title="after the end of thinking: not scored">'
-                     f"{html.escape(record['tail'])}</span>")
+                     f"{_escape(record['tail'])}</span>")
     stats = (f"tokens {record['tokens']} · paragraphs {record['num_paragraphs']} · backtracks {record['backtracks']}"
              f" · J_b {_number(record['j_baseline'])} · J_end {_number(record['j_end'])}"
              f" · mean r {_number(record['mean_reward'], 4, True)} · answer {record['answer']}"
              f" · predicted {record['predicted'] if record['predicted'] is not None else '–'}")
-    return (f'<section class="trace" id="trace-{record["id"]}">'
-            f"<h3>#{record['id']} · problem {record['problem']} · sample {record['sample']} · "
-            f"{_outcome(record['correct'])}</h3>"
-            f'<p class="stats">{html.escape(stats)}</p>{_sparkline(record, *j_range)}'
-            f"<details><summary>prompt</summary><pre>{html.escape(_prompt_text(record['prompt']))}</pre></details>"
+    badge = f" · {_TRUNCATED_BADGE}" if is_truncated(record) else ""
+    return (f'<section class="trace" id="trace-{_escape(record["id"])}">'
+            f"<h3>#{_escape(record['id'])} · problem {_escape(record['problem'])} · "
+            f"sample {_escape(record['sample'])} · {_outcome(record['correct'])}{badge}</h3>"
+            f'<p class="stats">{_escape(stats)}</p>{_sparkline(record, *j_range)}'
+            f"<details><summary>prompt</summary><pre>{_escape(_prompt_text(record['prompt']))}</pre></details>"
             f'<div class="text">{"".join(parts)}</div></section>')
 
 
 def _image(path: Path, alt: str) -> str:
     data = base64.b64encode(path.read_bytes()).decode("ascii")
-    return f'<img class="plot" alt="{html.escape(alt)}" src="data:image/png;base64,{data}">'
+    return f'<img class="plot" alt="{_escape(alt)}" src="data:image/png;base64,{data}">'
+
+
+def _legend(records: Sequence[Record], scale: float) -> str:
+    later = [r for record in records for r in record["reward"][1:] if not math.isnan(r)]
+    seen = f" · r in this report: {min(later):+.3f} to {max(later):+.3f}" if later else ""
+    return (f'<div class="legend">process reward r: <b>{-scale:+.3g}</b> <span class="bar"></span> '
+            f"<b>{scale:+.3g}</b> (a fixed scale, the same in every report: color_max; larger |r| get the full "
+            f"colour, as the first paragraph's r = C_1 often does){seen} · hover a paragraph for J, M, S, C, r · "
+            "black bar: opens with a backtracking cue · grey: after the end of thinking · "
+            f"{_TRUNCATED_BADGE}: hit the token limit</div>")
 
 
 def write_html(records: Sequence[Record], path: Path, *, images: Sequence[Path] = (),
-               settings: Mapping[str, Any] | None = None) -> None:
+               settings: Mapping[str, Any] | None = None, color_max: float = DEFAULT_COLOR_MAX) -> None:
     """``report.html``: one self-contained page (inline CSS, images as data URIs, no script).
 
-    Every paragraph of every trace is a ``<span>`` shaded by its process reward, with J, M, S, C and r in its
-    ``title`` (shown on hover); paragraphs that open with a backtracking cue get a black bar on the left.
+    Every paragraph of every trace is a ``<span>`` shaded by its process reward on the fixed scale +-``color_max``
+    (``DEFAULT_COLOR_MAX``; beyond it the colour saturates), with J, M, S, C and r in its ``title`` (shown on
+    hover); paragraphs that open with a backtracking cue get a black bar on the left, truncated traces a badge.
+    Every value of the records and ``settings`` is escaped. ``ReproError("color_max", ...)`` unless ``color_max``
+    is a finite number > 0.
     """
-    scale = reward_scale(records)
+    scale = check_color_max(color_max)
     all_j = [j for record in records for j in record["j"]]
     j_range = (min(all_j, default=-1.0), max(all_j, default=0.0))
     meta = " · ".join(f"{key}: {value}" for key, value in (settings or {}).items())
     css = _CSS.replace("NEGATIVE", reward_color(-scale, scale)).replace("POSITIVE", reward_color(scale, scale))
     body = [
         "<h1>RePro score report</h1>",
-        f'<p class="meta">{html.escape(meta)}</p>',
+        f'<p class="meta">{_escape(meta)}</p>',
         "<h2>Summary</h2>",
         _summary_table(records),
         *(_image(image, image.stem.replace("_", " ")) for image in images),
         "<h2>Traces</h2>",
-        f'<div class="legend">process reward r: <b>{_number(-scale, 3, True)}</b> <span class="bar"></span> '
-        f"<b>{_number(scale, 3, True)}</b> (stronger colours are clipped; the first paragraph's r = C_1 often is) · "
-        "hover a paragraph for J, M, S, C, r · black bar: opens with a backtracking cue · grey: after the end "
-        "of thinking</div>",
+        _legend(records, scale),
         *(_trace_html(record, scale, j_range) for record in records),
     ]
     page = (f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8"><title>RePro score report</title>'
