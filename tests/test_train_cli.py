@@ -149,11 +149,12 @@ def test_repro_help_lists_the_commands(capsys):
         assert f"    {command} " in help_text
 
 
-def test_unknown_command_is_a_usage_error(capsys):
-    with pytest.raises(SystemExit) as exit_info:
-        main(["tarin"])
-    assert exit_info.value.code == 2
-    assert "invalid choice: 'tarin'" in capsys.readouterr().err
+@pytest.mark.parametrize(("argv", "message"), [(["tarin"], "COMMAND: invalid choice: 'tarin'"),
+                                                ([], "COMMAND: missing: one of demo, train, score")])
+def test_unknown_command_is_one_error_line(capsys, argv, message):
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"repro: error: {message}") and err.count("\n") == 1, err
 
 
 def test_both_spellings_and_the_yaml_file(tmp_path):
@@ -241,10 +242,11 @@ def test_evaluation_metrics_with_repro_off(tiny_checkpoint, tmp_path):
 def test_resume_last_finds_the_newest_checkpoint(tmp_path):
     for step in (2, 10):
         (tmp_path / f"checkpoint-{step}").mkdir()
-        (tmp_path / f"checkpoint-{step}" / "trainer_state.json").write_text("{}")
+        (tmp_path / f"checkpoint-{step}" / "model.safetensors").write_bytes(b"weights")
+        (tmp_path / f"checkpoint-{step}" / "trainer_state.json").write_text(json.dumps({"global_step": step}))
     assert resolve_checkpoint("last", str(tmp_path)) == str(tmp_path / "checkpoint-10")
     assert resolve_checkpoint(None, str(tmp_path)) is None
-    with pytest.raises(ReproError, match="not a checkpoint directory") as error:
+    with pytest.raises(ReproError, match="not a complete checkpoint directory: no such directory") as error:
         resolve_checkpoint(str(tmp_path / "nope"), str(tmp_path))
     assert error.value.argument == "--resume_from_checkpoint"
 
@@ -273,7 +275,16 @@ def test_metrics_values_are_strict_json():
         (["--config", "{yaml_dpo}"], "--algorithm", "'dpo' is not supported"),
         (["--repro_k", "-1"], "--repro_k", "expected an integer >= 0"),
         (["--repro-k", "-1"], "--repro_k", "expected an integer >= 0"),
-        (["--resume-from-checkpoint", "last"], "--resume_from_checkpoint", "no checkpoint-N directory"),
+        (["--resume-from-checkpoint", "last"], "--resume_from_checkpoint", "no complete checkpoint-N directory"),
+        (["--resume-from-checkpoint", "{jsonl}"], "--resume_from_checkpoint", "not a complete checkpoint directory"),
+        (["--output_dir", "{jsonl}"], "--output_dir", "is a file, not a directory"),
+        (["--seed", "-1"], "--seed", "expected an integer in [0, 2**32), got -1"),
+        (["--learning_rate", "-1"], "--learning_rate", "expected a finite number >= 0"),
+        (["--per_device_train_batch_size", "0"], "--per_device_train_batch_size", "expected an integer >= 1"),
+        (["--gradient_accumulation_steps", "0"], "--gradient_accumulation_steps", "expected an integer >= 1"),
+        (["--max_completion_length", "0"], "--max_completion_length", "expected an integer >= 1"),
+        (["--report_to", "no_such_tracker"], "arguments", "cannot set up the trainer: ValueError: no_such_tracker"),
+        (["--config", "{yaml_list}"], "--config", "must hold a YAML mapping"),
         (["--config", "{yaml_unknown_key}"], "--config", "unknown keys in the file: no_such_key"),
         (["--config"], "--config", "needs a YAML file path"),
         (["--num_generations", "3"], "arguments", "must be divisible by num_generations"),
@@ -291,8 +302,9 @@ def test_bad_input_is_one_error_line_naming_the_flag(tiny_checkpoint, tmp_path, 
     jsonl.write_text(json.dumps({"question": "1 + 1?", "answer": "2"}) + "\n")
     (tmp_path / "dpo.yaml").write_text("algorithm: dpo\n")
     (tmp_path / "unknown.yaml").write_text("max_steps: 1\nno_such_key: 2\n")
+    (tmp_path / "list.yaml").write_text("- max_steps\n")
     args = [a.format(jsonl=jsonl, missing=tmp_path / "missing", yaml_dpo=tmp_path / "dpo.yaml",
-                     yaml_unknown_key=tmp_path / "unknown.yaml") for a in args]
+                     yaml_unknown_key=tmp_path / "unknown.yaml", yaml_list=tmp_path / "list.yaml") for a in args]
     argv = ["train", "--output-dir", str(tmp_path / "out"), "--max-steps", "1", "--model_name_or_path",
             str(tiny_checkpoint), *args]
     assert main(argv) == 2
@@ -342,6 +354,51 @@ def test_demo_takes_both_spellings_and_names_the_flag_at_fault(capsys):
     assert capsys.readouterr().err.startswith("repro: error: --w: ")
     assert main(["demo", "--batch", "1"]) == 2
     assert capsys.readouterr().err == "repro: error: --batch: expected an integer >= 2, got 1\n"
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--batch", "100000000000"], "--batch, --width: 100000000000 x 4096 = 409,600,000,000,000 token slots"),
+        (["--width", "100000000000"], "--batch, --width: 64 x 100000000000"),
+        (["--width", "3"], "--width: expected an integer >= 4, got 3"),
+        (["--group_size", "0"], "--group_size: expected an integer >= 1, got 0"),
+        (["--seed", "-1"], "--seed: expected an integer >= 0, got -1"),
+        (["--k", "-1"], "--k: expected an integer >= 0"),
+        (["--k", "1.5"], "arguments: argument --k: invalid int value: '1.5'"),
+        (["--w", "nan"], "--w: expected a weight in [0, 1]"),
+        (["--alpha", "inf"], "--alpha: expected a finite number"),
+        (["--alpha", "1e308"], "--alpha: alpha = 1e308"),
+        (["--estimator", "grpo"], "arguments: unrecognized arguments: --estimator grpo"),
+        (["--batch"], "arguments: argument --batch: expected one argument"),
+    ],
+)
+def test_demo_bad_arguments_are_one_error_line(args, message):
+    """issue 18: every bad `repro demo` argument, huge sizes included, is one line and exit status 2."""
+    proc = subprocess.run([sys.executable, "-m", "repro_core.cli", "demo", *args], capture_output=True, text=True,
+                          timeout=300)
+    assert proc.returncode == 2 and proc.stdout == "", proc.stderr
+    assert proc.stderr.startswith(f"repro: error: {message}") and proc.stderr.count("\n") == 1, proc.stderr
+
+
+def test_library_messages_are_logged_through_the_command(tiny_checkpoint, capsys, caplog):
+    """The library logs (no prints to stderr); `repro` shows repro_core's messages as `repro: ...` on stderr."""
+    import logging
+
+    from repro_core.train import load_model
+
+    model_args, _, _, config = parse_args(["--model_name_or_path", str(tiny_checkpoint), "--model_init_kwargs",
+                                           '{"dtype": "float32", "attn_implementation": "eager"}'])
+    with caplog.at_level(logging.INFO, logger="repro_core"):
+        load_model(model_args, config)
+    assert [(record.name, record.levelname) for record in caplog.records
+            if "ignoring model_init_kwargs ['attn_implementation']" in record.getMessage()] == [
+        ("repro_core.train.command", "WARNING")]
+    assert main(["demo", "--batch", "2", "--width", "4"]) == 0  # any command configures the logging
+    logging.getLogger("repro_core.train.command").info("a library message")
+    logging.getLogger("repro_core.assets").warning("a library warning")
+    err = capsys.readouterr().err
+    assert "repro: a library message\n" in err and "repro: warning: a library warning\n" in err
 
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"

@@ -28,6 +28,8 @@ VOCAB = ["<pad>", "</think>", ".", ".\n\n", "\n", "\n\n", " ",
          "Wait", "Then", "So", "the", "answer", "is", "x", "=", "2"]
 PAD_ID, THINK_END_ID, PARAGRAPH_BREAK_ID = 0, 1, 3
 FIRST_WORD_ID = 6
+#: The most token slots (--batch x --width) the demo makes: its arrays take ~60 bytes a slot, ~1 GB here.
+MAX_SLOTS = 2**24
 
 
 def synthetic_rollouts(batch: int, width: int, group_size: int, rng: np.random.Generator):
@@ -73,7 +75,8 @@ def make_parser() -> argparse.ArgumentParser:
         parser.add_argument(*spellings, dest=name, **kwargs)
 
     flag("batch", type=int, default=64, help="completions (default 64)")
-    flag("width", type=int, default=4096, help="tokens per completion slot (default 4096)")
+    flag("width", type=int, default=4096, help=f"tokens per completion slot (default 4096; --batch x --width at most "
+         f"{MAX_SLOTS:,})")
     flag("group_size", type=int, default=8, help="completions per prompt (default 8)")
     flag("k", type=int, default=20, help="highest-entropy paragraph breaks kept (default 20)")
     flag("w", type=float, default=0.1, help="weight of stability in the score (default 0.1)")
@@ -85,9 +88,12 @@ def make_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run ``repro demo`` with ``argv`` (default ``sys.argv[1:]``). Raises ReproError naming the flag."""
     args = make_parser().parse_args(sys.argv[1:] if argv is None else list(argv))
-    for name, least in (("batch", 2), ("width", 4), ("group_size", 1)):
+    for name, least in (("batch", 2), ("width", 4), ("group_size", 1), ("seed", 0)):
         if getattr(args, name) < least:
             raise ReproError(f"--{name}", f"expected an integer >= {least}, got {getattr(args, name)}")
+    if args.batch * args.width > MAX_SLOTS:
+        raise ReproError("--batch, --width", f"{args.batch} x {args.width} = {args.batch * args.width:,} token slots; "
+                         f"the demo makes at most {MAX_SLOTS:,} (about 1 GB of arrays)")
     try:
         return run(args)
     except ReproError as error:  # the core names its own arguments (k, w, alpha): this command's flags

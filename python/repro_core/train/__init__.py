@@ -1,7 +1,7 @@
 """``repro train``: RL post-training with RePro process rewards, from the command line or a YAML file.
 
 Arguments come from four dataclasses, parsed the way every ``repro`` command parses
-(:mod:`repro_core.arguments`: TRL's ``TrlParser``, which also reads ``--config FILE.yaml``):
+(:mod:`repro_core.arguments`: transformers' ``HfArgumentParser`` plus ``--config FILE.yaml``):
 
 - :class:`~repro_core.arguments.ModelArguments`: which checkpoint (default: the embedded
   SmolLM2-135M-Instruct) and its dtype;
@@ -14,11 +14,13 @@ Precedence, lowest first: the dataclass defaults, the CPU-friendly defaults of :
 (and :func:`device_defaults`), the YAML file, the command line. Both ``--max_steps`` and
 ``--max-steps`` spellings work.
 
-Everything lands in ``output_dir``: the final model and tokenizer, ``checkpoint-N/`` directories
-(resumable with ``--resume-from-checkpoint``) and ``metrics.jsonl``, one JSON object per log.
+Everything lands in ``output_dir`` (checked writable before anything loads): the final model and
+tokenizer, ``checkpoint-N/`` directories (resumable with ``--resume-from-checkpoint DIR`` or
+``last``, the newest complete one) and ``metrics.jsonl``, one JSON object per log.
 
 The modules: ``arguments`` (flags, defaults, parser), ``algorithms`` (the ``--algorithm`` table),
-``prompts`` (the training data), ``metrics`` (``metrics.jsonl``), ``command`` (:func:`main`).
+``prompts`` (the training data), ``metrics`` (``metrics.jsonl``), ``checkpoints`` (the output
+directory and its checkpoints), ``command`` (:func:`main`).
 Importing this package imports nothing heavy; :func:`main` imports torch, transformers and TRL.
 """
 
@@ -27,7 +29,8 @@ from __future__ import annotations
 from ..arguments import ModelArguments
 from .algorithms import ALGORITHMS, Algorithm
 from .arguments import CLI_DEFAULTS, DataArguments, TrainArguments, device_defaults, make_parser, parse_args
-from .command import load_model, main, resolve_checkpoint
+from .checkpoints import last_complete_checkpoint, resolve_checkpoint
+from .command import load_model, main
 from .metrics import METRICS_FILE
 from .prompts import load_train_prompts
 
@@ -40,6 +43,7 @@ __all__ = [
     "ModelArguments",
     "TrainArguments",
     "device_defaults",
+    "last_complete_checkpoint",
     "load_model",
     "load_train_prompts",
     "main",

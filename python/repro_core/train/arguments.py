@@ -29,6 +29,7 @@ __all__ = [
     "DataArguments",
     "REASONING_GYM_PREFIX",
     "TrainArguments",
+    "check_training_numbers",
     "device_defaults",
     "make_parser",
     "parse_args",
@@ -188,4 +189,19 @@ def parse_args(
     algorithm = read_config_key(args, "algorithm")
     parser = make_parser(TrainArguments.algorithm if algorithm is None else str(algorithm))
     train_args, model_args, data_args, config = parse(parser, args)
+    check_training_numbers(config)
     return model_args, data_args, train_args, config
+
+
+def check_training_numbers(config: ReproGRPOConfig | ReproPPOConfig) -> None:
+    """The ReproError naming the flag for values that TRL and transformers would only refuse once the
+    model is loaded (with a traceback)."""
+    for name in ("seed", "data_seed"):
+        value = getattr(config, name)
+        if value is not None and not 0 <= value < 2**32:
+            raise ReproError(f"--{name}", f"expected an integer in [0, 2**32), got {value}")
+    for name in ("per_device_train_batch_size", "gradient_accumulation_steps", "max_completion_length"):
+        if getattr(config, name) < 1:
+            raise ReproError(f"--{name}", f"expected an integer >= 1, got {getattr(config, name)}")
+    if not config.learning_rate >= 0 or config.learning_rate == float("inf"):
+        raise ReproError("--learning_rate", f"expected a finite number >= 0, got {config.learning_rate}")

@@ -3,17 +3,18 @@
 from __future__ import annotations
 
 import json
-import os
+import logging
 import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ..arguments import ModelArguments
+from ..arguments import COMMAND_ERROR, ModelArguments
 from ..errors import ReproError
 from .algorithms import ALGORITHMS
 from .arguments import parse_args
+from .checkpoints import check_output_dir, last_complete_checkpoint, resolve_checkpoint
 from .metrics import METRICS_FILE, metrics_file_callback
 from .prompts import load_train_prompts
 
@@ -22,7 +23,9 @@ if TYPE_CHECKING:
 
     from ..trl import ReproGRPOConfig, ReproPPOConfig
 
-__all__ = ["load_model", "main", "resolve_checkpoint"]
+__all__ = ["load_model", "main"]
+
+logger = logging.getLogger(__name__)
 
 #: repro_core.assets' argument names -> the ``repro train`` flags that set them.
 MODEL_FLAGS = {"name_or_path": "--model_name_or_path", "model": "--model_name_or_path", "dtype": "--dtype"}
@@ -34,14 +37,24 @@ def main(argv: Sequence[str] | None = None) -> int:
     start = time.monotonic()
     model_args, data_args, train_args, config = parse_args(argv)
     output_dir = Path(str(config.output_dir))  # TrainingArguments fills in None
+    check_output_dir(str(output_dir))
     resume_checkpoint = resolve_checkpoint(config.resume_from_checkpoint, str(output_dir))
     # Prompts first: they are quick, and a bad dataset should not wait for the model to load.
     prompts, eval_prompts = load_train_prompts(data_args, config)
     model, tokenizer = load_model(model_args, config)
     metrics_path = output_dir / METRICS_FILE
     algorithm = ALGORITHMS[train_args.algorithm]
-    trainer = algorithm.build_trainer(model, tokenizer, prompts, config, [metrics_file_callback(metrics_path)],
-                                      eval_prompts)
+    try:
+        trainer = algorithm.build_trainer(model, tokenizer, prompts, config, [metrics_file_callback(metrics_path)],
+                                          eval_prompts)
+    except ReproError:
+        raise
+    except (ValueError, ImportError, OSError) as exc:
+        # What TRL and transformers refuse in a config they are handed (a --report_to integration that is not
+        # installed, --use_vllm without vLLM, a --value_model_name_or_path that cannot be loaded) is bad input.
+        logger.debug("building the trainer failed", exc_info=True)
+        message = str(exc).strip().replace("\n", " ")
+        raise ReproError(COMMAND_ERROR, f"cannot set up the trainer: {type(exc).__name__}: {message}") from exc
 
     main_process = trainer.is_world_process_zero()
     if main_process:
@@ -60,9 +73,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         result = trainer.train(resume_from_checkpoint=resume_checkpoint)
     except KeyboardInterrupt:
         if main_process:
-            from transformers.trainer_utils import get_last_checkpoint
-
-            last_checkpoint = get_last_checkpoint(str(output_dir)) if output_dir.is_dir() else None
+            last_checkpoint = last_complete_checkpoint(str(output_dir))  # never one whose save was cut short
             hint = (f"go on from {last_checkpoint} with --resume-from-checkpoint last" if last_checkpoint
                     else "no checkpoint saved yet")
             print(f"\nrepro train: interrupted at step {trainer.state.global_step}; {hint}", file=sys.stderr)
@@ -71,25 +82,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     if main_process:
         print_summary(trainer, result.metrics, output_dir, metrics_path, time.monotonic() - start)
     return 0
-
-
-def resolve_checkpoint(resume_from_checkpoint: str | None, output_dir: str) -> str | None:
-    """The checkpoint directory that ``--resume-from-checkpoint`` names: a directory, or ``last``
-    (also ``latest``, ``true``) for the newest ``checkpoint-N`` in output_dir; None when unset."""
-    if resume_from_checkpoint is None or resume_from_checkpoint == "":
-        return None
-    if resume_from_checkpoint.lower() in ("last", "latest", "true"):
-        from transformers.trainer_utils import get_last_checkpoint
-
-        last_checkpoint = get_last_checkpoint(output_dir) if os.path.isdir(output_dir) else None
-        if last_checkpoint is None:
-            raise ReproError("--resume_from_checkpoint",
-                             f"{resume_from_checkpoint}: no checkpoint-N directory in {output_dir}")
-        return last_checkpoint
-    if not os.path.isfile(os.path.join(resume_from_checkpoint, "trainer_state.json")):
-        raise ReproError("--resume_from_checkpoint",
-                         f"{resume_from_checkpoint!r} is not a checkpoint directory (no trainer_state.json)")
-    return resume_from_checkpoint
 
 
 def load_model(
@@ -116,8 +108,7 @@ def load_model(
             raise ReproError("--model_init_kwargs", f"dtype {init_dtype!r}: use float32 or bfloat16 (or set --dtype)")
         dtype = dtypes[dtype_name]
     if init_kwargs:
-        print(f"repro train: ignoring model_init_kwargs {sorted(init_kwargs)} (only dtype applies here)",
-              file=sys.stderr)
+        logger.warning("ignoring model_init_kwargs %s (only dtype applies here)", sorted(init_kwargs))
     try:
         model, tokenizer = load_default_model(args.model_name_or_path, dtype=dtype)
     except ReproError as error:
@@ -153,8 +144,9 @@ def print_summary(trainer: Trainer, train_metrics: dict[str, Any], output_dir: P
                                        for key, value in shown.items()))
     checkpoints = sorted((path for path in output_dir.glob("checkpoint-*") if path.name.split("-")[-1].isdigit()),
                          key=lambda path: int(path.name.split("-")[-1]))
+    last_checkpoint = last_complete_checkpoint(str(output_dir))
     print(f"  model + tokenizer: {output_dir}/")
     if checkpoints:
-        print(f"  checkpoints: {', '.join(path.name for path in checkpoints)} (resume: --resume-from-checkpoint "
-              f"{checkpoints[-1]})")
+        resume = f" (resume: --resume-from-checkpoint {last_checkpoint})" if last_checkpoint else ""
+        print(f"  checkpoints: {', '.join(path.name for path in checkpoints)}{resume}")
     print(f"  metrics: {metrics_path} (one JSON object per log)")
