@@ -559,3 +559,13 @@ def test_no_reference_leaves_the_repository():
         for target in re.findall(r"\]\(([^)#\s]+)(?:#[^)]*)?\)", page.read_text()):
             if not re.match(r"https?://", target):
                 assert (page.parent / target).exists(), f"{page.name}: no file {target}"
+
+
+def test_python_api_lists_every_reproconfig_field():
+    import dataclasses
+
+    from repro_core.config import ReproConfig
+
+    text = " ".join((ROOT / "docs" / "python-api.md").read_text().split())
+    listed = re.search(r"`ReproConfig` fields: `([\w, ]+)`", text).group(1).split(", ")
+    assert listed == [field.name for field in dataclasses.fields(ReproConfig)]
