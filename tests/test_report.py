@@ -130,12 +130,14 @@ def test_truncated_traces_get_a_badge_and_a_count_in_the_summary(tmp_path: Path)
     column = rows[0].index("truncated")
     assert [(row[0], row[column]) for row in rows[1:]] == [("correct", "1"), ("incorrect", "1"), ("all", "2")]
     assert [s.truncated for s in report.summarize(records)] == [1, 1, 2]
+    legend = re.search(r'<div class="legend">(.*?)</div>', page, flags=re.S)
+    assert legend and badge in legend.group(1) and "hit the token limit</div>" in legend.group(0)
 
 
-def test_a_report_without_truncated_traces_shows_no_badge_on_any_trace(tmp_path: Path) -> None:
+def test_a_report_without_truncated_traces_shows_no_badge(tmp_path: Path) -> None:
     report.write_html([make_record(0, [0.1]), make_record(1, [0.2], truncated=False)], tmp_path / "report.html")
     page = (tmp_path / "report.html").read_text(encoding="utf-8")
-    assert all("badge" not in section for section in sections(page).values())
+    assert "badge" not in page.split("</style>")[1]  # neither on a trace nor in the legend
 
 
 # ------------------------------------------------------------------------------------------------ J plot

@@ -417,11 +417,11 @@ def _image(path: Path, alt: str) -> str:
 def _legend(records: Sequence[Record], scale: float) -> str:
     later = [r for record in records for r in record["reward"][1:] if not math.isnan(r)]
     seen = f" · r in this report: {min(later):+.3f} to {max(later):+.3f}" if later else ""
+    truncated = f" · {_TRUNCATED_BADGE}: hit the token limit" if any(is_truncated(r) for r in records) else ""
     return (f'<div class="legend">process reward r: <b>{-scale:+.3g}</b> <span class="bar"></span> '
-            f"<b>{scale:+.3g}</b> (a fixed scale, the same in every report: color_max; larger |r| get the full "
-            f"colour, as the first paragraph's r = C_1 often does){seen} · hover a paragraph for J, M, S, C, r · "
-            "black bar: opens with a backtracking cue · grey: after the end of thinking · "
-            f"{_TRUNCATED_BADGE}: hit the token limit</div>")
+            f"<b>{scale:+.3g}</b> (a fixed scale, the same in every report: --color_max of repro score; larger |r| "
+            f"get the full colour, as the first paragraph's r = C_1 often does){seen} · hover a paragraph for J, M, "
+            f"S, C, r · black bar: opens with a backtracking cue · grey: after the end of thinking{truncated}</div>")
 
 
 def write_html(records: Sequence[Record], path: Path, *, images: Sequence[Path] = (),
