@@ -484,6 +484,7 @@ def test_the_docs_name_every_method_reprogrpotrainer_overrides():
                   if callable(value) and hasattr(GRPOTrainer, name) and name != "__init__"}
     trainers = (ROOT / "docs" / "trainers.md").read_text()
     for page, text in (("README.md", README), ("docs/trainers.md", trainers)):
+        text = " ".join(text.split())
         sentence = re.search(r"ReproGRPOTrainer`\**:? (?:it )?overrides ((?:`\w+`(?: \([^)]*\))?(?:, | and )?)+)",
                              text, re.I)
         assert sentence, f"{page} does not list what ReproGRPOTrainer overrides"
