@@ -33,6 +33,8 @@ __all__ = [
     "DEFAULT_COLOR_MAX",
     "LABELLED_TRACES",
     "Summary",
+    "check_color_max",
+    "is_truncated",
     "j_curves_figure",
     "plot_j_curves",
     "plot_rewards",
