@@ -125,7 +125,7 @@ def _command_parser_class() -> type:
         """``HfArgumentParser`` with one-line usage errors, RePro's flags in their own group and ``none``
         for unset optional numbers (as TRL's parser reads them)."""
 
-        def __init__(self, dataclass_types: list[type], *, group_titles: Mapping[type, str],
+        def __init__(self, dataclass_types: list[Any], *, group_titles: Mapping[type, str],
                      field_groups: Mapping[str, str], **kwargs: Any) -> None:
             self.group_titles = dict(group_titles)
             self.field_groups = dict(field_groups)
@@ -142,11 +142,13 @@ def _command_parser_class() -> type:
             return self.groups[title]
 
         def _add_dataclass_arguments(self, dtype: type) -> None:
-            title = self.group_titles.get(dtype) or getattr(dtype, "_argument_group_name", dtype.__name__)
+            title = self.group_titles.get(dtype) or str(getattr(dtype, "_argument_group_name", dtype.__name__))
             type_hints = typing.get_type_hints(dtype)
             fields = [f for f in dataclasses.fields(dtype) if f.init]
-            titles = {f.name: REPRO_GROUP if f.name.startswith("repro_") else self.field_groups.get(f.name, title)
-                      for f in fields}
+            titles: dict[str, str] = {
+                f.name: REPRO_GROUP if f.name.startswith("repro_") else self.field_groups.get(f.name, title)
+                for f in fields
+            }
             for group_title in sorted(dict.fromkeys(titles.values()), key=lambda name: name == title):
                 self.group(group_title)  # the special groups first: listed before the rest of the dataclass's flags
             for source in fields:

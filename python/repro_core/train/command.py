@@ -75,7 +75,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if main_process:
             last_checkpoint = last_complete_checkpoint(str(output_dir))  # never one whose save was cut short
             hint = (f"go on from {last_checkpoint} with --resume-from-checkpoint last" if last_checkpoint
-                    else "no checkpoint saved yet")
+                    else "no complete checkpoint saved yet")
             print(f"\nrepro train: interrupted at step {trainer.state.global_step}; {hint}", file=sys.stderr)
         return 130
     trainer.save_model(str(output_dir))
