@@ -28,7 +28,8 @@ from repro_core import analysis  # noqa: E402
 from repro_core.rewards import last_boxed  # noqa: E402
 
 FIELDS = {
-    "id", "problem", "sample", "prompt", "answer", "completion", "predicted", "correct", "tokens", "thinking_tokens",
+    "id", "problem", "sample", "prompt", "answer", "completion", "predicted", "correct", "tokens", "truncated",
+    "thinking_tokens",
     "num_paragraphs", "backtracks", "j_baseline", "j_end", "mean_reward", "cut_points", "j", "magnitude",
     "stability", "score", "reward", "paragraphs", "tail",
 }
@@ -144,6 +145,7 @@ def test_generated_traces_write_valid_outputs(generated: Path) -> None:
     for record in records:
         check_record(record)
         assert record["tokens"] <= 16
+        assert record["truncated"] == (record["tokens"] == 16)  # stopped at --max-new-tokens, no end of sequence
         assert record["correct"] in (True, False)  # reasoning-gym answers are always gradable
     check_outputs(generated, records)
 
@@ -156,6 +158,7 @@ def test_handwritten_traces_count_paragraphs_and_backtracking(handwritten: Path)
         check_record(record)
         assert record["prompt"] == prompt and record["completion"] == completion
         assert record["num_paragraphs"] == paragraphs and record["tail"] == ""
+        assert record["truncated"] is False  # the rows do not say so
         assert [p["cue"] for p in record["paragraphs"] if p["cue"]] == cues
         assert record["backtracks"] == len(cues)
     assert [r["answer"] for r in records] == ["14", "14", "14"]  # "#### 14" read as GSM8K

@@ -6,27 +6,40 @@ flags are ``repro train``'s (``--dataset``, ``--dataset_size``, ...) and RePro's
 (``repro_core.config.ReproArguments``), limited to those scoring uses. A first argument that is not a flag is
 the dataset (``repro score traces.jsonl``). Bad input is a ReproError naming the flag; ``main`` prints it as one
 ``repro: error: ...`` line and returns 2.
+
+Nothing finished is lost: the output directory is checked writable before the model loads, every trace's record
+is appended to ``scores.jsonl`` as soon as it is scored, a row that cannot be scored is skipped or stops the run
+(``--on_error``), and the plots and the report are rebuilt from the records scored whenever the run ends: done,
+stopped by an error, or interrupted.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import json
+import logging
 import sys
+import tempfile
 import time
 import typing
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from ..arguments import ModelArguments
 from ..behaviour import DEFAULT_CUES
 from ..config import ReproArguments
 from ..data import REASONING_GYM_PREFIX
 from ..errors import ReproError
+from ..report import DEFAULT_COLOR_MAX, check_color_max
 from .inputs import DEFAULT_INPUT, DEFAULT_PROBLEMS
+
+if TYPE_CHECKING:
+    from rich.console import Console
+
+    from ..pipeline import ReproScorer
+    from .inputs import Row, Trace
 
 __all__ = [
     "OUTPUT_FILES",
@@ -41,6 +54,8 @@ __all__ = [
     "parse_arguments",
     "run",
 ]
+
+logger = logging.getLogger(__name__)
 
 PROG = "repro score"
 OUTPUT_FILES = ("scores.jsonl", "j_curves.png", "rewards.png", "report.html")
@@ -95,6 +110,18 @@ class DataArguments:
         default=None,
         metadata={"help": "System message of text prompts when sampling (--generate). Unset: repro_core.data's "
                   "default, as in repro train; '' for none."},
+    )
+    on_error: Literal["skip", "stop"] = field(
+        default="skip",
+        metadata={"help": "A row that cannot be scored (text the tokenizer rejects, a trace longer than the model's "
+                  "context under --long_traces refuse, a failing model pass): skip reports it and goes on; stop "
+                  "ends the run with exit status 2. Either way the traces scored are kept."},
+    )
+    long_traces: Literal["refuse", "truncate"] = field(
+        default="refuse",
+        metadata={"help": "A trace (prompt, completion and answer) longer than the model's context "
+                  "(max_position_embeddings): refuse makes the row an error (--on_error); truncate scores the "
+                  "completion's first tokens that fit, with a warning, and marks it truncated."},
     )
 
     def __post_init__(self) -> None:
@@ -155,9 +182,18 @@ class ReportArguments:
         default=",".join(DEFAULT_CUES),
         metadata={"help": "Comma-separated paragraph openings counted as backtracking."},
     )
+    color_max: float = field(
+        default=DEFAULT_COLOR_MAX,
+        metadata={"help": "The |process reward| that gets the full colour in report.html: one fixed scale, the same "
+                  "in every report so that two reports compare (stronger rewards are clipped)."},
+    )
 
     def __post_init__(self) -> None:
         _at_least("--table_rows", self.table_rows, 0)
+        try:
+            self.color_max = check_color_max(self.color_max)
+        except ReproError as error:
+            raise error.renamed("--color_max") from None
 
     def cues(self) -> list[str]:
         return [cue.strip() for cue in self.backtrack_cues.split(",") if cue.strip()]
@@ -261,16 +297,13 @@ def _quiet_transformers() -> Iterator[None]:
 
 
 def run(arguments: CommandArguments) -> int:
-    """The command behind ``main`` once the arguments are parsed."""
+    """The command behind ``main`` once the arguments are parsed; 130 after an interrupt (the traces scored kept)."""
     from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     from ..assets import DEFAULT_MODEL
     from ..data import DEFAULT_SYSTEM_PROMPT
     from ..pipeline import ReproScorer
-    from .generation import generate, instruct, prompt_ids, sampled_traces
-    from .inputs import given_traces, load_rows
-    from .records import score_traces
+    from .inputs import load_rows
     from .table import print_table
 
     started = time.monotonic()
@@ -280,8 +313,7 @@ def run(arguments: CommandArguments) -> int:
     k = _ALL_PARAGRAPHS if repro.repro_k is None else repro.repro_k
     config = repro.repro_config(temperature=generation.temperature, k=k)
     output = Path(report.output_dir)
-    if output.exists() and not output.is_dir():
-        raise ReproError("--output_dir", f"{output} exists and is not a directory")
+    check_writable(output)  # before anything slow: an unwritable folder would lose the whole run
 
     system_prompt = DEFAULT_SYSTEM_PROMPT if data.system_prompt is None else data.system_prompt
     try:
@@ -296,59 +328,317 @@ def run(arguments: CommandArguments) -> int:
                              "with the model") from None
         raise
     model, tokenizer, device = _load_model(arguments.model, arguments.device)
-    scorer = ReproScorer(model, tokenizer, config)
-    prompts = [instruct(row.prompt, system_prompt) if samples else row.prompt for row in rows]
-    ids = [prompt_ids(tokenizer, prompt, index) for index, prompt in enumerate(prompts)]
-    errors = Console(stderr=True)
-    columns = (TextColumn("{task.description:>10}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
-    batch_size = arguments.device.batch_size
-    with Progress(*columns, console=errors) as progress:
+    scoring = _Scoring(arguments, ReproScorer(model, tokenizer, config), rows, samples, system_prompt, output,
+                       Console(stderr=True))
+    interrupted = False
+    try:
+        scoring.run()
+    except KeyboardInterrupt:
+        interrupted = True
+    except _Stopped as stop:
+        raise ReproError(stop.argument, f"{stop.message} (the run stopped here, --on_error stop; the "
+                         f"{len(scoring.records)} traces scored before are in {output}/)") from None
+    finally:
+        scoring.close()
+        settings: dict[str, Any] = {
+            "model": arguments.model.model_name_or_path or f"{DEFAULT_MODEL} (embedded)",
+            "dataset": data.dataset,
+            "traces": len(scoring.records),
+            "cut points": "every paragraph boundary" if repro.repro_k is None else f"top-{repro.repro_k} breaks",
+            "w": repro.repro_w,
+            "delimiters": repro.repro_delimiters,
+        }
         if samples:
-            import torch
-
-            torch.manual_seed(generation.seed)
-            completions = generate(model, tokenizer, ids, samples, max_new_tokens=generation.max_new_tokens,
-                                   temperature=generation.temperature, top_p=generation.top_p,
-                                   batch_size=batch_size, progress=progress)
-            traces = sampled_traces(rows, prompts, ids, completions, tokenizer)
-        else:
-            traces = given_traces(rows, ids, tokenizer)
-        records = score_traces(scorer, traces, cues=report.cues(), batch_size=batch_size, progress=progress)
-
-    settings: dict[str, Any] = {
-        "model": arguments.model.model_name_or_path or f"{DEFAULT_MODEL} (embedded)",
-        "dataset": data.dataset,
-        "traces": len(records),
-        "cut points": "every paragraph boundary" if repro.repro_k is None else f"top-{repro.repro_k} breaks",
-        "w": repro.repro_w,
-        "delimiters": repro.repro_delimiters,
-    }
-    if samples:
-        settings |= {"samples": samples, "temperature": generation.temperature,
-                     "max new tokens": generation.max_new_tokens}
-    _write_outputs(records, output, settings)
+            settings |= {"samples": samples, "temperature": generation.temperature,
+                         "max new tokens": generation.max_new_tokens}
+        settings |= scoring.status(interrupted)
+        if scoring.records and scoring.writable:  # the plots and report of what was scored, however it ended
+            _write_outputs(scoring.records, output, settings, report.color_max)
     console = Console()
-    print_table(records, console, max_rows=report.table_rows)
-    console.print(f"{len(records)} traces scored on {device} in {time.monotonic() - started:.0f} s; wrote "
-                  f"{', '.join(OUTPUT_FILES)} to {output}/", highlight=False)
+    print_table(scoring.records, console, max_rows=report.table_rows)
+    written = ", ".join(OUTPUT_FILES) if scoring.records else "an empty scores.jsonl"
+    console.print(f"{len(scoring.records)} traces scored on {device} in {time.monotonic() - started:.0f} s; wrote "
+                  f"{written} to {output}/", highlight=False)
+    if scoring.skipped:
+        rows_skipped = ", ".join(str(index) for index, _ in scoring.skipped)
+        scoring.errors.print(f"repro: warning: rows skipped (--on_error skip): {rows_skipped}", highlight=False,
+                             soft_wrap=True)
+        if not scoring.records:
+            raise ReproError("--on_error", f"no row could be scored; the first: {scoring.skipped[0][1]}")
+    if interrupted:
+        scoring.errors.print(f"repro: interrupted: the {len(scoring.records)} traces scored are in {output}/",
+                             highlight=False, soft_wrap=True)
+        return 130
     return 0
 
 
-def _write_outputs(records: Sequence[dict[str, Any]], output: Path, settings: dict[str, Any]) -> None:
-    """``OUTPUT_FILES`` in ``output``: the records as JSON lines, the two plots and the report."""
+class _Stopped(ReproError):
+    """The error of a row that ends the run (``--on_error stop``)."""
+
+
+class _Scoring:
+    """One run's scoring loop: rows to traces (sampled or read) to records, batch by batch; every record appended
+    to ``scores.jsonl`` as it comes; rows that fail skipped or stopping the run (``--on_error``)."""
+
+    def __init__(self, arguments: CommandArguments, scorer: ReproScorer, rows: Sequence[Row], samples: int,
+                 system_prompt: str | None, output: Path, errors: Console) -> None:
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+        from .records import ScoresFile
+
+        self.arguments = arguments
+        self.scorer = scorer
+        self.tokenizer = scorer.objective.tokenizer
+        self.rows = rows
+        self.samples = samples
+        self.system_prompt = system_prompt
+        self.output = output
+        self.errors = errors
+        self.context = _context_length(scorer.objective.model)
+        self.records: list[dict[str, Any]] = []
+        self.skipped: list[tuple[int, str]] = []  # (row, why)
+        self.stopped: str | None = None
+        self.writable = True  # False once a write failed: nothing more is written
+        columns = (TextColumn("{task.description:>10}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                   TextColumn("{task.fields[detail]}"))
+        self.progress = Progress(*columns, console=errors)
+        traces = len(rows) * (samples or 1)
+        self.sampling = self.progress.add_task("sampling", total=traces, detail="") if samples else None
+        self.task = self.progress.add_task("scoring", total=traces, detail="")
+        try:
+            output.mkdir(parents=True, exist_ok=True)
+            for name in OUTPUT_FILES[1:]:  # the last run's plots and report would not match the new scores.jsonl
+                (output / name).unlink(missing_ok=True)
+            self.file = ScoresFile(output / OUTPUT_FILES[0])
+        except OSError as error:
+            raise ReproError("--output_dir", f"cannot write to {output}: {error}") from None
+
+    def close(self) -> None:
+        self.file.close()
+
+    def status(self, interrupted: bool) -> dict[str, Any]:
+        """What the report's settings line says about how the run ended."""
+        status: dict[str, Any] = {}
+        if self.skipped:
+            status["skipped rows"] = ", ".join(str(index) for index, _ in self.skipped)
+        if self.stopped is not None:
+            status["stopped"] = self.stopped
+        if interrupted:
+            status["interrupted"] = f"after {len(self.records)} traces"
+        return status
+
+    def run(self) -> None:
+        """Every row, batch by batch: its traces read or sampled, scored, and their records appended."""
+        from .inputs import problem_numbers
+
+        batch_size = self.arguments.device.batch_size
+        numbers = problem_numbers(self.rows)
+        if self.samples:
+            import torch
+
+            torch.manual_seed(self.arguments.generation.seed)
+        with self.progress:
+            for start in range(0, len(self.rows), batch_size):
+                batch = list(enumerate(self.rows[start : start + batch_size], start=start))
+                traces: list[Trace] = []
+                try:
+                    if self.samples:
+                        self._sampled(batch, traces)
+                    else:
+                        for index, row in batch:
+                            self._given(index, row, *numbers[index], traces)
+                except _Stopped:  # the traces of the rows before the one that stops the run are still scored
+                    self._score(traces)
+                    raise
+                self._score(traces)
+
+    def _failed(self, index: int, error: Exception, traces: int = 1) -> None:
+        """Row ``index`` cannot be scored (``traces`` of its traces lost): reported and skipped, or the run
+        stopped with a ReproError naming the row (``--on_error stop``)."""
+        if isinstance(error, ReproError):
+            argument, message = flag_of(error.argument), error.message
+            if f"row {index}" not in message:
+                message = f"row {index}: {message}"
+        else:
+            argument, message = f"row {index}", f"{type(error).__name__}: {error}"
+            logger.debug("row %d failed", index, exc_info=error)
+        message = " ".join(message.split())
+        self.progress.advance(self.task, traces)
+        if self.arguments.data.on_error == "stop":
+            self.stopped = f"{argument}: {message}"
+            raise _Stopped(argument, message) from None
+        self.skipped.append((index, f"{argument}: {message}"))
+        self.progress.console.print(f"repro: warning: skipped {argument}: {message}", highlight=False, markup=False,
+                                    soft_wrap=True)
+
+    def _given(self, index: int, row: Row, problem: int, sample: int, traces: list[Trace]) -> None:
+        """The trace of a row read with its completion, appended to ``traces`` unless the row fails."""
+        from .generation import completion_ids, prompt_ids
+        from .inputs import Trace, check_text
+
+        try:
+            for argument, text in (("prompt_column", row.prompt), ("completion_column", row.completion or ""),
+                                   ("answer_column", row.answer)):
+                check_text(argument, index, text)
+            trace = Trace(problem, sample, row.prompt, prompt_ids(self.tokenizer, row.prompt, index),
+                          completion_ids(self.tokenizer, row.completion or "", index), row.completion or "",
+                          row.answer, truncated=row.truncated, id=index)
+            traces.append(self._fit(trace, index))
+        except ReproError as error:
+            self._failed(index, error)
+
+    def _sampled(self, batch: list[tuple[int, Row]], traces: list[Trace]) -> None:
+        """Sampled traces of a batch of rows (``self.samples`` each) appended to ``traces``; rows that fail left
+        out. A row that stops the run (``_Stopped``) does so after the rows before it are sampled."""
+        from .generation import instruct, prompt_ids
+        from .inputs import check_text
+
+        kept: list[tuple[int, Row, Any, list[int]]] = []
+        stopped: _Stopped | None = None
+        for index, row in batch:
+            prompt = instruct(row.prompt, self.system_prompt)
+            try:
+                check_text("prompt_column", index, prompt)
+                check_text("answer_column", index, row.answer)
+                kept.append((index, row, prompt, prompt_ids(self.tokenizer, prompt, index)))
+            except ReproError as error:
+                if self.sampling is not None:
+                    self.progress.advance(self.sampling, self.samples)
+                try:
+                    self._failed(index, error, self.samples)
+                except _Stopped as stop:
+                    stopped = stop
+                    break
+        if kept:
+            self._sample(kept, traces)
+        if stopped is not None:
+            raise stopped
+
+    def _sample(self, kept: list[tuple[int, Row, Any, list[int]]], traces: list[Trace]) -> None:
+        """The samples of the rows ``kept`` (index, row, prompt, prompt ids) appended to ``traces`` as they fit."""
+        from .generation import generate, sampled_traces
+
+        generation = self.arguments.generation
+        completions = generate(self.scorer.objective.model, self.tokenizer, [ids for *_, ids in kept], self.samples,
+                               max_new_tokens=generation.max_new_tokens, temperature=generation.temperature,
+                               top_p=generation.top_p, batch_size=len(kept), progress=self.progress,
+                               task=self.sampling)
+        for trace in sampled_traces([index for index, *_ in kept], [row for _, row, *_ in kept],
+                                    [prompt for *_, prompt, _ in kept], [ids for *_, ids in kept], completions,
+                                    self.tokenizer):
+            try:
+                traces.append(self._fit(trace, trace.problem))
+            except ReproError as error:
+                self._failed(trace.problem, error)
+
+    def _fit(self, trace: Trace, index: int) -> Trace:
+        """The trace if it fits the model's context; else a ReproError (``--long_traces refuse``) or its
+        completion cut to fit, with a warning (``truncate``)."""
+        if self.context is None:
+            return trace
+        answer = len(self.scorer.objective.answer_ids(trace.answer, index).ids)
+        length = len(trace.prompt_ids) + len(trace.completion_ids) + answer
+        if length <= self.context:
+            return trace
+        room = self.context - len(trace.prompt_ids) - answer
+        what = (f"row {index}: the trace is {length} tokens (prompt {len(trace.prompt_ids)}, completion "
+                f"{len(trace.completion_ids)}, answer {answer}), more than the model's context of {self.context} "
+                "tokens (max_position_embeddings)")
+        if self.arguments.data.long_traces == "refuse":
+            raise ReproError("--long_traces", f"{what}; --long_traces truncate scores the completion's first tokens "
+                             "that fit")
+        if room < 1:
+            raise ReproError("--long_traces", f"{what}, and its prompt and answer alone fill it")
+        self.progress.console.print(f"repro: warning: {what}: its completion is cut to its first {room} tokens "
+                                    "(--long_traces truncate)", highlight=False, markup=False, soft_wrap=True)
+        ids = trace.completion_ids[:room]
+        return dataclasses.replace(trace, completion_ids=ids, completion=self.tokenizer.decode(ids), truncated=True)
+
+    def _row(self, trace: Trace) -> int:
+        """The input row of a trace: its problem when sampled, else its id."""
+        return trace.problem if self.samples or trace.id is None else trace.id
+
+    def _score(self, traces: list[Trace]) -> None:
+        """Score ``traces`` together and append their records; when that fails, one by one, so that only the
+        traces that fail alone are lost."""
+        from .records import record_line, score_traces
+
+        if not traces:
+            return
+        before = next(t for t in self.progress.tasks if t.id == self.task).completed
+        try:
+            records = score_traces(self.scorer, traces, cues=self.arguments.report.cues(), batch_size=len(traces),
+                                   progress=self.progress, task=self.task)
+            lines = [record_line(record) for record in records]
+        except Exception as error:  # noqa: BLE001 - any failure is the row's, reported with its type
+            self.progress.update(self.task, completed=before)
+            if len(traces) > 1:
+                for trace in traces:
+                    self._score([trace])
+                return
+            self._failed(self._row(traces[0]), error)
+            return
+        for record, line in zip(records, lines, strict=True):
+            try:
+                self.file.append(line)
+            except OSError as error:
+                self.writable = False
+                raise ReproError("--output_dir", f"cannot write to {self.file.path}: {error}; it holds the "
+                                 f"{len(self.records)} traces scored before, each on a whole line (the plots and "
+                                 "report are not written)") from None
+            self.records.append(record)
+
+
+def _context_length(model: Any) -> int | None:
+    """The longest sequence the model's positions cover (its config's ``max_position_embeddings``), if it says."""
+    config = getattr(model, "config", None)
+    for name in ("max_position_embeddings", "n_positions", "max_sequence_length"):
+        value = getattr(config, name, None)
+        if isinstance(value, int) and not isinstance(value, bool) and value > 0:
+            return value
+    return None
+
+
+def check_writable(output: Path) -> None:
+    """A ReproError (``--output_dir``) unless ``output`` can be created and written: a file probed in it, then
+    everything this made removed again (so a run that fails later leaves nothing behind)."""
+    existing = output
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        where = "exists and is not a directory" if existing == output else f"cannot be created: {existing} is a file"
+        raise ReproError("--output_dir", f"{output} {where}")
+    for name in OUTPUT_FILES:
+        if (output / name).is_dir():
+            raise ReproError("--output_dir", f"{output / name} is a directory, where repro score writes a file")
+    created = [path for path in (output, *output.parents) if not path.exists()]
+    try:
+        output.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=output):
+            pass
+    except OSError as error:
+        raise ReproError("--output_dir", f"cannot write to {output}: {error.strerror or error}") from None
+    finally:
+        for path in created:  # deepest first
+            try:
+                path.rmdir()
+            except OSError:
+                pass
+
+
+def _write_outputs(records: Sequence[dict[str, Any]], output: Path, settings: dict[str, Any],
+                   color_max: float) -> None:
+    """The two plots and the report of ``records`` (what ``scores.jsonl`` holds) in ``output``."""
     from ..report import plot_j_curves, plot_rewards, write_html
 
     try:
-        output.mkdir(parents=True, exist_ok=True)
-        with open(output / "scores.jsonl", "w", encoding="utf-8") as file:
-            for record in records:
-                file.write(json.dumps(record, ensure_ascii=False) + "\n")
         plot_j_curves(records, output / "j_curves.png")
         plot_rewards(records, output / "rewards.png")
         write_html(records, output / "report.html", images=[output / "j_curves.png", output / "rewards.png"],
-                   settings=settings)
+                   settings=settings, color_max=color_max)
     except OSError as error:
-        raise ReproError("--output_dir", f"cannot write to {output}: {error}") from None
+        raise ReproError("--output_dir", f"cannot write to {output}: {error}; scores.jsonl holds the "
+                         f"{len(records)} traces scored") from None
 
 
 def _load_model(model: ModelArguments, device: DeviceArguments) -> tuple[Any, Any, str]:

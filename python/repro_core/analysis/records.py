@@ -1,22 +1,28 @@
 """The records of ``repro score``: one per trace, with J at every cut point, the step values (magnitude,
 stability, composite score, process reward) and the paragraphs with their backtracking cues: the objects of
-``scores.jsonl`` (docs/score.md; the quantities are defined in docs/method.md, "Scores and process rewards").
+``scores.jsonl`` (docs/score.md; the quantities are defined in docs/method.md, "Scores and process rewards"),
+and ``ScoresFile``, which appends them to that file one whole line at a time.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import json
+import os
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..behaviour import DEFAULT_CUES, paragraphs
 from .inputs import Trace
 
 if TYPE_CHECKING:
-    from rich.progress import Progress
+    from rich.progress import Progress, TaskID
 
     from ..pipeline import ReproScorer
 
-__all__ = ["score_traces"]
+__all__ = ["ScoresFile", "record_line", "score_traces"]
+
 
 def score_traces(
     scorer: ReproScorer,
@@ -25,21 +31,27 @@ def score_traces(
     cues: Sequence[str] = DEFAULT_CUES,
     batch_size: int = 8,
     progress: Progress | None = None,
+    task: TaskID | None = None,
 ) -> list[dict[str, Any]]:
     """Score every trace with ``scorer`` (build it with ``ReproConfig(k=...)`` as large as the paragraphs for J at
     every paragraph boundary) and return one record per trace: the objects of ``scores.jsonl`` (docs/score.md).
+
+    ``progress`` gets a "scoring" task (or advances ``task``) per batch of ``batch_size`` traces; its ``detail``
+    field counts the model's forward passes, which keeps moving while one long trace is scored.
     """
     import numpy as np
 
     from ..rewards import boxed_accuracy, last_boxed
 
     tokenizer = scorer.objective.tokenizer
-    task = progress.add_task("scoring", total=len(traces)) if progress is not None else None
+    if progress is not None and task is None:
+        task = progress.add_task("scoring", total=len(traces), detail="")
     records: list[dict[str, Any]] = []
     for start in range(0, len(traces), batch_size):
         batch = traces[start : start + batch_size]
-        evaluation, steps = scorer.evaluate([t.prompt_ids for t in batch], [t.completion_ids for t in batch],
-                                            [t.answer for t in batch])
+        with _passes_shown(scorer, progress, task):
+            evaluation, steps = scorer.evaluate([t.prompt_ids for t in batch], [t.completion_ids for t in batch],
+                                                [t.answer for t in batch])
         cuts = evaluation.cuts
         batch_paragraphs = paragraphs(scorer, evaluation.token_ids, evaluation.mask, cues)
         for row, trace in enumerate(batch):
@@ -58,7 +70,7 @@ def score_traces(
             j = evaluation.j[points].tolist()
             rewards = steps.reward[points].tolist()
             records.append({
-                "id": start + row,
+                "id": start + row if trace.id is None else trace.id,
                 "problem": trace.problem,
                 "sample": trace.sample,
                 "prompt": trace.prompt,
@@ -67,6 +79,7 @@ def score_traces(
                 "predicted": last_boxed(trace.completion),
                 "correct": None,  # graded below, in one call for all traces
                 "tokens": len(ids),
+                "truncated": trace.truncated,
                 "thinking_tokens": end,
                 "num_paragraphs": len(row_paragraphs),
                 "backtracks": sum(p["cue"] is not None for p in row_paragraphs),
@@ -88,3 +101,60 @@ def score_traces(
     for record, grade in zip(records, graded, strict=True):
         record["correct"] = None if grade is None else grade == 1.0
     return records
+
+
+@contextmanager
+def _passes_shown(scorer: ReproScorer, progress: Progress | None, task: TaskID | None) -> Iterator[None]:
+    """While scoring: each forward pass of the model's decoder counted in ``task``'s ``detail`` field."""
+    if progress is None or task is None:
+        yield
+        return
+    model = scorer.objective.model
+    decoder = getattr(model, "base_model", model)
+
+    def count(module: Any, args: Any) -> None:
+        passes = next(t for t in progress.tasks if t.id == task).fields.get("passes", 0) + 1
+        progress.update(task, passes=passes, detail=f"{passes} model passes")
+
+    handle = decoder.register_forward_pre_hook(count)
+    try:
+        yield
+    finally:
+        handle.remove()
+
+
+def record_line(record: dict[str, Any]) -> bytes:
+    """A record as one line of ``scores.jsonl``: JSON (non-ASCII kept as UTF-8), then "\\n"."""
+    return (json.dumps(record, ensure_ascii=False) + "\n").encode("utf-8")
+
+
+class ScoresFile:
+    """``scores.jsonl`` written as records come: each line reaches the file in the same call (no buffer to lose
+    on an interrupt), and a line that cannot be written whole (a full disk) is cut off again, so the file only
+    ever holds complete lines. Opening it empties it."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.lines = 0
+        self._size = 0
+        self._fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o666)
+
+    def append(self, line: bytes) -> None:
+        """Append one ``record_line``; on OSError the file is left as it was and the error raised."""
+        try:
+            _write_all(self._fd, line)
+        except OSError:
+            os.ftruncate(self._fd, self._size)
+            raise
+        self._size += len(line)
+        self.lines += 1
+
+    def close(self) -> None:
+        os.close(self._fd)
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    """``data`` to ``fd``, however many ``os.write`` calls it takes (a write may take only part of it)."""
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view) :]
