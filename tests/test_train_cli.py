@@ -368,7 +368,6 @@ def test_demo_takes_both_spellings_and_names_the_flag_at_fault(capsys):
         (["--k", "1.5"], "arguments: argument --k: invalid int value: '1.5'"),
         (["--w", "nan"], "--w: expected a weight in [0, 1]"),
         (["--alpha", "inf"], "--alpha: expected a finite number"),
-        (["--alpha", "1e308"], "--alpha: alpha = 1e308"),
         (["--estimator", "grpo"], "arguments: unrecognized arguments: --estimator grpo"),
         (["--batch"], "arguments: argument --batch: expected one argument"),
     ],
