@@ -125,6 +125,35 @@ def test_a_failing_model_pass_loses_only_its_row(tmp_path: Path, score, monkeypa
     assert "repro: warning: skipped row 3: RuntimeError: out of memory" in err
 
 
+def test_a_batch_that_cannot_be_sampled_loses_only_its_failing_row(tmp_path: Path, score,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    from repro_core.analysis import generation
+
+    generate = generation.generate
+
+    def failing(model, tokenizer, prompts, *args, **kwargs):
+        if any(row(2)["prompt"] in tokenizer.decode(prompt) for prompt in prompts):
+            raise RuntimeError("CUDA out of memory")
+        return generate(model, tokenizer, prompts, *args, **kwargs)
+
+    monkeypatch.setattr(generation, "generate", failing)
+    source = write_rows(tmp_path / "t.jsonl", [row(i) for i in range(4)])
+    code, err = score(source, "--generate", "2", "--max_new_tokens", "4", "-o", tmp_path / "out")
+    assert code == 0, err
+    assert [(r["problem"], r["sample"], r["id"]) for r in scores(tmp_path / "out")] == [
+        (0, 0, 0), (0, 1, 1), (1, 0, 2), (1, 1, 3), (3, 0, 6), (3, 1, 7)]
+    assert "repro: warning: skipped row 2: RuntimeError: CUDA out of memory" in err
+
+
+def test_an_unforeseen_failure_is_one_error_line(tmp_path: Path, score, monkeypatch: pytest.MonkeyPatch) -> None:
+    def broken(*args: object) -> None:
+        raise RuntimeError("CUDA driver too old\nsee the docs")
+
+    monkeypatch.setattr(command, "_load_model", broken)
+    code, err = score(write_rows(tmp_path / "t.jsonl", [row(0)]), "-o", tmp_path / "out")
+    assert code == 2 and error_line(err) == "repro: error: RuntimeError: CUDA driver too old see the docs"
+
+
 def test_no_row_scored_is_an_error(tmp_path: Path, score) -> None:
     source = write_rows(tmp_path / "t.jsonl", [row(0, completion=SURROGATE)])
     code, err = score(source, "-o", tmp_path / "out")

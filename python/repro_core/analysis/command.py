@@ -37,6 +37,7 @@ from .inputs import DEFAULT_INPUT, DEFAULT_PROBLEMS
 
 if TYPE_CHECKING:
     from rich.console import Console
+    from rich.progress import TaskID
 
     from ..pipeline import ReproScorer
     from .inputs import Row, Trace
@@ -300,7 +301,6 @@ def run(arguments: CommandArguments) -> int:
     """The command behind ``main`` once the arguments are parsed; 130 after an interrupt (the traces scored kept)."""
     from rich.console import Console
 
-    from ..assets import DEFAULT_MODEL
     from ..data import DEFAULT_SYSTEM_PROMPT
     from ..pipeline import ReproScorer
     from .inputs import load_rows
@@ -340,36 +340,43 @@ def run(arguments: CommandArguments) -> int:
                          f"{len(scoring.records)} traces scored before are in {output}/)") from None
     finally:
         scoring.close()
-        settings: dict[str, Any] = {
-            "model": arguments.model.model_name_or_path or f"{DEFAULT_MODEL} (embedded)",
-            "dataset": data.dataset,
-            "traces": len(scoring.records),
-            "cut points": "every paragraph boundary" if repro.repro_k is None else f"top-{repro.repro_k} breaks",
-            "w": repro.repro_w,
-            "delimiters": repro.repro_delimiters,
-        }
-        if samples:
-            settings |= {"samples": samples, "temperature": generation.temperature,
-                         "max new tokens": generation.max_new_tokens}
-        settings |= scoring.status(interrupted)
         if scoring.records and scoring.writable:  # the plots and report of what was scored, however it ended
+            settings = _settings(arguments, samples, len(scoring.records)) | scoring.status(interrupted)
             _write_outputs(scoring.records, output, settings, report.color_max)
-    console = Console()
-    print_table(scoring.records, console, max_rows=report.table_rows)
-    written = ", ".join(OUTPUT_FILES) if scoring.records else "an empty scores.jsonl"
-    console.print(f"{len(scoring.records)} traces scored on {device} in {time.monotonic() - started:.0f} s; wrote "
-                  f"{written} to {output}/", highlight=False)
     if scoring.skipped:
         rows_skipped = ", ".join(str(index) for index, _ in scoring.skipped)
         scoring.errors.print(f"repro: warning: rows skipped (--on_error skip): {rows_skipped}", highlight=False,
                              soft_wrap=True)
         if not scoring.records:
             raise ReproError("--on_error", f"no row could be scored; the first: {scoring.skipped[0][1]}")
+    console = Console()
+    print_table(scoring.records, console, max_rows=report.table_rows)
+    console.print(f"{len(scoring.records)} traces scored on {device} in {time.monotonic() - started:.0f} s; wrote "
+                  f"{', '.join(OUTPUT_FILES)} to {output}/", highlight=False)
     if interrupted:
         scoring.errors.print(f"repro: interrupted: the {len(scoring.records)} traces scored are in {output}/",
                              highlight=False, soft_wrap=True)
         return 130
     return 0
+
+
+def _settings(arguments: CommandArguments, samples: int, traces: int) -> dict[str, Any]:
+    """The settings line of the report."""
+    from ..assets import DEFAULT_MODEL
+
+    repro, generation = arguments.repro, arguments.generation
+    settings: dict[str, Any] = {
+        "model": arguments.model.model_name_or_path or f"{DEFAULT_MODEL} (embedded)",
+        "dataset": arguments.data.dataset,
+        "traces": traces,
+        "cut points": "every paragraph boundary" if repro.repro_k is None else f"top-{repro.repro_k} breaks",
+        "w": repro.repro_w,
+        "delimiters": repro.repro_delimiters,
+    }
+    if samples:
+        settings |= {"samples": samples, "temperature": generation.temperature,
+                     "max new tokens": generation.max_new_tokens}
+    return settings
 
 
 class _Stopped(ReproError):
@@ -519,10 +526,21 @@ class _Scoring:
         from .generation import generate, sampled_traces
 
         generation = self.arguments.generation
-        completions = generate(self.scorer.objective.model, self.tokenizer, [ids for *_, ids in kept], self.samples,
-                               max_new_tokens=generation.max_new_tokens, temperature=generation.temperature,
-                               top_p=generation.top_p, batch_size=len(kept), progress=self.progress,
-                               task=self.sampling)
+        before = self._completed(self.sampling)
+        try:
+            completions = generate(self.scorer.objective.model, self.tokenizer, [ids for *_, ids in kept],
+                                   self.samples, max_new_tokens=generation.max_new_tokens,
+                                   temperature=generation.temperature, top_p=generation.top_p, batch_size=len(kept),
+                                   progress=self.progress, task=self.sampling)
+        except Exception as error:  # noqa: BLE001 - a batch that cannot be sampled (out of memory): its rows fail
+            self.progress.update(self.sampling, completed=before)  # type: ignore[arg-type]
+            if len(kept) > 1:
+                for one in kept:
+                    self._sample([one], traces)
+                return
+            self.progress.advance(self.sampling, self.samples)  # type: ignore[arg-type]
+            self._failed(kept[0][0], error, self.samples)
+            return
         for trace in sampled_traces([index for index, *_ in kept], [row for _, row, *_ in kept],
                                     [prompt for *_, prompt, _ in kept], [ids for *_, ids in kept], completions,
                                     self.tokenizer):
@@ -554,6 +572,9 @@ class _Scoring:
         ids = trace.completion_ids[:room]
         return dataclasses.replace(trace, completion_ids=ids, completion=self.tokenizer.decode(ids), truncated=True)
 
+    def _completed(self, task: TaskID | None) -> float:
+        return next((t.completed for t in self.progress.tasks if t.id == task), 0.0)
+
     def _row(self, trace: Trace) -> int:
         """The input row of a trace: its problem when sampled, else its id."""
         return trace.problem if self.samples or trace.id is None else trace.id
@@ -565,7 +586,7 @@ class _Scoring:
 
         if not traces:
             return
-        before = next(t for t in self.progress.tasks if t.id == self.task).completed
+        before = self._completed(self.task)
         try:
             records = score_traces(self.scorer, traces, cues=self.arguments.report.cues(), batch_size=len(traces),
                                    progress=self.progress, task=self.task)
@@ -670,3 +691,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("repro: interrupted", file=sys.stderr)
         return 130
+    except Exception as error:  # noqa: BLE001 - a failure no check foresaw: one line too, the traceback logged
+        logger.debug("repro score failed", exc_info=error)
+        message = " ".join(f"{type(error).__name__}: {error}".split())
+        print(f"repro: error: {message}", file=sys.stderr)
+        return 2
