@@ -67,9 +67,12 @@ pub(super) fn ppo(prepared: &Prepared, target: &mut [f32]) -> Result<Vec<f32>> {
     };
     let fill = |s: &mut Scratch, b: usize, row: &mut [f32]| {
         gaes(s, b);
+        let mut finite = true;
         for (t, out) in row.iter_mut().enumerate() {
             *out = advantage(s.first[t], s.second[t]) as f32;
+            finite &= out.is_finite();
         }
+        finite
     };
     fill_rows(target, lengths, parallel, Scratch::default, fill, |b| {
         culprits.output_error(b, "the advantages", &advantage_terms(b))
@@ -81,9 +84,12 @@ pub(super) fn ppo(prepared: &Prepared, target: &mut [f32]) -> Result<Vec<f32>> {
         let fill = |s: &mut Scratch, b: usize, row: &mut [f32]| {
             gaes(s, b);
             let v = values.row(b, row.len(), &mut s.widened);
+            let mut finite = true;
             for (t, out) in row.iter_mut().enumerate() {
                 *out = (advantage(s.first[t], s.second[t]) + v[t]) as f32;
+                finite &= out.is_finite();
             }
+            finite
         };
         fill_rows(&mut returns, lengths, parallel, Scratch::default, fill, |b| {
             let [outcome, process] = advantage_terms(b);
@@ -101,9 +107,12 @@ pub(super) fn ppo(prepared: &Prepared, target: &mut [f32]) -> Result<Vec<f32>> {
     let fill = |s: &mut Scratch, b: usize, row: &mut [f32]| {
         gae_return(s, b);
         let v = values.row(b, row.len(), &mut s.widened);
+        let mut finite = true;
         for (t, out) in row.iter_mut().enumerate() {
             *out = (s.first[t] + v[t]) as f32;
+            finite &= out.is_finite();
         }
+        finite
     };
     fill_rows(&mut returns, lengths, parallel, Scratch::default, fill, |b| {
         let s = &mut Scratch::default();

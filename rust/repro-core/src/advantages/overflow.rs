@@ -1,17 +1,12 @@
 //! Overflow: finite but huge inputs (rewards, values, alpha) can drive a statistic or an output
 //! out of range: inf or NaN in float64, or beyond float32's largest value in the (B, T) outputs.
 //! Such a result is refused with an error naming the input that drove it. The hot path only
-//! checks (one branch-free pass over each output row, a test per statistic); which input is to
-//! blame is worked out once a check has failed, from the row's inputs and terms.
+//! checks (each output value as it is written, each statistic once); which input is to blame is
+//! worked out once a check has failed, from the row's inputs and terms.
 
 use super::rowwise::discounted_sum;
 use super::{Batch, Placed};
 use crate::error::Error;
-
-/// Whether every value of an output row is finite; branch-free, so that it vectorises.
-pub(super) fn all_finite(row: &[f32]) -> bool {
-    row.iter().fold(true, |finite, v| finite & v.is_finite())
-}
 
 /// An input of `compute_advantages` that can drive results out of range.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -39,7 +39,7 @@ pub(super) fn reinforce_pp(prepared: &Prepared, target: &mut [f32]) -> Result<Ve
     let (mean, inv_std) = moments.whitening();
     let fill = |s: &mut Scratch, b: usize, row: &mut [f32]| {
         discounted(s, b);
-        write_row(row, |t| (s.first[t] - mean) * inv_std, &placed[b], gamma, alpha);
+        write_row(row, |t| (s.first[t] - mean) * inv_std, &placed[b], gamma, alpha)
     };
     fill_rows(target, lengths, parallel, Scratch::default, fill, |b| {
         let s = &mut Scratch::default();
@@ -53,7 +53,12 @@ pub(super) fn reinforce_pp(prepared: &Prepared, target: &mut [f32]) -> Result<Ve
     let mut returns = vec![0.0f32; target.len()];
     let fill = |s: &mut Scratch, b: usize, row: &mut [f32]| {
         discounted(s, b);
-        row.iter_mut().zip(&s.first).for_each(|(out, r)| *out = *r as f32);
+        let mut finite = true;
+        for (out, r) in row.iter_mut().zip(&s.first) {
+            *out = *r as f32;
+            finite &= out.is_finite();
+        }
+        finite
     };
     fill_rows(&mut returns, lengths, parallel, Scratch::default, fill, |b| {
         culprits.error(&TOKEN_INPUTS, &format!("the returns (discounted token rewards) of row {b}"))
