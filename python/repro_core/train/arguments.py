@@ -158,7 +158,11 @@ def make_parser(algorithm: str = "grpo", cuda: bool | None = None) -> Any:
 
         config_class = ALGORITHMS[algorithm].config_class()
     except ImportError as exc:
-        raise ReproError(COMMAND_ERROR, f"{PROG} needs the trl extra (pip install 'repro-core[trl]'): {exc}") from exc
+        raise ReproError(
+            COMMAND_ERROR,
+            f"{PROG} needs the trl extra (pip install '.[trl]' in a clone, the built wheel with [trl] elsewhere: "
+            f"docs/install.md): {exc}",
+        ) from exc
     if cuda is None:
         cuda = torch.cuda.is_available()
     # The fields an algorithm's config adds to GRPOConfig (PPO's critic and KL penalty), RePro's aside.

@@ -1,7 +1,7 @@
 """RePro for verl: advantage estimators and the ``repro_sync`` trainer, in verl's own registries.
 
-verl 0.9 imports this module in every process through the ``verl.plugins`` entry point (``pip
-install "repro-core[verl]"``). Importing it, in this order:
+verl 0.9 imports this module in every process through the ``verl.plugins`` entry point, on every
+node where repro-core is installed with its ``verl`` extra (docs/install.md). Importing it, in this order:
 
 1. ``estimators`` registers ``repro_<name>`` for every repro_core estimator (``repro_gae`` for
    ``ppo``) with verl's ``register_adv_est``; their process rewards come from
