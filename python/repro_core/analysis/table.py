@@ -1,5 +1,5 @@
 """The terminal summary of ``repro score``: one row per trace, then the means by outcome. A completion that hit
-the token limit (the record's ``truncated``) is marked in the ``cut`` column: its J curve ends mid-sentence."""
+the token limit (the record's ``truncated``) is marked "cut" after its number: its J curve ends mid-sentence."""
 
 from __future__ import annotations
 
@@ -26,25 +26,28 @@ def print_table(records: Sequence[dict[str, Any]], console: Console, *, max_rows
         return f"{value:+.{digits}f}" if sign else f"{value:.{digits}f}"
 
     table = Table(title="RePro scores", title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False, show_edge=False)
-    names = ("trace", "correct", "tokens", "cut", "paras", "backtracks", "J_b", "J_end", "mean r")
+    names = ("trace", "correct", "tokens", "paras", "backtracks", "J_b", "J_end", "mean r")
     for name in names:
-        table.add_column(name, justify="left" if name in ("trace", "correct", "cut") else "right", no_wrap=True)
+        table.add_column(name, justify="left" if name in ("trace", "correct") else "right", no_wrap=True)
     marks = {True: "[green]yes[/]", False: "[red]no[/]", None: "–"}
     for record in records[:max_rows]:
-        cut = "[yellow]yes[/]" if record.get("truncated") else ""  # records written before the field: not marked
-        table.add_row(str(record["id"]), marks[record["correct"]], str(record["tokens"]), cut,
+        cut = " [yellow]cut[/]" if record.get("truncated") else ""  # records written before the field: not marked
+        table.add_row(f"{record['id']}{cut}", marks[record["correct"]], str(record["tokens"]),
                       str(record["num_paragraphs"]), str(record["backtracks"]), number(record["j_baseline"]),
                       number(record["j_end"]), number(record["mean_reward"], 3, True))
     if len(records) > max_rows:
         table.add_row(f"… {len(records) - max_rows} more", *[""] * (len(names) - 1))
     table.add_section()
-    for summary in summarize(records):
+    summaries = summarize(records)
+    for summary in summaries:
         accuracy = "–" if summary.accuracy is None else f"{summary.correct}/{summary.graded}"
         table.add_row(f"{summary.label} ({summary.count})", accuracy, number(summary.tokens, 1),
-                      str(summary.truncated) if summary.truncated else "", number(summary.paragraphs, 1),
-                      number(summary.backtracks, 2), number(summary.j_baseline), number(summary.j_end),
-                      number(summary.mean_reward, 3, True), style="bold")
-    table.caption = ("cut: the completion hit the token limit (bold rows: how many). Bold rows: means over the "
-                     "correct, incorrect and all traces")
+                      number(summary.paragraphs, 1), number(summary.backtracks, 2), number(summary.j_baseline),
+                      number(summary.j_end), number(summary.mean_reward, 3, True), style="bold")
+    table.caption = "bold rows: means over the correct, incorrect and all traces"
+    truncated = summaries[-1].truncated  # the last summary is over all traces
+    if truncated:
+        table.caption += (f"\ncut: the completion hit the token limit ({truncated} of {len(records)}), so its J "
+                          "curve ends mid-sentence")
     table.caption_justify = "left"
     console.print(table)
