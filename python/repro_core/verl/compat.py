@@ -1,4 +1,4 @@
-"""verl 0.9 next to TRL >= 1.13 in one environment (``repro-core[trl,verl]``).
+"""verl 0.9 next to TRL >= 1.13 in one environment (the trl and verl extras).
 
 verl's FSDP engine, building any model, patches TRL's ``AutoModelForCausalLMWithValueHead``
 whenever TRL is importable (``verl.models.transformers.monkey_patch.apply_monkey_patch``). TRL
