@@ -8,8 +8,10 @@ cue ("Wait", "Alternatively", ...). Traces come from a JSONL/JSON file or a Hugg
 (``repro_core.data``), or are sampled from the model (``--generate N``) on the prompts of either or on
 procedurally generated reasoning-gym problems (the default).
 
-Outputs, in ``--output_dir``: ``scores.jsonl`` (one object per trace), ``j_curves.png``, ``rewards.png`` and a
-self-contained ``report.html`` (``repro_core.report``); a summary table is printed on the terminal.
+Outputs, in ``--output_dir``: ``scores.jsonl`` (one object per trace, appended as each is scored),
+``j_curves.png``, ``rewards.png`` and a self-contained ``report.html`` (``repro_core.report``, drawn from the traces
+scored however the run ends); a summary table is printed on the terminal. A row that cannot be scored is skipped
+or stops the run (``--on_error``); docs/score.md, "What survives an interrupt or an error".
 
 One concern per module: ``inputs`` (rows and traces), ``generation`` (prompt ids, sampling), ``records`` (the
 scored records, backtracking cues), ``table`` (the terminal table), ``command`` (arguments, ``run``, ``main``).

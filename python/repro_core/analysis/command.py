@@ -313,7 +313,7 @@ def run(arguments: CommandArguments) -> int:
     k = _ALL_PARAGRAPHS if repro.repro_k is None else repro.repro_k
     config = repro.repro_config(temperature=generation.temperature, k=k)
     output = Path(report.output_dir)
-    check_writable(output)  # before anything slow: an unwritable folder would lose the whole run
+    _check_writable(output)  # before anything slow: an unwritable folder would lose the whole run
 
     system_prompt = DEFAULT_SYSTEM_PROMPT if data.system_prompt is None else data.system_prompt
     try:
@@ -620,7 +620,7 @@ def _context_length(model: Any) -> int | None:
     return None
 
 
-def check_writable(output: Path) -> None:
+def _check_writable(output: Path) -> None:
     """A ReproError (``--output_dir``) unless ``output`` can be created and written: a file probed in it, then
     everything this made removed again (so a run that fails later leaves nothing behind)."""
     existing = output
