@@ -74,8 +74,9 @@ def main(script_args: ScriptArguments, config: ReproGRPOConfig) -> None:
 
 
 def make_script_parser() -> Any:
-    """The script's flags in repro_core's command-line convention (as `repro train`): TRL's TrlParser, both
-    spellings of every flag, --config FILE.yaml, and bad input as one line naming the flag."""
+    """The script's flags in repro_core's command-line convention (as `repro train`): transformers'
+    HfArgumentParser with repro_core.arguments' --config handling, both spellings of every flag, and bad
+    input as one line naming the flag."""
     return make_parser(
         "grpo_math.py",
         [ScriptArguments, ReproGRPOConfig],
