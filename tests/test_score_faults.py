@@ -26,7 +26,7 @@ pytest.importorskip("rich")
 
 import tiny  # noqa: E402
 from repro_core import analysis, report  # noqa: E402
-from repro_core.analysis import command, records  # noqa: E402
+from repro_core.analysis import command, records, scoring  # noqa: E402
 
 #: The tiny model's context: short enough that a trace of a few hundred tokens overflows it.
 CONTEXT = 256
@@ -208,7 +208,7 @@ def test_unwritable_output_is_refused_before_the_model_loads(tmp_path: Path, sco
     def denied(*args: object, **kwargs: object) -> None:
         raise PermissionError(errno.EACCES, "Permission denied")
 
-    monkeypatch.setattr(command.tempfile, "TemporaryFile", denied)
+    monkeypatch.setattr(scoring.tempfile, "TemporaryFile", denied)
     source = write_rows(tmp_path / "t.jsonl", [row(0)])
     code, err = score(source, "-o", tmp_path / "new" / "out")
     assert code == 2

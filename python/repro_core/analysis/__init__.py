@@ -14,7 +14,8 @@ scored however the run ends); a summary table is printed on the terminal. A row 
 or stops the run (``--on_error``); docs/score.md, "What survives an interrupt or an error".
 
 One concern per module: ``inputs`` (rows and traces), ``generation`` (prompt ids, sampling), ``records`` (the
-scored records, backtracking cues), ``table`` (the terminal table), ``command`` (arguments, ``run``, ``main``).
+scored records, backtracking cues), ``table`` (the terminal table), ``arguments`` (the flags and their parser),
+``scoring`` (the scoring loop, ``scores.jsonl`` and the other outputs), ``command`` (``run``, ``main``).
 ``main(argv)`` is the command (``repro score ...`` or ``python -m repro_core.analysis ...``); ``score_traces``
 is the same analysis as a function. Importing this package imports nothing heavy: torch, transformers,
 datasets, TRL and matplotlib are imported when they are needed.
@@ -23,7 +24,8 @@ datasets, TRL and matplotlib are imported when they are needed.
 from __future__ import annotations
 
 from ..behaviour import DEFAULT_CUES, backtrack_pattern
-from .command import OUTPUT_FILES, main, make_parser, parse_arguments, run
+from .arguments import OUTPUT_FILES, make_parser, parse_arguments
+from .command import main, run
 from .generation import generate, prompt_ids
 from .inputs import DEFAULT_INPUT, Row, Trace, load_rows
 from .records import score_traces
