@@ -221,7 +221,7 @@ def test_every_raise_names_an_argument():
 
 
 def test_score_flags_derive_from_the_repro_arguments():
-    from repro_core.analysis.command import SCORING_SETTINGS, ReproScoreArguments
+    from repro_core.analysis.arguments import SCORING_SETTINGS, ReproScoreArguments
 
     flags = {f.name: f for f in dataclasses.fields(ReproArguments)}
     for name in SCORING_SETTINGS:

@@ -291,7 +291,7 @@ def check_repro(args: list[str], cwd: Path) -> None:
 
         parse_args(rest)
     elif command == "score":
-        from repro_core.analysis.command import parse_arguments
+        from repro_core.analysis.arguments import parse_arguments
 
         parsed = parse_arguments(rest)
         if (cwd / parsed.data.dataset).is_file() and parsed.model.model_name_or_path is None \
@@ -449,7 +449,7 @@ def ci_commands() -> list[str]:
 def known_flags() -> set[str]:
     """Every flag of the repository's commands: `repro train` (GRPO and PPO), `repro score`, `repro demo`,
     examples/grpo_math.py, and the flags of the docs' bash blocks (each checked by its own program)."""
-    from repro_core.analysis.command import make_parser as score_parser
+    from repro_core.analysis.arguments import make_parser as score_parser
     from repro_core.demo import make_parser as demo_parser
     from repro_core.train.arguments import make_parser as train_parser
 

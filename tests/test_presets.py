@@ -61,7 +61,7 @@ def test_repro_train_applies_the_preset_under_the_file_and_the_flags(tmp_path):
 
 def test_repro_score_takes_the_settings_it_has():
     pytest.importorskip("trl")
-    from repro_core.analysis.command import parse_arguments
+    from repro_core.analysis.arguments import parse_arguments
 
     repro = parse_arguments(["traces.jsonl", "--repro_preset", "authors", "--repro_w", "0.3"]).repro
     assert (repro.repro_w, repro.repro_delimiters, repro.repro_answer_special_tokens) == (0.3, "reference", True)

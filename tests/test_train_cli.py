@@ -109,7 +109,7 @@ def test_help_groups_repro_flags_before_trls_and_names_ppos_flags(capsys):
 
 def test_the_shared_parser_needs_neither_trl_nor_accelerate():
     """issue 17: `repro score` ([score] extra) parses its flags, a --config file and a preset without TRL."""
-    code = ("import sys; from repro_core.analysis.command import parse_arguments; "
+    code = ("import sys; from repro_core.analysis.arguments import parse_arguments; "
             "arguments = parse_arguments(['traces.jsonl', '--repro_preset', 'authors', '--repro-k', '3']); "
             "print(arguments.repro.repro_k, arguments.repro.repro_w); "
             "print(sorted(m for m in ('trl', 'accelerate', 'torch') if m in sys.modules))")
