@@ -4,7 +4,7 @@
 
 use super::moments::Moments;
 use super::overflow::{Input, Term};
-use super::rowwise::{fill_rows, token_level_rewards, Scratch};
+use super::rowwise::{fill_rows, token_level_rewards, write_values, Scratch};
 use super::{CriticTarget, Options, Prepared};
 use crate::error::Result;
 use crate::parallel::map_rows;
@@ -34,23 +34,19 @@ pub(super) fn ppo(prepared: &Prepared, target: &mut [f32]) -> Result<Vec<f32>> {
     };
     let moments = map_rows(lengths.len(), parallel, Scratch::default, |s, b| {
         gaes(s, b);
-        let (outcome, process) = (Moments::of(&s.first), Moments::of(&s.second));
-        if !outcome.is_finite() {
-            return Err(culprits.error(&OUTCOME_INPUTS, &format!("the GAE of the token rewards of row {b}")));
-        }
-        if !process.is_finite() {
-            return Err(culprits.error(&PROCESS_INPUTS, &format!("the GAE of the process rewards of row {b}")));
-        }
+        let outcome = culprits
+            .finite(Moments::of(&s.first), &OUTCOME_INPUTS, || format!("the GAE of the token rewards of row {b}"))?;
+        let process = culprits
+            .finite(Moments::of(&s.second), &PROCESS_INPUTS, || format!("the GAE of the process rewards of row {b}"))?;
         Ok((outcome, process))
     })?;
     let (outcome, process): (Vec<_>, Vec<_>) = moments.into_iter().unzip();
-    let (outcome, process) = (Moments::merged(outcome), Moments::merged(process));
-    if !outcome.is_finite() {
-        return Err(culprits.error(&OUTCOME_INPUTS, "the batch mean and std of the GAE of the token rewards"));
-    }
-    if !process.is_finite() {
-        return Err(culprits.error(&PROCESS_INPUTS, "the batch mean and std of the GAE of the process rewards"));
-    }
+    let outcome = culprits.finite(Moments::merged(outcome), &OUTCOME_INPUTS, || {
+        "the batch mean and std of the GAE of the token rewards".into()
+    })?;
+    let process = culprits.finite(Moments::merged(process), &PROCESS_INPUTS, || {
+        "the batch mean and std of the GAE of the process rewards".into()
+    })?;
     let (outcome_mean, outcome_inv_std) = outcome.whitening();
     let (process_mean, process_inv_std) = process.whitening();
     let advantage = |outcome: f64, process: f64| {
@@ -67,12 +63,7 @@ pub(super) fn ppo(prepared: &Prepared, target: &mut [f32]) -> Result<Vec<f32>> {
     };
     let fill = |s: &mut Scratch, b: usize, row: &mut [f32]| {
         gaes(s, b);
-        let mut finite = true;
-        for (t, out) in row.iter_mut().enumerate() {
-            *out = advantage(s.first[t], s.second[t]) as f32;
-            finite &= out.is_finite();
-        }
-        finite
+        write_values(row, |t| advantage(s.first[t], s.second[t]))
     };
     fill_rows(target, lengths, parallel, Scratch::default, fill, |b| {
         culprits.output_error(b, "the advantages", &advantage_terms(b))
@@ -84,12 +75,7 @@ pub(super) fn ppo(prepared: &Prepared, target: &mut [f32]) -> Result<Vec<f32>> {
         let fill = |s: &mut Scratch, b: usize, row: &mut [f32]| {
             gaes(s, b);
             let v = values.row(b, row.len(), &mut s.widened);
-            let mut finite = true;
-            for (t, out) in row.iter_mut().enumerate() {
-                *out = (advantage(s.first[t], s.second[t]) + v[t]) as f32;
-                finite &= out.is_finite();
-            }
-            finite
+            write_values(row, |t| advantage(s.first[t], s.second[t]) + v[t])
         };
         fill_rows(&mut returns, lengths, parallel, Scratch::default, fill, |b| {
             let [outcome, process] = advantage_terms(b);
@@ -107,12 +93,7 @@ pub(super) fn ppo(prepared: &Prepared, target: &mut [f32]) -> Result<Vec<f32>> {
     let fill = |s: &mut Scratch, b: usize, row: &mut [f32]| {
         gae_return(s, b);
         let v = values.row(b, row.len(), &mut s.widened);
-        let mut finite = true;
-        for (t, out) in row.iter_mut().enumerate() {
-            *out = (s.first[t] + v[t]) as f32;
-            finite &= out.is_finite();
-        }
-        finite
+        write_values(row, |t| s.first[t] + v[t])
     };
     fill_rows(&mut returns, lengths, parallel, Scratch::default, fill, |b| {
         let s = &mut Scratch::default();

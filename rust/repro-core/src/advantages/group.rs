@@ -54,19 +54,15 @@ pub(super) fn process_rewards(
                 .collect()
         })
         .collect();
-    let out_of_range = |what: String| culprits.error(&[Input::StepRewards], &what);
     // The rewards of some rows (a group, or the whole batch), as the statistics see them.
     let statistics = |placed: &[Placed], rows: &[usize], scope: &dyn Fn() -> String| {
         let mut rewards: Vec<f64> = rows.iter().flat_map(|&b| placed[b].iter().map(|&(_, r)| r)).collect();
         if options.stats_include_baseline {
             rewards.extend(std::iter::repeat_n(0.0, rows.len()));
         }
-        let moments = Moments::of(&rewards);
-        if moments.is_finite() {
-            Ok(moments)
-        } else {
-            Err(out_of_range(format!("the mean and std of the process rewards of {}", scope())))
-        }
+        culprits.finite(Moments::of(&rewards), &[Input::StepRewards], || {
+            format!("the mean and std of the process rewards of {}", scope())
+        })
     };
     let divide_by_std = options.norm_by_std && matches!(estimator, Estimator::Grpo | Estimator::Ppo);
     let whole_batch = [(0..placed.len()).collect::<Vec<_>>()];
@@ -96,7 +92,9 @@ pub(super) fn process_rewards(
                 *r = (*r - mu) * scale;
             }
             if !placed[b].iter().all(|(_, r)| r.is_finite()) {
-                return Err(out_of_range(format!("the normalised process rewards of row {b}")));
+                return Err(
+                    culprits.error(&[Input::StepRewards], &format!("the normalised process rewards of row {b}"))
+                );
             }
         }
     }
@@ -118,10 +116,9 @@ pub(super) fn outcome_group(
     if estimator == Estimator::ReinforcePpBaseline {
         // masked_whiten of a per-row constant: each row counts once per token.
         let rows = outcome.iter().zip(lengths).map(|(&x, &len)| Moments::repeated(x, len));
-        let moments = Moments::merged(rows);
-        if !moments.is_finite() {
-            return Err(culprits.error(&[Input::OutcomeRewards], "the batch mean and std of the outcome advantages"));
-        }
+        let moments = culprits.finite(Moments::merged(rows), &[Input::OutcomeRewards], || {
+            "the batch mean and std of the outcome advantages".into()
+        })?;
         let (mean, inv_std) = moments.whitening();
         outcome.iter_mut().for_each(|x| *x = (*x - mean) * inv_std);
     }
@@ -152,16 +149,11 @@ fn outcome_advantages(
     culprits: &Culprits,
 ) -> Result<Vec<f64>> {
     let mut out = vec![0.0; outcome_rewards.len()];
-    let out_of_range = |what: String| culprits.error(&[Input::OutcomeRewards], &what);
     for rows in groups {
         let rewards: Vec<f64> = rows.iter().map(|&b| outcome_rewards[b]).collect();
-        let moments = Moments::of(&rewards);
-        if !moments.is_finite() {
-            return Err(out_of_range(format!(
-                "the mean and std of the outcome rewards of the group of row {}",
-                rows[0]
-            )));
-        }
+        let moments = culprits.finite(Moments::of(&rewards), &[Input::OutcomeRewards], || {
+            format!("the mean and std of the outcome rewards of the group of row {}", rows[0])
+        })?;
         let (mean, std) = moments.mean_std().unwrap_or((0.0, 1.0));
         for &b in rows {
             out[b] = outcome_rewards[b] - mean;
@@ -169,7 +161,7 @@ fn outcome_advantages(
                 out[b] /= std + STD_EPSILON;
             }
             if !out[b].is_finite() {
-                return Err(out_of_range(format!("the outcome advantage of row {b}")));
+                return Err(culprits.error(&[Input::OutcomeRewards], &format!("the outcome advantage of row {b}")));
             }
         }
     }

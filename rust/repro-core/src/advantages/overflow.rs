@@ -4,9 +4,10 @@
 //! checks (each output value as it is written, each statistic once); which input is to blame is
 //! worked out once a check has failed, from the row's inputs and terms.
 
+use super::moments::Moments;
 use super::rowwise::discounted_sum;
 use super::{Batch, Placed};
-use crate::error::Error;
+use crate::error::{Error, Result};
 
 /// An input of `compute_advantages` that can drive results out of range.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -98,6 +99,16 @@ impl Culprits<'_> {
                  {b}; expected magnitudes that keep the results finite"
             ),
         )
+    }
+
+    /// `moments` when they are finite, else the error of `what` (the statistic they are, worded
+    /// only then) going out of range, blamed on the largest of `inputs`.
+    pub(super) fn finite(&self, moments: Moments, inputs: &[Input], what: impl FnOnce() -> String) -> Result<Moments> {
+        if moments.is_finite() {
+            Ok(moments)
+        } else {
+            Err(self.error(inputs, &what()))
+        }
     }
 
     /// `what` (an output) is out of range in row `b`, and each of its values is the sum of `terms`

@@ -4,7 +4,7 @@
 
 use super::moments::Moments;
 use super::overflow::{process_sums, Input, Term};
-use super::rowwise::{discounted_sum, fill_rows, token_level_rewards, write_row, Scratch};
+use super::rowwise::{discounted_sum, fill_rows, token_level_rewards, write_row, write_values, Scratch};
 use super::{Options, Prepared};
 use crate::error::Result;
 use crate::parallel::map_rows;
@@ -25,17 +25,11 @@ pub(super) fn reinforce_pp(prepared: &Prepared, target: &mut [f32]) -> Result<Ve
     };
     let moments = map_rows(lengths.len(), parallel, Scratch::default, |s, b| {
         discounted(s, b);
-        let moments = Moments::of(&s.first);
-        if moments.is_finite() {
-            Ok(moments)
-        } else {
-            Err(culprits.error(&TOKEN_INPUTS, &format!("the discounted token rewards of row {b}")))
-        }
+        culprits.finite(Moments::of(&s.first), &TOKEN_INPUTS, || format!("the discounted token rewards of row {b}"))
     })?;
-    let moments = Moments::merged(moments);
-    if !moments.is_finite() {
-        return Err(culprits.error(&TOKEN_INPUTS, "the batch mean and std of the discounted token rewards"));
-    }
+    let moments = culprits.finite(Moments::merged(moments), &TOKEN_INPUTS, || {
+        "the batch mean and std of the discounted token rewards".into()
+    })?;
     let (mean, inv_std) = moments.whitening();
     let fill = |s: &mut Scratch, b: usize, row: &mut [f32]| {
         discounted(s, b);
@@ -53,12 +47,7 @@ pub(super) fn reinforce_pp(prepared: &Prepared, target: &mut [f32]) -> Result<Ve
     let mut returns = vec![0.0f32; target.len()];
     let fill = |s: &mut Scratch, b: usize, row: &mut [f32]| {
         discounted(s, b);
-        let mut finite = true;
-        for (out, r) in row.iter_mut().zip(&s.first) {
-            *out = *r as f32;
-            finite &= out.is_finite();
-        }
-        finite
+        write_values(row, |t| s.first[t])
     };
     fill_rows(&mut returns, lengths, parallel, Scratch::default, fill, |b| {
         culprits.error(&TOKEN_INPUTS, &format!("the returns (discounted token rewards) of row {b}"))

@@ -49,6 +49,17 @@ pub(super) fn fill_rows<S>(
     first_bad.map_or(Ok(()), |b| Err(blame(b)))
 }
 
+/// Writes `value(t)` as float32 on every token of `out` (one row's completion), and returns
+/// whether every value written is finite.
+pub(super) fn write_values(out: &mut [f32], value: impl Fn(usize) -> f64) -> bool {
+    let mut finite = true;
+    for (t, out) in out.iter_mut().enumerate() {
+        *out = value(t) as f32;
+        finite &= out.is_finite();
+    }
+    finite
+}
+
 /// Writes `base(t) + scale * revcumsum_gamma(placed)_t` on every token of `out` (one row's
 /// completion), from the end, and returns whether every value written is finite. Placed rewards
 /// are sparse and sorted by token, so the sum is written span by span rather than accumulated
