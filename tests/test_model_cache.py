@@ -102,27 +102,27 @@ def fake_wheel(tmp_path_factory):
     return wheel, hashlib.sha256(wheel.read_bytes()).hexdigest(), vocab_size
 
 
+def use_fake_wheel(patch: pytest.MonkeyPatch, fake_wheel, root: Path) -> Path:
+    """Make ``root`` the REPRO_CACHE whose default model converts from the fake wheel (REPRO_MODEL_WHEEL)."""
+    wheel, sha256, vocab_size = fake_wheel
+    patch.setattr(assets, "DEFAULT_MODEL_SHA256", sha256)
+    patch.setattr(assets, "_VOCAB_SIZE", vocab_size)
+    patch.setenv("REPRO_CACHE", str(root))
+    patch.setenv("REPRO_MODEL_WHEEL", str(wheel))
+    return root
+
+
 @pytest.fixture
 def cache(fake_wheel, monkeypatch, tmp_path):
-    """An empty REPRO_CACHE whose default model converts from the fake wheel (REPRO_MODEL_WHEEL)."""
-    wheel, sha256, vocab_size = fake_wheel
-    monkeypatch.setattr(assets, "DEFAULT_MODEL_SHA256", sha256)
-    monkeypatch.setattr(assets, "_VOCAB_SIZE", vocab_size)
-    monkeypatch.setenv("REPRO_CACHE", str(tmp_path / "cache"))
-    monkeypatch.setenv("REPRO_MODEL_WHEEL", str(wheel))
-    return tmp_path / "cache"
+    """An empty REPRO_CACHE whose default model converts from the fake wheel."""
+    return use_fake_wheel(monkeypatch, fake_wheel, tmp_path / "cache")
 
 
 @pytest.fixture(scope="module")
 def pristine(fake_wheel, tmp_path_factory):
     """A cache entry converted once from the fake wheel, copied by the tests that break it."""
-    wheel, sha256, vocab_size = fake_wheel
-    root = tmp_path_factory.mktemp("pristine")
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(assets, "DEFAULT_MODEL_SHA256", sha256)
-        patch.setattr(assets, "_VOCAB_SIZE", vocab_size)
-        patch.setenv("REPRO_CACHE", str(root))
-        patch.setenv("REPRO_MODEL_WHEEL", str(wheel))
+        use_fake_wheel(patch, fake_wheel, tmp_path_factory.mktemp("pristine"))
         return assets.default_model_path()
 
 
@@ -172,7 +172,7 @@ def test_a_whole_entry_is_trusted_without_converting(converted, monkeypatch):
 
 @pytest.mark.parametrize("length", [0, 1000], ids=["empty", "truncated"])
 def test_a_cut_safetensors_is_converted_again(converted, length, caplog):
-    """Today's main trusts it and fails in from_pretrained with a SafetensorError naming neither cache nor fix."""
+    """Before manifests it was trusted: from_pretrained failed with a SafetensorError naming neither cache nor fix."""
     weights = converted / "model.safetensors"
     expected = weights.read_bytes()
     with open(weights, "r+b") as file:
@@ -185,7 +185,7 @@ def test_a_cut_safetensors_is_converted_again(converted, length, caplog):
 
 
 def test_an_entry_without_config_is_converted_again(converted, caplog):
-    """Today's main downloads and converts on every run, then fails with OSError: Directory not empty."""
+    """Before manifests it was converted on every run, which then failed with OSError: Directory not empty."""
     (converted / "config.json").unlink()
     with caplog.at_level(logging.WARNING, logger=assets.__name__):
         assert assets.default_model_path() == converted
@@ -223,7 +223,7 @@ def test_an_entry_from_before_manifests_is_converted_again_when_cut(converted, c
 
 
 def test_a_killed_conversions_folder_is_removed_on_the_next_run(converted, caplog):
-    """Today's main leaves it (183 MB for the real model) forever."""
+    """Before the lock such a folder (183 MB for the real model) was left forever."""
     stale = converted.parent / f".{NAME}.tmp-killed"
     (stale / NAME).mkdir(parents=True)
     (stale / NAME / "model.safetensors").write_bytes(b"\0" * 1000)
