@@ -101,7 +101,8 @@ def test_the_wheel_installs_with_an_extra(built, tmp_path, extra):
     where = bash('python -c "import repro_core, repro_core._core as core; print(repro_core.__file__, core.__file__)"',
                  tmp_path, env)
     assert where.returncode == 0, where.stderr
-    assert all(Path(path).is_relative_to(fresh_site(venv)) for path in where.stdout.split()), where.stdout
+    site = fresh_site(venv)
+    assert all(Path(path).is_relative_to(site) for path in where.stdout.split()), where.stdout
     assert Path(shutil.which("repro", path=env["PATH"])).is_relative_to(venv)
     for check in CHECKS[extra]:
         proc = bash(check, tmp_path, env)
