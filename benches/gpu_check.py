@@ -79,14 +79,18 @@ def machine() -> dict:
     }
 
 
+# A JUnit test case's child element that marks it, and the outcome it means (a later one wins).
+OUTCOMES = {"failure": "failed", "error": "error", "skipped": "skipped"}
+
+
 def test_outcomes(junit: Path) -> list[dict]:
     """Each test case of a JUnit XML file: its name, outcome and seconds."""
     outcomes = []
     for case in ElementTree.parse(junit).getroot().iter("testcase"):
         outcome = "passed"
-        for kind in ("failure", "error", "skipped"):
-            if case.find(kind) is not None:
-                outcome = {"failure": "failed", "error": "error", "skipped": "skipped"}[kind]
+        for element, meaning in OUTCOMES.items():
+            if case.find(element) is not None:
+                outcome = meaning
         outcomes.append({"test": f"{case.get('classname')}::{case.get('name')}", "outcome": outcome,
                          "seconds": float(case.get("time", 0))})
     return outcomes

