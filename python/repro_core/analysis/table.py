@@ -18,7 +18,7 @@ def print_table(records: Sequence[dict[str, Any]], console: Console, *, max_rows
     from rich import box
     from rich.table import Table
 
-    from ..report import summarize
+    from ..report import is_truncated, summarize
 
     def number(value: float | None, digits: int = 3, sign: bool = False) -> str:
         if value is None or math.isnan(value):
@@ -31,7 +31,7 @@ def print_table(records: Sequence[dict[str, Any]], console: Console, *, max_rows
         table.add_column(name, justify="left" if name in ("trace", "correct") else "right", no_wrap=True)
     marks = {True: "[green]yes[/]", False: "[red]no[/]", None: "–"}
     for record in records[:max_rows]:
-        cut = " [yellow]cut[/]" if record.get("truncated") else ""  # records written before the field: not marked
+        cut = " [yellow]cut[/]" if is_truncated(record) else ""
         table.add_row(f"{record['id']}{cut}", marks[record["correct"]], str(record["tokens"]),
                       str(record["num_paragraphs"]), str(record["backtracks"]), number(record["j_baseline"]),
                       number(record["j_end"]), number(record["mean_reward"], 3, True))
