@@ -91,9 +91,7 @@ def run(arguments: CommandArguments) -> int:
             settings = _settings(arguments, samples, len(scoring.records)) | scoring.status(interrupted)
             _write_outputs(scoring.records, output, settings, report.color_max)
     if scoring.skipped:
-        rows_skipped = ", ".join(str(index) for index, _ in scoring.skipped)
-        scoring.errors.print(f"repro: warning: rows skipped (--on_error skip): {rows_skipped}", highlight=False,
-                             soft_wrap=True)
+        scoring.warn(f"rows skipped (--on_error skip): {scoring.skipped_rows()}")
         if not scoring.records:
             raise ReproError("--on_error", f"no row could be scored; the first: {scoring.skipped[0][1]}")
     console = Console()

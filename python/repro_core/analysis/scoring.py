@@ -73,11 +73,19 @@ class _Scoring:
     def close(self) -> None:
         self.file.close()
 
+    def skipped_rows(self) -> str:
+        """The rows skipped (``--on_error skip``), as "2, 5"."""
+        return ", ".join(str(index) for index, _ in self.skipped)
+
+    def warn(self, message: str) -> None:
+        """One ``repro: warning: ...`` line on stderr, printed as it is (no rich markup in row text)."""
+        self.errors.print(f"repro: warning: {message}", highlight=False, markup=False, soft_wrap=True)
+
     def status(self, interrupted: bool) -> dict[str, Any]:
         """What the report's settings line says about how the run ended."""
         status: dict[str, Any] = {}
         if self.skipped:
-            status["skipped rows"] = ", ".join(str(index) for index, _ in self.skipped)
+            status["skipped rows"] = self.skipped_rows()
         if self.stopped is not None:
             status["stopped"] = self.stopped
         if interrupted:
@@ -125,8 +133,7 @@ class _Scoring:
             self.stopped = f"{argument}: {message}"
             raise _Stopped(argument, message) from None
         self.skipped.append((index, f"{argument}: {message}"))
-        self.progress.console.print(f"repro: warning: skipped {argument}: {message}", highlight=False, markup=False,
-                                    soft_wrap=True)
+        self.warn(f"skipped {argument}: {message}")
 
     def _given(self, index: int, row: Row, problem: int, sample: int, traces: list[Trace]) -> None:
         """The trace of a row read with its completion, appended to ``traces`` unless the row fails."""
@@ -217,8 +224,7 @@ class _Scoring:
                              "that fit")
         if room < 1:
             raise ReproError("--long_traces", f"{what}, and its prompt and answer alone fill it")
-        self.progress.console.print(f"repro: warning: {what}: its completion is cut to its first {room} tokens "
-                                    "(--long_traces truncate)", highlight=False, markup=False, soft_wrap=True)
+        self.warn(f"{what}: its completion is cut to its first {room} tokens (--long_traces truncate)")
         ids = trace.completion_ids[:room]
         return dataclasses.replace(trace, completion_ids=ids, completion=self.tokenizer.decode(ids), truncated=True)
 
