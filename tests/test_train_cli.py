@@ -183,6 +183,7 @@ def test_train_writes_metrics_and_checkpoints_then_resumes(tiny_checkpoint, tmp_
     printed = capsys.readouterr().out
     assert "repro train: done, 2 steps" in printed
     assert "repro/J_end" in printed and str(out / "metrics.jsonl") in printed
+    assert f"checkpoints: checkpoint-2 (resume: --resume-from-checkpoint {out / 'checkpoint-2'})" in printed
 
     assert (out / "config.json").is_file() and (out / "model.safetensors").is_file()
     assert (out / "tokenizer_config.json").is_file()

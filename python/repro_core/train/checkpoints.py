@@ -22,6 +22,7 @@ __all__ = [
     "checkpoint_problem",
     "check_output_dir",
     "last_complete_checkpoint",
+    "numbered_checkpoints",
     "resolve_checkpoint",
 ]
 
@@ -74,15 +75,20 @@ def checkpoint_problem(checkpoint: Path) -> str | None:
     return None
 
 
+def numbered_checkpoints(output_dir: str) -> list[Path]:
+    """The ``checkpoint-N`` directories of ``output_dir``, complete or not, by increasing N."""
+    root = Path(output_dir)
+    if not root.is_dir():
+        return []
+    numbered = [(int(match.group(1)), entry) for entry in root.iterdir()
+                if (match := CHECKPOINT_NAME.fullmatch(entry.name)) and entry.is_dir()]
+    return [entry for _, entry in sorted(numbered)]
+
+
 def last_complete_checkpoint(output_dir: str) -> str | None:
     """The ``checkpoint-N`` directory of ``output_dir`` with the largest N among the complete ones
     (newer incomplete ones are logged and skipped); None when there is none."""
-    root = Path(output_dir)
-    if not root.is_dir():
-        return None
-    numbered = [(int(match.group(1)), entry) for entry in root.iterdir()
-                if (match := CHECKPOINT_NAME.fullmatch(entry.name)) and entry.is_dir()]
-    for _, checkpoint in sorted(numbered, reverse=True):
+    for checkpoint in reversed(numbered_checkpoints(output_dir)):
         problem = checkpoint_problem(checkpoint)
         if problem is None:
             return str(checkpoint)

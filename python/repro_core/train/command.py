@@ -14,7 +14,7 @@ from ..arguments import COMMAND_ERROR, ModelArguments
 from ..errors import ReproError
 from .algorithms import ALGORITHMS
 from .arguments import parse_args
-from .checkpoints import check_output_dir, last_complete_checkpoint, resolve_checkpoint
+from .checkpoints import check_output_dir, last_complete_checkpoint, numbered_checkpoints, resolve_checkpoint
 from .metrics import METRICS_FILE, metrics_file_callback
 from .prompts import load_train_prompts
 
@@ -142,8 +142,7 @@ def print_summary(trainer: Trainer, train_metrics: dict[str, Any], output_dir: P
             if shown:
                 print("  " + ", ".join(f"{key} {value:.4g}" if isinstance(value, float) else f"{key} {value}"
                                        for key, value in shown.items()))
-    checkpoints = sorted((path for path in output_dir.glob("checkpoint-*") if path.name.split("-")[-1].isdigit()),
-                         key=lambda path: int(path.name.split("-")[-1]))
+    checkpoints = numbered_checkpoints(str(output_dir))
     last_checkpoint = last_complete_checkpoint(str(output_dir))
     print(f"  model + tokenizer: {output_dir}/")
     if checkpoints:
