@@ -16,23 +16,16 @@ import pytest
 
 pytest.importorskip("trl")
 
-import tiny
+import test_train_cli
 from repro_core import ReproError
 from repro_core.cli import main
 from repro_core.train import last_complete_checkpoint, resolve_checkpoint
-from test_train_cli import CHAT_TEMPLATE, _small_run
+from test_train_cli import _small_run
+
+# test_train_cli's tiny checkpoint, a fixture of this module too (pytest finds it by this name).
+tiny_checkpoint = test_train_cli.tiny_checkpoint
 
 SAVE_EVERY_STEP = ("--save_strategy", "steps", "--save_steps", "1")
-
-
-@pytest.fixture(scope="module")
-def tiny_checkpoint(tmp_path_factory) -> Path:
-    path = tmp_path_factory.mktemp("tiny-qwen2")
-    tokenizer = tiny.tokenizer()
-    tokenizer.chat_template = CHAT_TEMPLATE
-    tiny.model(len(tokenizer)).save_pretrained(path)
-    tokenizer.save_pretrained(path)
-    return path
 
 
 def _complete_checkpoint(path: Path, step: int) -> None:
