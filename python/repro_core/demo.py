@@ -16,6 +16,7 @@ import numpy as np
 
 from ._api import ESTIMATORS, Estimator, compute_advantages, score_steps, select_cuts
 from .arguments import COMMAND_ERROR
+from .config import ReproConfig
 from .delimiters import Delimiters
 from .errors import ReproError
 
@@ -78,9 +79,10 @@ def make_parser() -> argparse.ArgumentParser:
     flag("width", type=int, default=4096, help=f"tokens per completion slot (default 4096; --batch x --width at most "
          f"{MAX_SLOTS:,})")
     flag("group_size", type=int, default=8, help="completions per prompt (default 8)")
-    flag("k", type=int, default=20, help="highest-entropy paragraph breaks kept (default 20)")
-    flag("w", type=float, default=0.1, help="weight of stability in the score (default 0.1)")
-    flag("alpha", type=float, default=0.1, help="scale of the process advantage (default 0.1)")
+    repro = ReproConfig()  # RePro's settings default to ReproConfig's
+    flag("k", type=int, default=repro.k, help=f"highest-entropy paragraph breaks kept (default {repro.k})")
+    flag("w", type=float, default=repro.w, help=f"weight of stability in the score (default {repro.w})")
+    flag("alpha", type=float, default=repro.alpha, help=f"scale of the process advantage (default {repro.alpha})")
     flag("seed", type=int, default=0, help="seed of the synthetic data (default 0)")
     return parser
 
