@@ -11,6 +11,8 @@ suite that needs neither imports neither):
 - tok:        tests/tiny.py's byte-level BPE tokenizer;
 - tiny_model: tests/tiny.py's random-weight qwen2 model for `tok`, in eval mode. Shared by every
   test in the session: a test that trains or otherwise changes weights builds its own model.
+- tiny_checkpoint: that model and tokenizer, with a chat template, saved in a directory: a
+  `--model_name_or_path` for `repro train` runs (tests/test_train_cli.py, tests/test_train_faults.py).
 """
 
 import os
@@ -44,3 +46,22 @@ def tiny_model(tok):
     import tiny
 
     return tiny.model(len(tok))
+
+
+# A minimal ChatML-like template: the tiny BPE tokenizer has none, and the prompts are conversational.
+CHAT_TEMPLATE = (
+    "{% for message in messages %}<|{{ message['role'] }}|>\n{{ message['content'] }}\n{% endfor %}"
+    "{% if add_generation_prompt %}<|assistant|>\n{% endif %}"
+)
+
+
+@pytest.fixture(scope="session")
+def tiny_checkpoint(tmp_path_factory):
+    import tiny
+
+    path = tmp_path_factory.mktemp("tiny-qwen2")
+    tokenizer = tiny.tokenizer()
+    tokenizer.chat_template = CHAT_TEMPLATE
+    tiny.model(len(tokenizer)).save_pretrained(path)
+    tokenizer.save_pretrained(path)
+    return path

@@ -15,30 +15,12 @@ import pytest
 
 pytest.importorskip("trl")
 
-import tiny
 from repro_core import ReproError
 from repro_core.cli import main
 from repro_core.train import CLI_DEFAULTS, parse_args, resolve_checkpoint
 from repro_core.train.metrics import jsonable
 
-# A minimal ChatML-like template: the tiny BPE tokenizer has none, and the prompts are conversational.
-CHAT_TEMPLATE = (
-    "{% for message in messages %}<|{{ message['role'] }}|>\n{{ message['content'] }}\n{% endfor %}"
-    "{% if add_generation_prompt %}<|assistant|>\n{% endif %}"
-)
-
 REPRO_KEYS = ("repro/J_b", "repro/J_end", "repro/num_cuts", "repro/process_reward_mean", "repro/advantage_abs_mean")
-
-
-@pytest.fixture(scope="module")
-def tiny_checkpoint(tmp_path_factory) -> Path:
-    path = tmp_path_factory.mktemp("tiny-qwen2")
-    tokenizer = tiny.tokenizer()
-    tokenizer.chat_template = CHAT_TEMPLATE
-    model = tiny.model(len(tokenizer))
-    model.save_pretrained(path)
-    tokenizer.save_pretrained(path)
-    return path
 
 
 def _small_run(checkpoint: Path, output_dir: Path, *extra: str) -> list[str]:

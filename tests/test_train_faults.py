@@ -16,14 +16,10 @@ import pytest
 
 pytest.importorskip("trl")
 
-import test_train_cli
 from repro_core import ReproError
 from repro_core.cli import main
 from repro_core.train import last_complete_checkpoint, resolve_checkpoint
 from test_train_cli import _small_run
-
-# test_train_cli's tiny checkpoint, a fixture of this module too (pytest finds it by this name).
-tiny_checkpoint = test_train_cli.tiny_checkpoint
 
 SAVE_EVERY_STEP = ("--save_strategy", "steps", "--save_steps", "1")
 
