@@ -183,7 +183,7 @@ def measure(args: argparse.Namespace) -> None:
     """The untrained model's evaluation on each candidate task (``--eval-size`` problems)."""
     from repro_core.train.algorithms import ALGORITHMS
     from repro_core.train.arguments import parse_args
-    from repro_core.train.command import load_model
+    from repro_core.train.model import load_model
     from repro_core.train.prompts import load_train_prompts
 
     results = {}

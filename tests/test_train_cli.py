@@ -375,7 +375,7 @@ def test_library_messages_are_logged_through_the_command(tiny_checkpoint, capsys
         load_model(model_args, config)
     assert [(record.name, record.levelname) for record in caplog.records
             if "ignoring model_init_kwargs ['attn_implementation']" in record.getMessage()] == [
-        ("repro_core.train.command", "WARNING")]
+        ("repro_core.train.model", "WARNING")]
     assert main(["demo", "--batch", "2", "--width", "4"]) == 0  # any command configures the logging
     logging.getLogger("repro_core.train.command").info("a library message")
     logging.getLogger("repro_core.assets").warning("a library warning")

@@ -20,7 +20,7 @@ tokenizer, ``checkpoint-N/`` directories (resumable with ``--resume-from-checkpo
 
 The modules: ``arguments`` (flags, defaults, parser), ``algorithms`` (the ``--algorithm`` table),
 ``prompts`` (the training data), ``metrics`` (``metrics.jsonl``), ``checkpoints`` (the output
-directory and its checkpoints), ``command`` (:func:`main`).
+directory and its checkpoints), ``model`` (the policy and its tokenizer), ``command`` (:func:`main`).
 Importing this package imports nothing heavy; :func:`main` imports torch, transformers and TRL.
 """
 
@@ -30,8 +30,9 @@ from ..arguments import ModelArguments
 from .algorithms import ALGORITHMS, Algorithm
 from .arguments import CLI_DEFAULTS, DataArguments, TrainArguments, device_defaults, make_parser, parse_args
 from .checkpoints import last_complete_checkpoint, resolve_checkpoint
-from .command import load_model, main
+from .command import main
 from .metrics import METRICS_FILE
+from .model import load_model
 from .prompts import load_train_prompts
 
 __all__ = [
