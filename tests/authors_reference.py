@@ -4,8 +4,9 @@ Written from docs/semantics.md ("Departures from the reference code"), not from 
 tests/reference.py, in the authors' code's style (dense (B, T) tensors, masks, one pass per group)
 rather than the oracle's loops. It has the three quirks that repro_core makes options of, all on:
 
-- the baseline cut point (j = 0) counts in the process-reward statistics as one 0 per completion
-  (``stats_include_baseline``);
+- the baseline cut point (j = 0) counts in the process-reward statistics as a 0 written on token
+  -1, the last column, where a response as wide as the batch has its end reward: such a row keeps
+  that reward and counts no 0 (``stats_include_baseline``);
 - a process reward placed on token 0 (a cut at p = 1) is dropped, from the statistics and from the
   advantage (``drop_first_token_reward``);
 - ppo's critic target is the combined advantage plus V (``critic_target="advantages"``).
@@ -23,22 +24,27 @@ WHITEN_EPS = 1e-8  # masked_whiten: rsqrt(var + eps)
 
 
 def _dense_process_rewards(step_rewards, offsets, positions, shape):
-    """(B, T) process rewards on token p_j - 1 (j >= 1) and their mask, token 0 left out."""
+    """(B, T) process rewards on token p_j - 1, j = 0 included, and two masks: the cells the
+    statistics count and the rewards placed (j >= 1), token 0 left out of both."""
     rewards = torch.zeros(shape, dtype=torch.float64)
+    counted = torch.zeros(shape, dtype=torch.bool)
     placed = torch.zeros(shape, dtype=torch.bool)
     for b in range(shape[0]):
-        for j in range(int(offsets[b]) + 1, int(offsets[b + 1])):
-            t = int(positions[j]) - 1
+        for j in range(int(offsets[b]), int(offsets[b + 1])):
+            t = int(positions[j]) - 1  # the baseline (p = 0) lands on t = -1, the last column
             if t == 0:
                 continue  # the authors' code: a reward on the first token is lost
-            rewards[b, t] = float(step_rewards[j])
-            placed[b, t] = True
-    return rewards, placed
+            # A later reward on the last column (a response as wide as the batch) overwrites the
+            # baseline's 0 there: that row counts no 0.
+            rewards[b, t] = float(step_rewards[j]) if t >= 0 else 0.0
+            counted[b, t] = True
+            placed[b, t] = t >= 0
+    return rewards, counted, placed
 
 
-def _normalise_per_group(rewards, placed, group_index):
-    """(r - mean) / (std + eps) per group, over the placed rewards plus one 0 per completion (the
-    baseline cut point); a one-completion group keeps mean 0, std 1."""
+def _normalise_per_group(rewards, counted, placed, group_index):
+    """(r - mean) / (std + eps) per group, over the counted cells (the placed rewards and the
+    baseline's 0s), on the placed rewards; a one-completion group keeps mean 0, std 1."""
     out = torch.zeros_like(rewards)
     labels = torch.as_tensor(np.unique(np.asarray(group_index), return_inverse=True)[1])
     for g in labels.unique():
@@ -46,7 +52,7 @@ def _normalise_per_group(rewards, placed, group_index):
         if int(rows.sum()) < 2:
             mean, std = 0.0, 1.0
         else:
-            values = torch.cat([rewards[rows][placed[rows]], torch.zeros(int(rows.sum()), dtype=torch.float64)])
+            values = rewards[rows][counted[rows]]
             mean, std = values.mean(), values.std(unbiased=True)
         out[rows] = torch.where(placed[rows], (rewards[rows] - mean) / (std + STD_EPS), 0.0)
     return out
@@ -93,8 +99,8 @@ def authors_advantages(
     mask = torch.as_tensor(np.asarray(response_mask, dtype=np.float64))
     shape = tuple(mask.shape)
     R = torch.as_tensor(np.asarray(outcome_rewards, dtype=np.float64))
-    rewards, placed = _dense_process_rewards(step_rewards, offsets, positions, shape)
-    normalised = _normalise_per_group(rewards, placed, group_index)
+    rewards, counted, placed = _dense_process_rewards(step_rewards, offsets, positions, shape)
+    normalised = _normalise_per_group(rewards, counted, placed, group_index)
     if estimator == "grpo":
         labels = np.unique(np.asarray(group_index), return_inverse=True)[1]
         outcome = torch.zeros_like(R)

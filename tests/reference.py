@@ -375,10 +375,12 @@ def compute_advantages(
             Mp[b, t] = True
 
     def placed_of(rows):
-        """The process rewards of ``rows`` as the statistics see them (one 0 per row for the baseline)."""
+        """The process rewards of ``rows`` as the statistics see them: with the baseline, one 0 per
+        row but for a row with a reward on the last column, where the authors' code writes that 0."""
         rows = list(rows)
         vals = [P[b, t] for b in rows for t in range(T) if Mp[b, t]]
-        return vals + [0.0] * len(rows) if stats_include_baseline else vals
+        zeros = sum(1 for b in rows if not Mp[b, T - 1])
+        return vals + [0.0] * zeros if stats_include_baseline else vals
 
     all_vals = placed_of(range(B))
     batch_sd = math.sqrt(_var_unbiased(all_vals)) if len(all_vals) >= 2 else 1.0

@@ -74,3 +74,24 @@ def test_each_quirk_changes_the_result():
     target = rc.compute_advantages(*args, **base, critic_target="advantages")
     np.testing.assert_array_equal(target.advantages, clean.advantages)
     assert not np.allclose(target.returns, clean.returns)
+
+
+def test_a_response_as_wide_as_the_batch_counts_no_baseline_zero():
+    """The authors' code writes the baseline's 0 on token -1, the last column; a response that fills
+    the width has its end reward there, so that row adds no 0 to the statistics (a shorter one does)."""
+    mask = np.array([[1, 1, 1, 1], [1, 1, 1, 1], [1, 1, 0, 0]], dtype=bool)
+    args = (np.array([1.0, 0.0, 1.0]), np.array([0.0, 0.9, -0.4, 0.0, 0.2, 0.0, 0.5]), np.array([0, 3, 5, 7]),
+            np.array([0, 2, 4, 0, 4, 0, 2]), mask, np.array([3, 3, 3]))
+    real = rc.compute_advantages("grpo", *args, alpha=1.0, **AUTHORS).advantages
+    np.testing.assert_allclose(real, authors_advantages("grpo", *args, alpha=1.0)[0], rtol=1e-6, atol=1e-6)
+    # By hand: the process rewards {0.9, -0.4, 0.2, 0.5} and one 0 (row 2's), not three.
+    counted = np.array([0.9, -0.4, 0.2, 0.5, 0.0])
+    mean, std = counted.mean(), counted.std(ddof=1)
+    outcome = (np.array([1.0, 0.0, 1.0]) - 2 / 3) / (np.std([1.0, 0.0, 1.0], ddof=1) + 1e-6)
+    process = (np.array([0.9, -0.4, 0.2, 0.5]) - mean) / (std + 1e-6)
+    expected = outcome[:, None] * mask
+    expected[0, :2] += process[0] + process[1]
+    expected[0, 2:] += process[1]
+    expected[1] += process[2]
+    expected[2, :2] += process[3]
+    np.testing.assert_allclose(real, expected, rtol=1e-6, atol=1e-6)

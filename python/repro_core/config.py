@@ -133,7 +133,8 @@ class ReproConfig:
         default=False,
         metadata={
             "help": "Authors' code: the baseline cut point adds one 0 per completion to the process-reward "
-            "statistics (the mean and std of a group, or of the batch).",
+            "statistics (the mean and std of a group, or of the batch), written on the batch's last column, so a "
+            "completion with a reward there adds none.",
         },
     )
     drop_first_token_reward: bool = field(

@@ -251,3 +251,17 @@ fn the_authors_quirks_by_hand() {
     let both = Options { drop_first_token_reward: true, ..baseline };
     assert_eq!(run(both), array![[0.0, 0.0, 0.0], [2.0, 2.0, 0.0]]);
 }
+
+#[test]
+fn a_reward_on_the_last_column_takes_the_baseline_zero_cell() {
+    // The authors' code writes the baseline's 0 on token -1, the batch's last column. Row 0 fills
+    // the width (its end reward 3 is on token 2, that column): it adds no 0. Row 1 is shorter.
+    let m = mask(&[3, 2], 3);
+    let mv = m.view();
+    let b = batch(&[0.0, 0.0], &[0.0, 3.0, 0.0, 1.0], &[0, 2, 4], &[0, 3, 0, 2], &mv, &[0, 0]);
+    let baseline = Options { alpha: 1.0, stats_include_baseline: true, ..Options::default() };
+    let advantages = compute_advantages(Estimator::DrGrpo, &b, &baseline, false).unwrap().advantages;
+    // Mean 4 / 3 over {3, 1, 0}: one 0, row 1's, not two.
+    let (high, low) = ((3.0 - 4.0 / 3.0) as f32, (1.0 - 4.0 / 3.0) as f32);
+    assert_eq!(advantages, array![[high, high, high], [low, low, 0.0]]);
+}

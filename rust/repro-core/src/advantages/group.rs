@@ -32,7 +32,8 @@ pub(super) fn groups(labels: &[i64]) -> Vec<Vec<usize>> {
 /// its std when the estimator does (a one-completion group uses mean 0, std 1). reinforce_pp
 /// whitens them over the whole batch instead, as its token rewards. grpo's `process_std` may take
 /// the std over the whole batch's rewards instead, or none. `stats_include_baseline` adds one 0
-/// per completion to every statistic; `drop_first_token_reward` drops rewards on token 0.
+/// per completion to every statistic, but for a completion with a reward on the batch's last
+/// token; `drop_first_token_reward` drops rewards on token 0.
 /// Statistics or normalised rewards out of range are errors on `step_rewards`.
 pub(super) fn process_rewards(
     estimator: Estimator,
@@ -54,11 +55,17 @@ pub(super) fn process_rewards(
                 .collect()
         })
         .collect();
+    // The authors' code writes the baseline's 0 on token -1, the last column: a row whose
+    // reward sits there (a response as wide as the batch) keeps that reward and adds no 0.
+    let last_column = batch.response_mask.shape().1 - 1;
+    let baseline_zeros = |placed: &[Placed], rows: &[usize]| {
+        rows.iter().filter(|&&b| !placed[b].iter().any(|&(t, _)| t == last_column)).count()
+    };
     // The rewards of some rows (a group, or the whole batch), as the statistics see them.
     let statistics = |placed: &[Placed], rows: &[usize], scope: &dyn Fn() -> String| {
         let mut rewards: Vec<f64> = rows.iter().flat_map(|&b| placed[b].iter().map(|&(_, r)| r)).collect();
         if options.stats_include_baseline {
-            rewards.extend(std::iter::repeat_n(0.0, rows.len()));
+            rewards.extend(std::iter::repeat_n(0.0, baseline_zeros(placed, rows)));
         }
         culprits.finite(Moments::of(&rewards), &[Input::StepRewards], || {
             format!("the mean and std of the process rewards of {}", scope())

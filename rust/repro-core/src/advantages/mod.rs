@@ -125,7 +125,8 @@ pub struct Options {
     /// norm_by_std accepts anything but `Group`.
     pub process_std: ProcessStd,
     /// Authors' code: the baseline cut point adds one 0 per completion to the process-reward
-    /// statistics (mean and std of a group, or of the batch).
+    /// statistics (mean and std of a group, or of the batch), written on the last column, so a
+    /// completion with a reward there adds none.
     pub stats_include_baseline: bool,
     /// Authors' code: a process reward placed on token 0 (a cut at p = 1) is dropped from the
     /// statistics and the advantage.
