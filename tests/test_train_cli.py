@@ -262,7 +262,7 @@ def test_metrics_values_are_strict_json():
         (["--resume-from-checkpoint", "{jsonl}"], "--resume_from_checkpoint", "not a complete checkpoint directory"),
         (["--output_dir", "{jsonl}"], "--output_dir", "is a file, not a directory"),
         (["--seed", "-1"], "--seed", "expected an integer in [0, 2**32), got -1"),
-        (["--learning_rate", "-1"], "--learning_rate", "expected a finite number >= 0"),
+        (["--learning_rate", "-1"], "--learning_rate", "expected a number in [0, 1]"),
         (["--per_device_train_batch_size", "0"], "--per_device_train_batch_size", "expected an integer >= 1"),
         (["--gradient_accumulation_steps", "0"], "--gradient_accumulation_steps", "expected an integer >= 1"),
         (["--max_completion_length", "0"], "--max_completion_length", "expected an integer >= 1"),

@@ -7,7 +7,12 @@ Both commands parse dataclasses with transformers' ``HfArgumentParser`` plus thi
   an optional number (``--repro_stability_ema none``);
 - ``--config FILE.yaml`` reads the same names as keys (an ``env:`` mapping in it sets environment
   variables, as in TRL's scripts); the command line wins over the file, the file over a
-  ``--repro_preset``, the preset over the command's defaults; a key that is no flag is an error;
+  ``--repro_preset``, the preset over the command's defaults; a key that is no flag is an error
+  (with the nearest flag names), and a value from the file is converted and checked exactly as the
+  same value on the command line (``false`` is false for every boolean, choices are enforced);
+  YAML aliases are refused (an alias bomb would expand without bound);
+- flags are never abbreviated (``--max-step`` is an error that suggests ``--max-steps``), and a
+  misspelt flag gets the nearest names; a number flag must be finite (``nan`` and ``inf`` are refused);
 - the same thing has the same name in both: ``--model_name_or_path``, ``--dtype``, ``--dataset``,
   and RePro's settings as ``--repro_*`` (``repro_core.config.ReproArguments``), listed in ``--help``
   in a group of their own;
@@ -19,9 +24,12 @@ Importing this module imports neither torch nor transformers; ``make_parser`` im
 
 from __future__ import annotations
 
+import argparse
 import copy
 import dataclasses
+import difflib
 import functools
+import math
 import os
 import typing
 from collections.abc import Mapping, Sequence
@@ -107,12 +115,12 @@ def make_parser(
         group_titles=group_titles or {},
         field_groups=field_groups or {},
         prog=prog,
+        allow_abbrev=False,  # an abbreviation silently means the flag it happens to prefix
         usage=f"{prog} [--config FILE.yaml] [--FLAG VALUE ...]",
         description=description + " Flags can also come from a YAML file (--config FILE.yaml, keys as the flag names "
         "with underscores); flags on the command line win.",
     )
-    unknown = _set_defaults(parser, defaults)
-    assert not unknown, f"defaults for flags {prog} does not have: {unknown}"
+    _set_defaults(parser, defaults, source="the command's defaults")
     return parser
 
 
@@ -157,12 +165,26 @@ def _command_parser_class() -> type:
                 group = self.group(titles[source.name])
                 self._parse_dataclass_field(group, dataclass_field)
                 union = typing.get_args(type_hints[source.name])
-                action = group._group_actions[-1]
+                action = next(action for action in group._group_actions if action.dest == source.name)
+                if action.type is float:
+                    action.type = _finite_float
                 if (type(None) in union and bool not in union and action.type not in (None, str)
                         and action.choices is None and action.nargs is None):
                     action.type = _accept_none(action.type)
 
     return CommandParser
+
+
+def _finite_float(text: str) -> float:
+    """``float(text)``, refusing NaN and infinities: no setting of a training run means them, and a NaN
+    weight decay or learning rate trains a model of NaN weights without a word."""
+    value = float(text)
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"expected a finite number, got {text!r}")
+    return value
+
+
+_finite_float.__name__ = "float"  # argparse names the type in its errors
 
 
 def _accept_none(convert: Any) -> Any:
@@ -185,14 +207,13 @@ def parse(parser: Any, argv: Sequence[str]) -> tuple[Any, ...]:
     if preset is not None:
         # As defaults: the --config file and the command line, read after, override them. Settings a
         # command does not have (repro score has no alpha) are left out.
-        _set_defaults(parser, preset_flags(str(preset), "--repro_preset"))
+        flags = _flag_names(parser)
+        _set_defaults(parser, {name: value for name, value in preset_flags(str(preset), "--repro_preset").items()
+                               if name in flags}, source=f"--repro_preset {preset}")
     environment = config.pop("env", {})
     if not isinstance(environment, dict):
         raise ReproError(CONFIG_FLAG, f"env in {config_path} must be a mapping of environment variables")
-    unknown_keys = _set_defaults(parser, config)
-    if unknown_keys:
-        keys = ", ".join(unknown_keys)
-        raise ReproError(CONFIG_FLAG, f"unknown keys in the file: {keys} (see `{parser.prog} --help`)")
+    _set_defaults(parser, config, source="the file")
     os.environ.update({str(key): str(value) for key, value in environment.items()})
     try:
         *outputs, unknown_args = parser.parse_args_into_dataclasses(args, return_remaining_strings=True)
@@ -203,7 +224,9 @@ def parse(parser: Any, argv: Sequence[str]) -> tuple[Any, ...]:
         raise ReproError(COMMAND_ERROR, str(exc).strip().replace("\n", " ")) from exc
     if unknown_args:
         unrecognized = " ".join(unknown_args)
-        raise ReproError(COMMAND_ERROR, f"unrecognized arguments: {unrecognized} (see `{parser.prog} --help`)")
+        flags = [arg.split("=", 1)[0] for arg in unknown_args if arg.startswith("-")]
+        hint = _nearest(flags, list(_flag_names(parser)))
+        raise ReproError(COMMAND_ERROR, f"unrecognized arguments: {unrecognized}{hint} (see `{parser.prog} --help`)")
     return tuple(output for output in outputs if not isinstance(output, PresetArguments))
 
 
@@ -252,7 +275,7 @@ def _read_config(path: str) -> dict[str, Any]:
 
     try:
         with open(path, encoding="utf-8") as file:
-            config = yaml.safe_load(file)
+            config = yaml.load(file, Loader=_loader_without_aliases())
     except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
         raise ReproError(CONFIG_FLAG, f"cannot read the file: {exc}".replace("\n", " ")) from exc
     if not isinstance(config, dict):
@@ -260,12 +283,85 @@ def _read_config(path: str) -> dict[str, Any]:
     return config
 
 
-def _set_defaults(parser: Any, values: Mapping[str, Any]) -> list[str]:
-    """Make ``values`` the defaults of the flags of those names (no longer required); returns the
-    names that are no flag of ``parser``."""
-    actions = {action.dest: action for action in parser._actions}
+@functools.cache
+def _loader_without_aliases() -> type:
+    """PyYAML's safe loader refusing aliases: a few lines of nested aliases (a "billion laughs") expand
+    to more values than memory holds, and a file of flags has no use for them."""
+    import yaml
+
+    class Loader(yaml.SafeLoader):
+        def compose_node(self, parent: Any, index: Any) -> Any:
+            if self.check_event(yaml.AliasEvent):
+                mark = self.peek_event().start_mark
+                raise yaml.YAMLError(f"YAML aliases (*name) are not supported, found one at line {mark.line + 1}")
+            return super().compose_node(parent, index)
+
+    return Loader
+
+
+def _set_defaults(parser: Any, values: Mapping[str, Any], *, source: str) -> None:
+    """Make ``values`` (from ``source``: a file, a preset) the defaults of the flags of those names, no
+    longer required. Each value goes through its flag's own conversion and checks, as on the command
+    line; every action of a flag gets it, so that a boolean's ``--no_X`` twin cannot keep the old default.
+    A key that is no flag, or a value its flag refuses, is a ReproError naming ``--config``."""
+    actions: dict[str, list[argparse.Action]] = {}
+    for action in parser._actions:
+        actions.setdefault(action.dest, []).append(action)
+    by_option = _flag_names(parser)
+    unknown = [str(name) for name in values if str(name) not in by_option]
+    if unknown:
+        hint = _nearest(unknown, list(by_option))
+        raise ReproError(CONFIG_FLAG, f"unknown keys in {source}: {', '.join(unknown)}{hint} "
+                         f"(see `{parser.prog} --help`)")
     for name, value in values.items():
-        if name in actions:
-            actions[name].default = value
-            actions[name].required = False
-    return [str(name) for name in values if name not in actions]
+        dest = by_option[str(name)]
+        primary = actions[dest][0]
+        value = _converted(parser, primary, value, f"{name} in {source}")
+        for action in actions[dest]:
+            action.default = value
+            action.required = False
+
+
+def _flag_names(parser: Any) -> dict[str, str]:
+    """Each flag's name as a file key (``max_steps`` for ``--max-steps``, aliases included) -> its
+    destination. A boolean's ``--no_X`` twin is left out: ``X: false`` says it."""
+    first: dict[str, argparse.Action] = {}
+    for action in parser._actions:
+        first.setdefault(action.dest, action)
+    return {option[2:].replace("-", "_"): dest for dest, action in first.items() if dest != "help"
+            for option in action.option_strings if option.startswith("--")}
+
+
+def _converted(parser: argparse.ArgumentParser, action: argparse.Action, value: Any, where: str) -> Any:
+    """``value`` as the parser would read it from the command line for ``action``: a boolean ``false``
+    is ``--flag false``, a number is its text, a list gives one value per item (for list flags). None
+    (YAML ``null``) unsets the flag. A mapping or a list for a one-value flag is kept as it is (as JSON
+    on the command line): the dataclass reads it."""
+    if value is None:
+        return None
+    if isinstance(value, bool):
+        texts = ["true" if value else "false"]
+    elif isinstance(value, (list, tuple)) and action.nargs in ("+", "*"):
+        texts = ["true" if item is True else "false" if item is False else str(item) for item in value]
+    elif isinstance(value, (str, int, float)):
+        texts = [str(value)]
+    else:
+        if action.choices is not None and value not in action.choices:
+            raise ReproError(CONFIG_FLAG, f"{where}: invalid choice: {value!r}")
+        return value
+    try:
+        return parser._get_values(action, texts)
+    except argparse.ArgumentError as exc:
+        raise ReproError(CONFIG_FLAG, f"{where}: {exc.message}") from exc
+
+
+def _nearest(flags: Sequence[str], known: Sequence[str]) -> str:
+    """" (did you mean --a, --b?)" for the flag names in ``known`` (as file keys) nearest to the misspelt
+    ``flags`` (``--x-y``, ``--x_y`` or ``x_y``), spelt as the user spelt them; else ""."""
+    suggestions: dict[str, None] = {}
+    for flag in flags:
+        name = flag.lstrip("-")
+        dashes = "-" in name
+        for match in difflib.get_close_matches(name.replace("-", "_"), known, n=3, cutoff=0.75):
+            suggestions["--" * flag.startswith("--") + (match.replace("_", "-") if dashes else match)] = None
+    return f" (did you mean {', '.join(suggestions)}?)" if suggestions else ""

@@ -207,5 +207,6 @@ def check_training_numbers(config: ReproGRPOConfig | ReproPPOConfig) -> None:
     for name in ("per_device_train_batch_size", "gradient_accumulation_steps", "max_completion_length"):
         if getattr(config, name) < 1:
             raise ReproError(f"--{name}", f"expected an integer >= 1, got {getattr(config, name)}")
-    if not config.learning_rate >= 0 or config.learning_rate == float("inf"):
-        raise ReproError("--learning_rate", f"expected a finite number >= 0, got {config.learning_rate}")
+    # AdamW moves every weight by about the learning rate per step: beyond 1 a run only diverges to NaN.
+    if not 0 <= config.learning_rate <= 1:
+        raise ReproError("--learning_rate", f"expected a number in [0, 1], got {config.learning_rate}")
