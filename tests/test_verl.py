@@ -81,7 +81,7 @@ def batch(seed: int, rows: int = 8, width: int = 24, group: int = 4):
     steps = rc.score_steps(-rng.random(len(cuts.positions)) * 3, cuts.offsets)
     outcome = rng.choice([0.0, 1.0], rows)
     token_level = -0.01 * rng.random((rows, width)) * mask  # an in-reward KL
-    token_level[np.arange(rows), np.maximum(lengths - 1, 0)] += outcome * (lengths > 0)
+    token_level[np.arange(rows), lengths - 1] += outcome  # where verl's reward managers put it
     uid = np.array([f"prompt-{b // group}" for b in range(rows)], dtype=object)
     values = (rng.normal(size=(rows, width)) * mask).astype(np.float32)
     return dict(mask=mask, cuts=cuts, steps=steps, token_level=token_level, uid=uid, values=values,
@@ -102,7 +102,7 @@ def test_verls_dispatch_equals_compute_advantages(name, seed):
         data = compute_advantage(data, adv_estimator=name, gamma=0.97, lam=0.9, config=config)
 
     estimator = ESTIMATORS[name]
-    scores = b["token_level"].astype(np.float32).astype(np.float64) * b["mask"]
+    scores = b["token_level"].astype(np.float32).astype(np.float64)
     per_token = estimator in ("reinforce_pp", "ppo")
 
     def direct(alpha: float) -> rc.Advantages:
@@ -124,8 +124,9 @@ def test_verls_dispatch_equals_compute_advantages(name, seed):
 
 def parity_batch(seed: int, width: int = 20):
     """verl's tensors for alpha = 0 parity: groups of 4 and 3, two singleton groups, an empty
-    response, an in-reward KL on every token besides the score on the last, values everywhere
-    (padding included: verl's gae must not read them), and RePro cuts with nonzero step rewards."""
+    response with a score of 1 (verl's reward managers put it on column -1, outside the mask), an
+    in-reward KL on every token besides the score on the last, values everywhere (padding included:
+    verl's gae must not read them), and RePro cuts with nonzero step rewards."""
     rng = np.random.default_rng(seed)
     sizes = [4, 1, 3, 1]
     rows = sum(sizes)
@@ -136,7 +137,9 @@ def parity_batch(seed: int, width: int = 20):
     cuts = rc.Cuts.from_rows(points)
     steps = rc.score_steps(-rng.random(len(cuts.positions)) * 3, cuts.offsets).reward
     token_level = -0.02 * rng.random((rows, width)) * mask
-    token_level[np.arange(rows), np.maximum(lengths - 1, 0)] += rng.choice([0.0, 1.0], rows) * (lengths > 0)
+    outcome = rng.choice([0.0, 1.0], rows)
+    outcome[2] = 1.0  # the empty response's score counts in its group's statistics, as in verl's grpo
+    token_level[np.arange(rows), lengths - 1] += outcome
     uid = np.array([f"p{g}" for g, n in enumerate(sizes) for _ in range(n)], dtype=object)
     rng.shuffle(uid)  # groups need not be contiguous
     values = rng.normal(size=(rows, width))
@@ -181,6 +184,48 @@ def test_alpha_zero_is_verls_own_estimator_returns_included(name, norm, seed):
     assert np.abs(ours[0].numpy()).max() > 0.1  # not trivially zero
 
 
+@pytest.mark.parametrize("name", ["repro_grpo", "repro_dr_grpo", "repro_reinforce_pp_baseline"])
+def test_group_ids_of_mixed_types_group_as_in_verl(name):
+    """verl groups rows by their uid as dict keys: strings, integers (NumPy's among them) and None
+    may share one batch, and 1 and np.int64(1) are one group. Rows 1, 4 and 6 (1) are a group."""
+    b = parity_batch(7)
+    b["uid"] = np.array(["p0", 1, None, "p0", np.int64(1), None, 1, "p7", 2.5], dtype=object)
+    config = OmegaConf.create({"gamma": 1.0, "lam": 1.0, "repro": {"alpha": 0.0}})
+    with process_rewards(b["cuts"], b["steps"]):
+        ours = get_adv_estimator_fn(name)(token_level_rewards=b["token_level"].clone(), response_mask=b["mask"],
+                                          index=b["uid"], config=config)
+    theirs = verls_own(name, b, config)
+    np.testing.assert_allclose(ours[0].numpy(), theirs[0].numpy() * b["mask"].numpy(), atol=1e-5)
+    unhashable = np.array([2] * 9, dtype=object)
+    unhashable[0] = [1]
+    with process_rewards(b["cuts"], b["steps"]), pytest.raises(ReproError) as caught:
+        get_adv_estimator_fn(name)(token_level_rewards=b["token_level"], response_mask=b["mask"], index=unhashable,
+                                   config=config)
+    assert caught.value.argument == "index" and "row 0" in caught.value.message
+
+
+@pytest.mark.parametrize("inside", [False, True])
+@pytest.mark.parametrize("name", sorted(ESTIMATORS))
+def test_non_finite_rewards_are_refused_naming_row_and_column(name, inside):
+    """verl's own estimators turn a NaN in token_level_rewards, even in a padding column, into NaN
+    advantages (the whole row's sum, the whitening); repro's refuse it, saying where it is."""
+    b = parity_batch(8)
+    lengths = b["mask"].sum(1).long().numpy()
+    row = int(np.flatnonzero((lengths > 0) & (lengths < b["mask"].shape[1]))[0])
+    length = int(lengths[row])
+    column = length - 1 if inside else length
+    b["token_level"][row, column] = float("nan")
+    config = OmegaConf.create({"gamma": 0.9, "lam": 0.8, "repro": {"alpha": 0.0}})
+    assert torch.isnan(verls_own(name, b, config)[0]).any()
+    with process_rewards(b["cuts"], b["steps"], values=b["values"]), pytest.raises(ReproError) as caught:
+        get_adv_estimator_fn(name)(token_level_rewards=b["token_level"], response_mask=b["mask"], index=b["uid"],
+                                   config=config)
+    assert caught.value.argument == "token_level_rewards"
+    where = "inside" if inside else "outside"
+    assert f"row {row}, column {column} ({where} the response mask) holds nan" in caught.value.message
+    assert "finite" in caught.value.message.split(";")[-1]
+
+
 def test_norm_adv_by_std_in_grpo_reaches_the_process_part():
     """repro_grpo with norm_adv_by_std_in_grpo=False is repro_dr_grpo, process part included."""
     b = parity_batch(5)
@@ -208,7 +253,7 @@ def test_the_authors_options_are_read_from_algorithm_repro(name):
                                           index=b["uid"], config=config)
     estimator = ESTIMATORS[name]
     mask = b["mask"].numpy().astype(bool)
-    scores = b["token_level"].numpy().astype(np.float64) * mask
+    scores = b["token_level"].numpy().astype(np.float64)
     groups = np.unique(b["uid"], return_inverse=True)[1]
     per_token = estimator == "ppo"
     expected = rc.compute_advantages(

@@ -6,9 +6,13 @@ GAE), each also under the name the authors' verl fork gives it (``ALIASES``). Ea
 "Advantages"); with alpha = 0 both are verl's own estimator's (tests/test_verl.py). It reads:
 
 - the outcome from verl's ``token_level_rewards`` (the score on the last token, plus any in-reward
-  KL): its row sum for the grpo family and reinforce_pp_baseline; the whole tensor as token rewards
-  for reinforce_pp and gae;
-- the groups from ``index`` (verl's ``uid``);
+  KL): the sum of the whole row, padding included, for the grpo family and reinforce_pp_baseline,
+  as verl's grpo (an empty response's score sits on the last column, outside the mask, and counts
+  in its group's statistics); the tensor as token rewards, on the mask, for reinforce_pp and gae.
+  A non-finite value anywhere in it is refused, naming its row and column: verl's own estimators
+  would turn it into NaN advantages, through the row sum or the whitening;
+- the groups from ``index`` (verl's ``uid``), grouped as verl does, by equality of the labels
+  (of any hashable type, mixed: strings, integers, None);
 - alpha, stats_include_baseline, drop_first_token_reward and critic_target (the authors' code's
   arithmetic, each on its own) from ``algorithm.repro`` (``ReproConfig``'s defaults when absent), gamma, lam
   (gae only) and ``norm_adv_by_std_in_grpo`` (grpo only, as verl's grpo) from ``algorithm``; the
@@ -212,8 +216,8 @@ class ReproEstimator:
         estimator = ESTIMATORS[self.name]
         mask = response_mask.bool().cpu().numpy()
         process.check(mask.sum(1))
-        scores = (token_level_rewards.detach().double().cpu().numpy()) * mask
-        groups = np.arange(len(mask)) if index is None else np.unique(np.asarray(index), return_inverse=True)[1]
+        scores = _finite_rewards(token_level_rewards, mask)
+        groups = np.arange(len(mask)) if index is None else _groups(index)
         per_token = estimator in ("reinforce_pp", "ppo")  # the KL in the rewards stays per token
         values = None
         if estimator == "ppo":
@@ -228,7 +232,7 @@ class ReproEstimator:
         try:
             result = compute_advantages(
                 estimator,
-                np.zeros(len(mask)) if per_token else scores.sum(1),
+                np.zeros(len(mask)) if per_token else scores.sum(1),  # the whole row, as verl's grpo
                 process.step_rewards,
                 process.cuts.offsets,
                 process.cuts.positions,
@@ -269,6 +273,38 @@ def repro_block(algorithm: Any) -> dict[str, Any]:
     if preset is None:
         return values
     return {**preset_settings(str(preset), "algorithm.repro.preset"), **values}
+
+
+def _finite_rewards(token_level_rewards: torch.Tensor, mask: np.ndarray) -> np.ndarray:
+    """verl's ``token_level_rewards`` in float64, refused (naming row and column) where not finite."""
+    rewards = token_level_rewards.detach().double().cpu().numpy()
+    bad = np.argwhere(~np.isfinite(rewards))
+    if len(bad):
+        row, column = (int(i) for i in bad[0])
+        where = "inside" if mask[row, column] else "outside"
+        raise ReproError(
+            "token_level_rewards",
+            f"row {row}, column {column} ({where} the response mask) holds {rewards[row, column]} "
+            f"({len(bad)} non-finite in all); verl's own estimators would turn it into NaN advantages. "
+            "Make the reward function's scores (and any in-reward KL) finite, padding included"
+        )
+    return rewards
+
+
+def _groups(index: Any) -> np.ndarray:
+    """Group labels 0..G-1 in order of first appearance, grouping ``index`` as verl's estimators do:
+    by the labels' equality as dict keys, whatever their types."""
+    labels: dict[Any, int] = {}
+    groups = np.empty(len(index), dtype=np.int64)
+    for row, label in enumerate(index):
+        try:
+            groups[row] = labels.setdefault(label, len(labels))
+        except TypeError:
+            raise ReproError(
+                "index", f"row {row}: the group label {label!r} ({type(label).__name__}) is not hashable; verl groups "
+                "rows by their uid as dict keys, so give each prompt a string or integer uid"
+            ) from None
+    return groups
 
 
 def _numpy(value: Any, dtype: type[np.generic]) -> np.ndarray:
