@@ -295,6 +295,51 @@ def test_flags_both_spellings_and_yaml_config(tmp_path: Path) -> None:
         "answer", True, True)
 
 
+def test_the_input_file_may_stand_anywhere_among_the_flags(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    # As argparse users expect: after a flag's value too (this was "unrecognized arguments: traces.jsonl").
+    for argv in (["traces.jsonl", "--model_name_or_path", "m", "-o", "out"],
+                 ["--model_name_or_path", "m", "traces.jsonl", "-o", "out"],
+                 ["--model_name_or_path", "m", "-o", "out", "traces.jsonl"],
+                 ["--repro_answer_special_tokens", "--model_name_or_path", "m", "traces.jsonl", "-o", "out"]):
+        parsed = analysis.parse_arguments(argv)
+        assert (parsed.data.dataset, parsed.model.model_name_or_path, parsed.report.output_dir) == (
+            "traces.jsonl", "m", "out"), argv
+    config = tmp_path / "score.yaml"
+    config.write_text("dataset: from-yaml.jsonl\n", encoding="utf-8")
+    assert analysis.parse_arguments(["--config", str(config), "traces.jsonl"]).data.dataset == "traces.jsonl"
+    # Through the command: the file is read and the model named after it is what fails.
+    source = write_jsonl(tmp_path / "ok.jsonl", [json.loads(OK)])
+    code, err = run(["--model_name_or_path", "/nonexistent/model", str(source), "-o", str(tmp_path / "out")], capsys)
+    assert code == 2 and err.strip().startswith("repro: error: --model_name_or_path: cannot load '/nonexistent/model'")
+    for argv, expected in ((["a.jsonl", "b.jsonl"], "arguments: unrecognized arguments: b.jsonl"),
+                           (["--dataset", "a.jsonl", "--seed", "1", "b.jsonl"], "--dataset: given twice")):
+        code, err = run(argv, capsys)
+        assert code == 2 and err.strip().startswith(f"repro: error: {expected}"), err
+
+
+def test_the_table_leads_with_the_change_of_j_and_says_where_j_was_measured(
+        capsys: pytest.CaptureFixture[str]) -> None:
+    from rich.console import Console
+
+    from test_report import scored_record
+
+    records = [scored_record(0, [-3.0, -2.9, -2.8, -2.6, -2.4]), scored_record(1, [-3.0, -3.9, -3.8], correct=False)]
+    analysis.print_table(records, Console(width=120, force_terminal=False))
+    table = capsys.readouterr().out
+    header = next(line.split() for line in table.splitlines() if line.startswith("trace"))
+    assert header == ["trace", "correct", "J_end-J_b", "J_b", "J_end", "tokens", "paras", "backtracks"]
+    rows = {line.split()[0]: line.split() for line in table.splitlines() if line.split()[:1] in (["0"], ["1"])}
+    assert rows["0"][2] == "+0.600" and rows["1"][2] == "-0.800"
+    assert "mean r" not in table
+    assert ("J after every paragraph (repro score's default; repro train's default k = 20 cuts only at the 20 "
+            "highest-entropy breaks: --repro_k 20 scores as it does)") in " ".join(table.split())  # the caption wraps
+    merged = scored_record(2, [-3.0, -2.5])
+    merged["num_paragraphs"] = 3  # one step of three paragraphs: cut at the top-k breaks only
+    analysis.print_table([merged], Console(width=120, force_terminal=False))
+    assert "J at the --repro_k highest-entropy paragraph breaks: in 1 of 1 traces a step holds several paragraphs" \
+        in " ".join(capsys.readouterr().out.split())
+
+
 def test_config_file_errors_name_the_flag(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     config = tmp_path / "score.yaml"
     config.write_text("repro_k: 3\nk: 3\n", encoding="utf-8")

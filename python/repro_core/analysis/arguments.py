@@ -4,12 +4,14 @@ The parser follows the package's command-line convention (``repro_core.arguments
 (``--repro_k``, ``--repro-k``) and can come from a YAML file (``--config FILE.yaml``); the model is
 ``--model_name_or_path`` / ``--dtype`` (``ModelArguments``, shared with ``repro train``), the data flags are
 ``repro train``'s (``--dataset``, ``--dataset_size``, ...) and RePro's settings its ``--repro_*`` flags
-(``repro_core.config.ReproArguments``), limited to those scoring uses. A first argument that is not a flag is
-the dataset (``repro score traces.jsonl``). Bad input is a ReproError naming the flag (``flag_of``).
+(``repro_core.config.ReproArguments``), limited to those scoring uses. An argument that is neither a flag nor a
+flag's value is the dataset, before the flags or among them (``repro score traces.jsonl``, ``repro score
+--model_name_or_path M traces.jsonl``). Bad input is a ReproError naming the flag (``flag_of``).
 """
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import typing
 from collections.abc import Sequence
@@ -57,7 +59,8 @@ class DataArguments:
     dataset: str = field(
         default=DEFAULT_INPUT,
         metadata={"help": "A JSONL/JSON file, a Hugging Face dataset id or directory, or reasoning-gym:TASK "
-                  f"(which implies --generate {DEFAULT_SAMPLES}). Also the first argument: repro score FILE."},
+                  f"(which implies --generate {DEFAULT_SAMPLES}). Also INPUT, an argument that is no flag: "
+                  "repro score FILE."},
     )
     dataset_size: int | None = field(
         default=None,
@@ -190,7 +193,8 @@ def _repro_score_fields() -> list[tuple[str, Any, Any]]:
             continue
         if source.name == "repro_k":
             help_ = ("Cut points: only the k highest-entropy paragraph breaks, as in training. Unset: every "
-                     "paragraph boundary, so J is measured after each paragraph.")
+                     "paragraph boundary, so J is measured after each paragraph; repro train's unset k is "
+                     f"{source.default}, so --repro_k {source.default} scores where training cuts.")
             specs.append(("repro_k", int | None, field(default=None, metadata={"help": help_})))
         else:
             specs.append((source.name, types[source.name],
@@ -223,6 +227,8 @@ class CommandArguments:
 
 _GROUPS = (ModelArguments, DataArguments, GenerationArguments, DeviceArguments, ReproScoreArguments, ReportArguments)
 _FLAGS = {f.name for group in _GROUPS for f in dataclasses.fields(group)}
+# The parser's name of the positional INPUT, which sets --dataset.
+_INPUT = "input"
 # What errors from the layers below call a setting -> the flag that sets it.
 _ALIASES = {"name_or_path": "model_name_or_path", "prompt": "prompt_column",
             **{name: f"repro_{name}" for name in SCORING_SETTINGS}}
@@ -244,16 +250,23 @@ def make_parser(prog: str = PROG) -> Any:
         "rewards and backtracking, with plots and an HTML report (docs/score.md).",
     )
     parser.usage = f"{prog} [INPUT] [--config FILE.yaml] [--FLAG VALUE ...]"
+    # argparse places a positional among the flags as its users expect: after --model_name_or_path M as well.
+    parser.add_argument(_INPUT, nargs="?", default=argparse.SUPPRESS, metavar="INPUT",
+                        help="The dataset, as --dataset; before the flags or among them.")
     return parser
 
 
 def parse_arguments(argv: Sequence[str], prog: str = PROG) -> CommandArguments:
-    """The arguments of ``argv``; a first argument that is not a flag is the dataset (``--dataset``)."""
+    """The arguments of ``argv``; an argument that is neither a flag nor a flag's value is the dataset
+    (``--dataset``), wherever it stands."""
     from ..arguments import parse
 
-    args = list(argv)
-    if args and not args[0].startswith("-"):
-        if any(arg == "--dataset" or arg.startswith("--dataset=") for arg in args[1:]):
-            raise ReproError("--dataset", f"given twice: as the first argument ({args[0]}) and as --dataset")
-        args = ["--dataset", *args]
-    return CommandArguments(*parse(make_parser(prog), args))
+    parsed = parse(make_parser(prog), argv)
+    rest = [group for group in parsed if isinstance(group, argparse.Namespace)]  # HfArgumentParser's: INPUT
+    given = getattr(rest[0], _INPUT) if rest else None
+    arguments = CommandArguments(*(group for group in parsed if not isinstance(group, argparse.Namespace)))
+    if given is None:
+        return arguments
+    if any(arg == "--dataset" or arg.startswith("--dataset=") for arg in argv):
+        raise ReproError("--dataset", f"given twice: as the input argument ({given}) and as --dataset")
+    return dataclasses.replace(arguments, data=dataclasses.replace(arguments.data, dataset=given))

@@ -1,4 +1,5 @@
-"""The fixed colour scale of the report's process rewards (``DEFAULT_COLOR_MAX``, ``color_max``)."""
+"""The fixed colour scale of the report's paragraph shades, on the process reward's scale (``DEFAULT_COLOR_MAX``,
+``color_max``)."""
 
 from __future__ import annotations
 
@@ -15,8 +16,8 @@ _POSITIVE_RGB = (67, 147, 195)
 
 #: The |r| that gets the full colour in the HTML report (``color_max`` of ``write_html``), the same in every report
 #: so that two runs compare. r_j = C_j - C_{j-1} with C_j in [0, 1] (docs/method.md, "Scores and process rewards"):
-#: the rewards of paragraphs after the first mostly lie within +-0.25, and r_1 = C_1, at least 0.24 whenever the
-#: first paragraph does not lower J, reaches the full colour.
+#: the rewards of paragraphs after the first mostly lie within +-0.25; the first is shaded by M_1 - M_b, within
+#: -0.24 .. +0.76 (``traces.step_shades``).
 DEFAULT_COLOR_MAX = 0.25
 
 

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .files import save_figure
 from .traces import OUTCOME_COLORS, OUTCOME_LABELS, Record, step_cues
 
 __all__ = ["plot_rewards"]
@@ -59,4 +60,4 @@ def plot_rewards(records: Sequence[Record], path: Path) -> None:
     points.xaxis.set_major_locator(MaxNLocator(integer=True))
     for axes in (points, boxes):
         axes.grid(alpha=0.3)
-    figure.savefig(path, dpi=110)
+    save_figure(figure, path)
