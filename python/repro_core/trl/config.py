@@ -27,6 +27,14 @@ class ReproTrainerArguments(ReproArguments):
     repro_answer_column: str = field(
         default="answer", metadata={"help": "Dataset column holding the ground-truth answer."}
     )
+    repro_shuffle_rewards: bool = field(
+        default=False,
+        metadata={
+            "help": "A control for experiments, not a method: permute the process rewards among the cut points of "
+            "each group (the completions of one prompt) before the advantages, so that they keep their scale and "
+            "count and lose what they say about each paragraph. Off by default."
+        },
+    )
     repro_estimator: str = repro_field(
         "estimator",
         default="grpo",
@@ -58,6 +66,20 @@ def refuse_sequence_level_options(config: GRPOConfig) -> None:
             "loss_type",
             "'vespo' weighs a sequence by the sign of its advantage, but RePro's advantages are per token (their "
             "sign changes within a sequence); choose another loss_type",
+        )
+    if config.importance_sampling_level != "token":
+        raise ReproError(
+            "importance_sampling_level",
+            f"{config.importance_sampling_level!r} (GSPO) takes one importance ratio per sequence, so the gradient "
+            "sees each sequence's mean advantage, but RePro's advantages are per token (their credit would be lost); "
+            "expected 'token'",
+        )
+    if config.loss_type == "luspo":
+        raise ReproError(
+            "loss_type",
+            "'luspo' is a sequence-level loss, meant for importance_sampling_level='sequence', where the gradient "
+            "sees each sequence's mean advantage, but RePro's advantages are per token; at 'token' it is 'dr_grpo' "
+            "times max_completion_length: choose 'dr_grpo' (or another loss_type)",
         )
 
 
