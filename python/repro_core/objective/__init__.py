@@ -8,7 +8,7 @@ attention mask, which makes every value independent of padding and of which rows
 Two ways to get J (the answer's mean log-probability after ``prompt + completion[:p]``):
 
 - ``"per_cut"``: one sequence ``prompt + completion[:p] + answer`` per cut point through the
-  model's own forward. The plain method, kept as the oracle.
+  model's decoder and output head. The plain method, kept as the oracle.
 - ``"shared"``: one pass over ``prompt + completion`` keeps the KV cache (the entropy pass, when
   both are wanted); then every probe of a row goes into one call against that cache. A probe is
   ``[last prefix token] + answer[:-1]`` with positions continuing the prefix, and a 4-D mask lets
@@ -17,7 +17,10 @@ Two ways to get J (the answer's mean log-probability after ``prompt + completion
   pass independent of the entropy pass.
 
 Neither path materialises (B, T, vocab) logits: hidden states are gathered at the scored positions
-and ``lm_head`` plus the softmax run on chunks of at most ``LOGIT_CHUNK_ELEMENTS`` logits.
+and ``lm_head`` plus the softmax run on chunks of at most ``LOGIT_CHUNK_ELEMENTS`` logits. For J the
+head's product is taken in float32 whatever the model's dtype (docs/semantics.md, "bf16"). No pass
+has a query row that sees nothing, so that kernels which return NaN for such rows give J as others
+do (``masks``).
 
 Modules, each importing only those listed before it:
 
@@ -25,6 +28,7 @@ Modules, each importing only those listed before it:
   teacher-forced tokens and the averaged ones);
 - ``rows``: the rollouts as padded chunks of one forward call each, and the checks of token lists
   and cut points;
+- ``masks``: the attention masks of the passes (a padding row sees its own column);
 - ``model``: the adapter around a causal LM (decoder, output head, logits, the prefix pass, the
   probes, the per-cut oracle);
 - ``scorer``: ``ObjectiveScorer``, the public calls, and ``Evaluation``.

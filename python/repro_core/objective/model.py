@@ -7,7 +7,11 @@ over padded chunks, the probes of the shared-prefix path against that pass's KV 
 A policy sharded with FSDP2 (``fully_shard``, as verl's fsdp2 engine and accelerate build it) is
 scored rank by rank: the root's own parameters and the output head are gathered once per call, and
 each decoder call gathers its layers, so every rank must make the same number of decoder calls
-(``pad_decoder_calls``).
+(``pad_decoder_calls``). Its passes run on its mesh's device, wherever its parameters rest (a CPU
+offload policy keeps them on the CPU between calls).
+
+No pass has a query row that sees nothing (``masks.py``), and J's output head and log-softmax run
+in float32 whatever the model's dtype (docs/semantics.md, "bf16").
 """
 
 from __future__ import annotations
@@ -20,20 +24,19 @@ import numpy as np
 import torch
 import torch.distributed as dist
 from torch.distributed.fsdp import FSDPModule
+from torch.distributed.tensor import DTensor
 from transformers import DynamicCache
 
 from .._api import Cuts
 from ..errors import ReproError
 from .answers import AnswerIds
+from .masks import MASKABLE_ATTENTION, Masks
 from .rows import Chunk, Rows
 
 __all__ = ["LOGIT_CHUNK_ELEMENTS", "ModelAdapter"]
 
 #: Most logits (tokens x vocab) materialised at once, in float32: 256 MiB per buffer.
 LOGIT_CHUNK_ELEMENTS = 1 << 26
-
-# The 4-D probe mask is passed to the model as is; these attention kernels accept it.
-_MASKABLE_ATTENTION = ("sdpa", "eager")
 
 
 class ModelAdapter:
@@ -53,11 +56,9 @@ class ModelAdapter:
         self.scale = getattr(config, "logit_scale", None) or 1.0
         self.scale /= getattr(config, "logits_scaling", None) or 1.0
         self.attention = self.causal_lm.config._attn_implementation
-        # Sliding-window layers see only the last `window` positions; Mistral-style configs slide
-        # in every layer without naming layer types.
-        self.window: int = getattr(config, "sliding_window", None) or 0
-        kinds = getattr(config, "layer_types", None) or ["sliding_attention" if self.window else "full_attention"]
-        self.layer_types = frozenset(kinds)
+        self.masks = Masks.of(config, self.attention)
+        #: The dtype the last pass computed in (its hidden states), for the finiteness errors.
+        self.compute_dtype: torch.dtype | None = None
         self.vocab_size = self.causal_lm.get_input_embeddings().num_embeddings
         # The logits' width from the head's declaration, never a parameter's shape: ZeRO-3 leaves
         # its parameters empty outside their modules' forward.
@@ -68,7 +69,21 @@ class ModelAdapter:
 
     @property
     def device(self) -> torch.device:
-        return next(self.model.parameters()).device
+        """Where the passes run: a sharded policy's mesh device, else its parameters' device."""
+        parameter = next(self.model.parameters())
+        if not isinstance(parameter, DTensor):
+            return parameter.device
+        # As fully_shard places the unsharded parameters: the mesh's type, this rank's device.
+        kind = parameter.device_mesh.device_type
+        if kind == "cpu":
+            return torch.device("cpu")
+        return torch.device(kind, torch.get_device_module(kind).current_device())
+
+    def refuse_shared(self) -> None:
+        """The shared path masks every attention layer of the probes; refuse a model it cannot."""
+        if self.masks.unmaskable_layers:
+            raise ReproError("mode", f"'shared' cannot mask the model's {', '.join(self.masks.unmaskable_layers)} "
+                             "layers; use mode='per_cut'")
 
     @contextmanager
     def inference(self, *, shared: bool) -> Iterator[ModelAdapter]:
@@ -79,15 +94,14 @@ class ModelAdapter:
         """
         modes = [(module, module.training) for module in self.model.modules()]
         restore_attention = None
-        unsupported = self.layer_types - {"full_attention", "sliding_attention"}
-        if shared and unsupported:
-            raise ReproError(
-                "mode", f"'shared' cannot mask the model's {', '.join(sorted(unsupported))} layers; use mode='per_cut'"
-            )
-        if shared and self.attention not in _MASKABLE_ATTENTION:
+        if shared:
+            self.refuse_shared()
+        if shared and self.attention not in MASKABLE_ATTENTION:
             # Flash-attention kernels take no arbitrary 4-D mask: SDPA for the call, then back.
             restore_attention = self.attention
             self.causal_lm.set_attn_implementation("sdpa")
+            self.attention = "sdpa"
+            self.masks = Masks(self.attention, self.masks.layer_types, self.masks.window)
         self.model.eval()
         try:
             with torch.no_grad(), self._gathered():
@@ -107,8 +121,11 @@ class ModelAdapter:
         if not self.sharded:
             yield
             return
-        head = self.head if isinstance(self.head, FSDPModule) else None
-        gathered = [module for module in (self.causal_lm, head) if isinstance(module, FSDPModule)]
+        # The root is the outermost wrapper: a PEFT model (verl's lora_rank) holds the final norm.
+        outer = self.model.module if isinstance(self.model, torch.nn.parallel.DistributedDataParallel) else self.model
+        peft = outer.base_model if hasattr(outer, "get_base_model") else None
+        chain = dict.fromkeys(module for module in (outer, peft, self.causal_lm, self.head) if module is not None)
+        gathered = [module for module in chain if isinstance(module, FSDPModule)]
         for module in gathered:
             module.unshard()
         self._head_weights = (self.head.weight, self.head.bias)
@@ -135,9 +152,15 @@ class ModelAdapter:
         for _ in range(self.most_over_ranks(planned) - planned):
             self.decoder(input_ids=token, use_cache=False)
 
-    def logits(self, hidden: torch.Tensor) -> torch.Tensor:
-        """float32 logits of a (n, d) slice of hidden states, as the model's own forward makes them."""
-        if self._head_weights is None:
+    def logits(self, hidden: torch.Tensor, *, float32_head: bool = False) -> torch.Tensor:
+        """float32 logits of a (n, d) slice of hidden states, as the model's own forward makes them.
+
+        ``float32_head``: the head's product in float32 from the model-dtype hidden states and
+        weights, instead of rounded to the model's dtype (J's; docs/semantics.md, "bf16")."""
+        weight, bias = self._head_weights or (self.head.weight, self.head.bias)
+        if float32_head and hidden.dtype != torch.float32:
+            logits = torch.nn.functional.linear(hidden.float(), weight.float(), None if bias is None else bias.float())
+        elif self._head_weights is None:
             logits = self.head(hidden)
         else:  # the gathered head of a sharded policy, without its FSDP hooks (_gathered)
             logits = torch.nn.functional.linear(hidden, *self._head_weights)
@@ -164,13 +187,28 @@ class ModelAdapter:
         return out.last_hidden_state, out.past_key_values
 
     def _decode(self, chunk: Chunk, *, use_cache: bool, cache: DynamicCache | None = None) -> Any:
-        return self.decoder(
-            input_ids=chunk.input_ids,
-            attention_mask=chunk.attention_mask,
-            position_ids=chunk.position_ids,
+        return self._forward(chunk.input_ids, chunk.attention_mask, chunk.position_ids, use_cache=use_cache,
+                             cache=cache)
+
+    def _forward(
+        self, input_ids: torch.Tensor, attention_mask: torch.Tensor, position_ids: torch.Tensor, *,
+        use_cache: bool = False, cache: DynamicCache | None = None,
+    ) -> Any:
+        """The decoder over left-padded rows, with a mask that leaves no query row fully masked."""
+        out = self.decoder(
+            input_ids=input_ids,
+            attention_mask=self.masks.padded(attention_mask, position_ids, self.embedding_dtype),
+            position_ids=position_ids,
             past_key_values=cache,
             use_cache=use_cache,
         )
+        self.compute_dtype = out.last_hidden_state.dtype
+        return out
+
+    @property
+    def embedding_dtype(self) -> torch.dtype:
+        """The dtype of an eager pass's additive masks (the embeddings'; added to the scores)."""
+        return self.decoder.get_input_embeddings().weight.dtype
 
     def entropies(self, chunk: Chunk, hidden: torch.Tensor, temperature: float) -> np.ndarray:
         """(b, T) float32 entropies of the completion tokens (0 past each completion's end)."""
@@ -239,9 +277,11 @@ class ModelAdapter:
             )
             position_ids = position_ids.reshape(rows, -1)
             key_positions = torch.cat([chunk.position_ids, position_ids], dim=1)
+            # An eager kernel adds the mask to scores in the cache's (the hidden states') dtype.
+            masks = self.masks.build(allowed, position_ids, key_positions, cache.layers[0].keys.dtype)
             out = self.decoder(
                 input_ids=input_ids.reshape(rows, -1),
-                attention_mask=self.probe_masks(allowed, position_ids, key_positions),
+                attention_mask=masks,
                 position_ids=position_ids,
                 past_key_values=cache,
                 use_cache=True,
@@ -251,12 +291,8 @@ class ModelAdapter:
             scored = has_cut[:, probes, None] & averaged[:, None, :]
             hidden = out.last_hidden_state.reshape(rows, count, width, -1)[scored]
             targets = answers[:, None, :].expand(-1, count, -1)[scored]
-            logp = torch.empty(hidden.shape[0], dtype=torch.float64, device=device)
-            for part in self.token_chunks(hidden.shape[0]):
-                logits = self.logits(hidden[part]) / temperature
-                logp[part] = (logits.gather(1, targets[part, None])[:, 0] - logits.logsumexp(-1)).double()
             placed = torch.zeros(scored.shape, dtype=torch.float64, device=device)
-            placed[scored] = logp
+            placed[scored] = self.log_probs(hidden, targets, temperature)
             totals[:, probes] = placed.sum(-1)
         # Row-major order of the (row, probe) grid is the ``cuts`` layout.
         return (totals / (averaged_to - averaged_from)[:, None])[has_cut].cpu().numpy()
@@ -270,25 +306,19 @@ class ModelAdapter:
         per_call = max(1, budget // (len(chunk.rows) * width))
         return [slice(first, min(first + per_call, most)) for first in range(0, most, per_call)]
 
-    def probe_masks(
-        self, allowed: torch.Tensor, query_positions: torch.Tensor, key_positions: torch.Tensor
-    ) -> torch.Tensor | dict[str, torch.Tensor]:
-        """Additive 4-D masks from ``allowed`` (b, q, k): one tensor, or one per layer type."""
-        dtype = self.decoder.get_input_embeddings().weight.dtype
-        masks = {}
-        for kind in self.layer_types:
-            if kind == "sliding_attention":
-                kind_allowed = allowed & (key_positions[:, None, :] > query_positions[:, :, None] - self.window)
-            else:
-                kind_allowed = allowed
-            mask = torch.zeros(allowed.shape, dtype=dtype, device=allowed.device)
-            masks[kind] = mask.masked_fill_(~kind_allowed, torch.finfo(dtype).min)[:, None]
-        # Models with several layer types take a mapping; the others one tensor.
-        return masks if len(masks) > 1 else next(iter(masks.values()))
+    def log_probs(self, hidden: torch.Tensor, targets: torch.Tensor, temperature: float) -> torch.Tensor:
+        """float64 log-probabilities (n,) of ``targets`` (n,) after hidden states (n, d), of
+        ``logits / temperature``; J's, so with the head in float32."""
+        logp = torch.empty(hidden.shape[0], dtype=torch.float64, device=hidden.device)
+        for part in self.token_chunks(hidden.shape[0]):
+            logits = self.logits(hidden[part], float32_head=True) / temperature
+            logp[part] = (logits.gather(1, targets[part, None])[:, 0] - logits.logsumexp(-1)).double()
+        return logp
 
     def per_cut(self, rows: Rows, cuts: Cuts, budget: int, temperature: float = 1.0) -> np.ndarray:
         """J (N,) in the ``cuts`` layout, with one sequence ``prompt + completion[:p] + answer`` per
-        cut point (the oracle); log-probabilities of ``logits / temperature``."""
+        cut point (the oracle); log-probabilities of ``logits / temperature``. A model that cannot
+        pad safely (``Masks.pads_safely``) gets one sequence per call."""
         sequences = [
             (rows.prompts[b] + rows.completions[b][:p], rows.answers[b])
             for b, p in zip(cuts.row_index().tolist(), cuts.positions.tolist(), strict=True)
@@ -298,11 +328,8 @@ class ModelAdapter:
         order = sorted(range(len(sequences)), key=lambda n: -lengths[n])
         start = 0
         while start < len(order):
-            longest = lengths[order[start]]
-            answer_width = max(len(sequences[n][1].ids) for n in order[start:])
-            by_tokens = budget // longest
-            by_logits = LOGIT_CHUNK_ELEMENTS // ((answer_width + 1) * self.logit_width)
-            batch = order[start : start + max(1, min(by_tokens, by_logits))]
+            per_call = budget // lengths[order[start]] if self.masks.pads_safely else 1
+            batch = order[start : start + max(1, per_call)]
             j[batch] = self._per_cut_batch([sequences[n] for n in batch], rows.device, temperature)
             start += len(batch)
         return j
@@ -311,26 +338,21 @@ class ModelAdapter:
         self, sequences: list[tuple[list[int], AnswerIds]], device: torch.device, temperature: float
     ) -> np.ndarray:
         width = max(len(prefix) + len(answer.ids) for prefix, answer in sequences)
-        answer_width = max(len(answer.ids) for _, answer in sequences)
         input_ids = torch.zeros((len(sequences), width), dtype=torch.long)
         attention_mask = torch.zeros_like(input_ids)
-        targets = torch.zeros((len(sequences), answer_width), dtype=torch.long)
-        scored = torch.zeros((len(sequences), answer_width), dtype=torch.bool)
+        # Left padding puts every answer at the end: (i, width - len(answer) + t) holds answer token t.
+        scored = torch.zeros((len(sequences), width), dtype=torch.bool)
         for i, (prefix, answer) in enumerate(sequences):
             tokens = prefix + answer.ids
             input_ids[i, width - len(tokens) :] = torch.tensor(tokens)
             attention_mask[i, width - len(tokens) :] = 1
-            # Left padding puts every answer at the end; right-align them in the target block too.
-            begin = answer_width - len(answer.ids)
-            targets[i, begin:] = torch.tensor(answer.ids)
+            begin = width - len(answer.ids)
             scored[i, begin + answer.start : begin + answer.stop] = True
+        input_ids, attention_mask, scored = input_ids.to(device), attention_mask.to(device), scored.to(device)
         position_ids = (attention_mask.cumsum(-1) - 1).clamp(min=0)
-        logits = self.model(
-            input_ids=input_ids.to(device),
-            attention_mask=attention_mask.to(device),
-            position_ids=position_ids.to(device),
-            logits_to_keep=answer_width + 1,
-        ).logits[:, :-1].float()
-        logp = torch.log_softmax(logits / temperature, dim=-1).gather(2, targets.to(device)[:, :, None])[:, :, 0]
-        logp = logp.double().cpu()
-        return ((logp * scored).sum(-1) / scored.sum(-1)).numpy()
+        hidden = self._forward(input_ids, attention_mask, position_ids).last_hidden_state
+        # Token t is predicted from column t - 1.
+        logp = self.log_probs(hidden[:, :-1][scored[:, 1:]], input_ids[scored], temperature)
+        placed = torch.zeros(scored.shape, dtype=torch.float64, device=device)
+        placed[scored] = logp
+        return (placed.sum(-1) / scored.sum(-1)).cpu().numpy()

@@ -69,7 +69,10 @@ class ObjectiveScorer:
         max_batch_tokens: the token budget of one forward call (rows x padded width), which
             bounds activation and KV-cache memory.
 
-    The settings are checked as ``ReproConfig`` checks them (``repro_core.config.check_setting``).
+    The settings are checked as ``ReproConfig`` checks them (``repro_core.config.check_setting``),
+    and in ``"shared"`` mode a model whose layers the probes cannot mask (linear attention) is
+    refused here. J that comes out NaN or infinite raises ``ReproError`` naming the attention
+    kernel and the dtype that produced it.
     """
 
     def __init__(
@@ -93,6 +96,8 @@ class ObjectiveScorer:
         check_setting("max_batch_tokens", max_batch_tokens)
         check_setting("j_at_rollout_temperature", j_at_rollout_temperature)
         self.answer_ids = AnswerTokens(tokenizer, answer_template, j_tokens, answer_special_tokens)
+        if mode == "shared":
+            ModelAdapter(model).refuse_shared()
         self.model = model
         self.tokenizer = tokenizer
         self.mode = mode
@@ -112,7 +117,7 @@ class ObjectiveScorer:
         with self._inference() as lm:
             rows = self._rows(lm, prompt_ids, completion_ids)
             entropies = np.zeros((rows.count, rows.width), dtype=np.float32)
-            chunks = list(rows.chunks(self.max_batch_tokens))
+            chunks = list(rows.chunks(self._budget(lm)))
             lm.pad_decoder_calls(len(chunks))
             for chunk in chunks:
                 hidden = lm.prefix(chunk)
@@ -139,7 +144,7 @@ class ObjectiveScorer:
             rows = self._rows(lm, prompt_ids, completion_ids, answers)
             cuts = checked_cuts(offsets, positions, rows)
             if self.mode == "per_cut":
-                return lm.per_cut(rows, cuts, self.max_batch_tokens, self.j_temperature)
+                return _finite(lm, lm.per_cut(rows, cuts, self.max_batch_tokens, self.j_temperature), cuts)
             # The prefix pass needs each completion only up to its last cut.
             last_cut = [int(row.max(initial=0)) for row in cuts.rows()]
             chunks = [(chunk, cuts.take(chunk.rows))
@@ -152,7 +157,8 @@ class ObjectiveScorer:
                 _, cache = lm.prefix_with_cache(chunk)
                 chunk_j.append(lm.probes(chunk, cache, chunk_cuts, self.max_batch_tokens, self.j_temperature))
                 chunk_rows += chunk.rows
-        return in_row_order(chunk_rows, cuts.take(chunk_rows), _concat(chunk_j)).astype(np.float64, copy=False)
+            j = in_row_order(chunk_rows, cuts.take(chunk_rows), _concat(chunk_j)).astype(np.float64, copy=False)
+            return _finite(lm, j, cuts)
 
     def idle(self) -> None:
         """A rank of a sharded policy with no rows to score: its part of the other ranks' decoder
@@ -182,7 +188,7 @@ class ObjectiveScorer:
             chunk_rows: list[int] = []
             chunk_cuts: list[Cuts] = []
             chunk_j: list[np.ndarray] = []
-            chunks = list(rows.chunks(self.max_batch_tokens))
+            chunks = list(rows.chunks(self._budget(lm)))
             # A sharded policy: the ranks go chunk by chunk together, each step's decoder calls
             # made equal (a rank out of chunks makes only the others' number of calls).
             for step in range(lm.most_over_ranks(len(chunks))):
@@ -207,6 +213,7 @@ class ObjectiveScorer:
                 j = lm.per_cut(rows, cuts, self.max_batch_tokens, self.j_temperature)
             else:
                 j = in_row_order(chunk_rows, chunked, _concat(chunk_j)).astype(np.float64, copy=False)
+            _finite(lm, j, cuts)
         return Evaluation(token_ids, entropies, mask, cuts, j)
 
     def _inference(self) -> AbstractContextManager[ModelAdapter]:
@@ -218,6 +225,10 @@ class ObjectiveScorer:
                 "mode", "'per_cut' cannot keep the ranks of an FSDP2-sharded model in step; use mode='shared'"
             )
         return adapter.inference(shared=self.mode == "shared")
+
+    def _budget(self, lm: ModelAdapter) -> int:
+        """The token budget of a prefix pass: a model that cannot pad safely passes one row at a time."""
+        return self.max_batch_tokens if lm.masks.pads_safely else 1
 
     def _rows(
         self,
@@ -234,3 +245,17 @@ class ObjectiveScorer:
 
 def _concat(parts: Sequence[np.ndarray]) -> np.ndarray:
     return np.concatenate(parts) if parts else np.empty(0, np.float64)
+
+
+def _finite(lm: ModelAdapter, j: np.ndarray, cuts: Cuts) -> np.ndarray:
+    """``j`` itself, or a ReproError naming the first point that is not finite and what computed it."""
+    bad = np.flatnonzero(~np.isfinite(j))
+    if bad.size:
+        first = int(bad[0])
+        raise ReproError(
+            "model", f"J is {j[first]} at row {int(cuts.row_index()[first])}, cut point {int(cuts.positions[first])} "
+            f"({bad.size} of {j.size} points not finite), computed with attention implementation {lm.attention!r} "
+            f"in {lm.compute_dtype}; try attn_implementation='eager' or float32 to tell a kernel fault from the "
+            "model's own overflow"
+        )
+    return j
