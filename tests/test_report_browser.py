@@ -1,6 +1,7 @@
 """``report.html`` in a real headless Chromium (Selenium with the system's chromedriver): the page loads without a
-console message or script error, its inlined plots decode, the truncated badge and the reward colours show, and a
-screenshot of the expected size is not blank. Hostile record fields run no script there either.
+console message or script error, its inlined plots decode, the truncated badge and the reward colours show, a
+first paragraph that lowers J is drawn in the harmful red (although its r_1 = C_1 is positive), and a screenshot of
+the expected size is not blank. Hostile record fields run no script there either.
 
 Skipped when Chromium, chromedriver or Selenium is missing, except under CI (``CI`` set, as .ci/run's machine
 does), where that is a failure: Debian's packages are ``chromium`` and ``chromium-driver``.
@@ -18,7 +19,7 @@ from typing import Any
 import pytest
 
 from repro_core import report
-from test_report import FULL_NEGATIVE, FULL_POSITIVE, HOSTILE, make_record
+from test_report import FULL_NEGATIVE, FULL_POSITIVE, HOSTILE, make_record, scored_record
 
 WIDTH, HEIGHT = 1000, 1500
 
@@ -129,6 +130,35 @@ def test_the_report_renders_in_a_browser(browser: Any, tmp_path: Path) -> None:
     browser.execute_script("arguments[0].scrollIntoView()", section)
     assert hex_rgb(FULL_POSITIVE) in colors(section.screenshot_as_png)
     assert hex_rgb(FULL_NEGATIVE) in colors(browser.find_element(By.ID, "trace-1").screenshot_as_png)
+
+
+def test_a_first_paragraph_that_lowers_j_is_drawn_as_harmful(browser: Any, tmp_path: Path) -> None:
+    # The core's own scores for J falling by 0.9 nat over the first paragraph, then rising: r_1 = C_1 > 0.
+    from selenium.webdriver.common.by import By
+
+    harmful, helpful = scored_record(0, [-3.0, -3.9, -3.2, -2.0]), scored_record(1, [-3.0, -2.4, -2.5, -2.0])
+    assert harmful["reward"][1] > 0
+    report.write_html([harmful, helpful], tmp_path / "report.html")
+    assert load(browser, tmp_path / "report.html") == []
+    from PIL import Image
+
+    drawn = []
+    for trace in ("trace-0", "trace-1"):
+        first = browser.find_element(By.CSS_SELECTOR, f"#{trace} span.para")
+        assert first.text == "Step 0."
+        browser.execute_script("arguments[0].scrollIntoView()", first)
+        # The colour the browser painted: the commonest colour inside the box of the paragraph's first line (the
+        # span's own box runs on over the blank lines after it), its background behind the letters.
+        box = browser.execute_script("const r = arguments[0].getClientRects()[0]; "
+                                     "return [r.left, r.top, r.right, r.bottom].map(Math.round)", first)
+        with Image.open(io.BytesIO(browser.get_screenshot_as_png())) as image:
+            line = image.convert("RGB").crop((box[0] + 1, box[1] + 1, box[2] - 1, box[3] - 1))
+            drawn.append(max(line.getcolors(maxcolors=1 << 24))[1])
+    expected = [hex_rgb(report.reward_color(report.step_shades(r)[0], report.DEFAULT_COLOR_MAX))
+                for r in (harmful, helpful)]
+    assert drawn == expected
+    (red, _, blue), (red_2, _, blue_2) = drawn
+    assert red > blue and blue_2 > red_2  # harmful red, helpful blue
 
 
 def test_hostile_fields_run_no_script_in_a_browser(browser: Any, tmp_path: Path) -> None:
