@@ -159,3 +159,68 @@ def test_lists_and_mappings_from_the_file(tmp_path):
     (tmp_path / "run.yaml").write_text("reward_weights: [1]\ntask_config:\n  max_terms: 3\nreport_to: none\n")
     _, data_args, _, config = parse_args(["--config", str(tmp_path / "run.yaml")])
     assert config.reward_weights == [1.0] and data_args.task_config == {"max_terms": 3}
+
+
+def test_trl_script_names_for_the_dataset_and_its_split(tmp_path):
+    (tmp_path / "run.yaml").write_text("dataset_name: openai/gsm8k\ndataset_train_split: test\ndataset_config: main\n")
+    _, data_args, _, _ = parse_args(["--config", str(tmp_path / "run.yaml")])
+    assert (data_args.dataset, data_args.split, data_args.dataset_config) == ("openai/gsm8k", "test", "main")
+    _, data_args, _, _ = parse_args(["--dataset-name", "x.jsonl", "--dataset_train_split", "train[:10]"])
+    assert (data_args.dataset, data_args.split) == ("x.jsonl", "train[:10]")
+
+
+@pytest.mark.parametrize(("argv", "argument", "message"), [
+    (["--reward_funcs", "accuracy_reward"], "--reward_funcs", "'boxed_accuracy' checks the same way"),
+    (["--reward_funcs", "lenght_penalty"], "--reward_funcs", "unknown reward function 'lenght_penalty'"),
+    (["--reward_funcs", "no_such_module.reward"], "--reward_funcs", "cannot import 'no_such_module.reward'"),
+    (["--reward_funcs", "repro_core.rewards.INSTRUCTION"], "--reward_funcs", "cannot import"),
+    (["--reward_funcs", "repro_core.data.INSTRUCTION"], "--reward_funcs", "is a str, not a function"),
+    (["--reward_funcs", "boxed_accuracy", "think_format_reward", "--reward_weights", "1"], "--reward_weights",
+     "expected one weight per reward function (2: boxed_accuracy think_format_reward), got 1"),
+])
+def test_reward_functions_are_resolved_at_parse_time(argv, argument, message):
+    with pytest.raises(ReproError, match=message.replace("(", r"\(").replace(")", r"\)")) as caught:
+        parse_args(argv)
+    assert caught.value.argument == argument
+
+
+def test_reward_functions_by_name_and_import_path(tmp_path, monkeypatch):
+    from trl.rewards import think_format_reward
+
+    from repro_core.rewards import boxed_accuracy
+    from repro_core.train.rewards import resolve_reward_funcs
+
+    (tmp_path / "my_rewards.py").write_text("def shorter(completion_ids, **kwargs):\n"
+                                            "    return [-len(ids) / 100 for ids in completion_ids]\n")
+    monkeypatch.chdir(tmp_path)  # TRL's script imports dotted paths with the working directory on sys.path
+    funcs = resolve_reward_funcs(["boxed_accuracy", "think_format_reward", "my_rewards.shorter"], [1, 0.5, 1])
+    assert funcs[:2] == [boxed_accuracy, think_format_reward] and funcs[2](completion_ids=[[1, 2]]) == [-0.02]
+
+
+def test_trls_peft_flags_and_dtypes():
+    from repro_core.train.model import PEFT_FIELDS, peft_config
+
+    model_args, _, _, _ = parse_args(["--use_peft", "--lora_r", "4", "--lora_target_modules", "q_proj", "v_proj",
+                                      "--dtype", "float16"])
+    lora = peft_config(model_args)
+    assert (lora.r, sorted(lora.target_modules), model_args.dtype) == (4, ["q_proj", "v_proj"], "float16")
+    model_args, _, _, _ = parse_args([])
+    assert peft_config(model_args) is None and model_args.dtype is None
+    help_text = " ".join(PARSERS["train grpo"]().format_help().split())
+    assert all(f"--{name}" in help_text for name in PEFT_FIELDS)
+
+
+def test_dtype_auto_is_the_checkpoints_own(tmp_path):
+    import torch
+    import transformers
+
+    transformers.LlamaConfig(hidden_size=8, intermediate_size=8, num_hidden_layers=1, num_attention_heads=1,
+                             vocab_size=16, dtype="bfloat16").save_pretrained(tmp_path)
+    model_args, _, _, _ = parse_args(["--model_name_or_path", str(tmp_path), "--dtype", "auto"])
+    assert model_args.torch_dtype() == torch.bfloat16
+    model_args, _, _, _ = parse_args(["--model_name_or_path", str(tmp_path)])
+    assert model_args.torch_dtype() == torch.float32  # unset: float32, whatever the checkpoint says
+    model_args, _, _, _ = parse_args(["--model_name_or_path", str(tmp_path / "missing"), "--dtype", "auto"])
+    with pytest.raises(ReproError, match="cannot read the config for --dtype auto") as caught:
+        model_args.torch_dtype()
+    assert caught.value.argument == "--model_name_or_path"

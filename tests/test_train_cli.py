@@ -15,9 +15,11 @@ import pytest
 
 pytest.importorskip("trl")
 
+from trl import GRPOConfig
+
 from repro_core import ReproError
 from repro_core.cli import main
-from repro_core.train import CLI_DEFAULTS, parse_args, resolve_checkpoint
+from repro_core.train import CLI_DEFAULTS, EMBEDDED_MODEL_DEFAULTS, parse_args, resolve_checkpoint
 from repro_core.train.metrics import jsonable
 
 REPRO_KEYS = ("repro/J_b", "repro/J_end", "repro/num_cuts", "repro/process_reward_mean", "repro/advantage_abs_mean")
@@ -53,8 +55,9 @@ def test_help_lists_the_flags(capsys):
         assert flag in help_text
     assert "--algorithm {grpo,ppo}" in help_text
     # The CPU defaults are what --help shows.
-    assert "(default: repro-output)" in help_text
-    assert "(default: reasoning-gym:basic_arithmetic)" in help_text
+    words = " ".join(help_text.split())
+    assert "(default: repro-output)" in words
+    assert "(default: reasoning-gym:basic_arithmetic)" in words
 
 
 
@@ -153,9 +156,15 @@ def test_both_spellings_and_the_yaml_file(tmp_path):
     assert (config.per_device_train_batch_size, config.num_generations) == (2, 2)
     assert data_args.dataset_size == 3 and data_args.task_config == {"max_terms": 3}
     assert (model_args.model_name_or_path, model_args.dtype) == ("some/model", "bfloat16")
-    # What neither sets comes from the command's CPU defaults.
+    # What neither sets comes from the command's defaults; with a model of one's own, the batch, completion length
+    # and learning rate are TRL's (the embedded model's small-run defaults do not apply).
     assert config.output_dir == CLI_DEFAULTS["output_dir"]
-    assert config.max_completion_length == CLI_DEFAULTS["max_completion_length"]
+    assert (config.max_completion_length, config.learning_rate) == (GRPOConfig.max_completion_length, 2e-5)
+    _, _, _, embedded = parse_args(["--max-steps", "1"])
+    assert {name: getattr(embedded, name) for name in EMBEDDED_MODEL_DEFAULTS} == EMBEDDED_MODEL_DEFAULTS
+    _, _, _, own = parse_args(["--model_name_or_path", "some/model"])
+    assert {name: getattr(own, name) for name in EMBEDDED_MODEL_DEFAULTS} == {
+        name: getattr(GRPOConfig, name) for name in EMBEDDED_MODEL_DEFAULTS}
 
 
 @pytest.mark.slow

@@ -69,15 +69,37 @@ class ModelArguments:
             "Unset: the embedded SmolLM2-135M-Instruct (cached in $REPRO_CACHE, else ~/.cache/repro-core)."
         },
     )
-    dtype: Literal["auto", "float32", "bfloat16"] = field(
-        default="auto",
+    dtype: Literal["float32", "bfloat16", "float16", "auto"] | None = field(
+        default=None,
         metadata={
-            "help": "dtype of the weights. auto = float32 (for repro train: the dtype in --model_init_kwargs if there "
-            "is one): AdamW steps at learning rates like 1e-6 are far below bfloat16's resolution and would be lost; "
-            "on CUDA, --bf16 (on by default there) still runs the forward and backward passes in bfloat16. "
-            "bfloat16 halves the memory of weights (and optimizer state)."
+            "help": "dtype of the weights. Unset: float32 (for repro train: the dtype in --model_init_kwargs if there "
+            "is one), because AdamW steps at learning rates like 1e-6 are far below bfloat16's resolution and would "
+            "be lost; on CUDA, --bf16 (on by default there) still runs the forward and backward passes in bfloat16. "
+            "auto: the checkpoint's own dtype (its config.json), as in transformers. bfloat16 and float16 halve the "
+            "memory of weights (and optimizer state)."
         },
     )
+
+    def torch_dtype(self) -> Any:
+        """``dtype`` as a torch dtype (``auto``: the checkpoint's, read from its config; float32 if it names
+        none). Raises ReproError naming ``--model_name_or_path`` if the checkpoint's config cannot be read."""
+        import torch
+
+        if self.dtype is None:
+            return torch.float32
+        if self.dtype != "auto":
+            return getattr(torch, self.dtype)
+        from transformers import AutoConfig
+
+        from .assets import default_model_path
+
+        try:
+            config = AutoConfig.from_pretrained(self.model_name_or_path or default_model_path())
+        except (OSError, ValueError) as exc:
+            message = str(exc).strip().splitlines()[0]
+            raise ReproError("--model_name_or_path", f"cannot read the config for --dtype auto: {message}") from exc
+        dtype = getattr(config, "dtype", None)
+        return getattr(torch, dtype) if isinstance(dtype, str) else dtype or torch.float32
 
 
 @dataclass

@@ -10,8 +10,9 @@ Arguments come from four dataclasses, parsed the way every ``repro`` command par
 - :class:`repro_core.trl.ReproGRPOConfig` (or ``ReproPPOConfig`` with ``--algorithm ppo``): every
   ``GRPOConfig`` / ``TrainingArguments`` flag plus the ``repro_*`` ones (and PPO's).
 
-Precedence, lowest first: the dataclass defaults, the CPU-friendly defaults of :data:`CLI_DEFAULTS`
-(and :func:`device_defaults`), the YAML file, the command line. Both ``--max_steps`` and
+Precedence, lowest first: the dataclass defaults, the defaults of :data:`CLI_DEFAULTS` (and
+:func:`device_defaults`; for the embedded model, the CPU-sized :data:`EMBEDDED_MODEL_DEFAULTS`), the
+YAML file, the command line. Both ``--max_steps`` and
 ``--max-steps`` spellings work.
 
 Everything lands in ``output_dir`` (checked writable before anything loads): the final model and
@@ -19,8 +20,9 @@ tokenizer, ``checkpoint-N/`` directories (resumable with ``--resume-from-checkpo
 ``last``, the newest complete one) and ``metrics.jsonl``, one JSON object per log.
 
 The modules: ``arguments`` (flags, defaults, parser), ``algorithms`` (the ``--algorithm`` table),
-``prompts`` (the training data), ``metrics`` (``metrics.jsonl``), ``checkpoints`` (the output
-directory and its checkpoints), ``model`` (the policy and its tokenizer), ``command`` (:func:`main`).
+``prompts`` (the training data), ``rewards`` (``--reward_funcs``), ``metrics`` (``metrics.jsonl``),
+``checkpoints`` (the output directory and its checkpoints), ``model`` (the policy, its tokenizer and
+TRL's PEFT flags), ``command`` (:func:`main`).
 Importing this package imports nothing heavy; :func:`main` imports torch, transformers and TRL.
 """
 
@@ -28,7 +30,15 @@ from __future__ import annotations
 
 from ..arguments import ModelArguments
 from .algorithms import ALGORITHMS, Algorithm
-from .arguments import CLI_DEFAULTS, DataArguments, TrainArguments, device_defaults, make_parser, parse_args
+from .arguments import (
+    CLI_DEFAULTS,
+    EMBEDDED_MODEL_DEFAULTS,
+    DataArguments,
+    TrainArguments,
+    device_defaults,
+    make_parser,
+    parse_args,
+)
 from .checkpoints import last_complete_checkpoint, resolve_checkpoint
 from .command import main
 from .metrics import METRICS_FILE
@@ -39,6 +49,7 @@ __all__ = [
     "ALGORITHMS",
     "Algorithm",
     "CLI_DEFAULTS",
+    "EMBEDDED_MODEL_DEFAULTS",
     "DataArguments",
     "METRICS_FILE",
     "ModelArguments",

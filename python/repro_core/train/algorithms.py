@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from .rewards import DEFAULT_REWARD, resolve_reward_funcs
+
 if TYPE_CHECKING:
     import datasets
+    from peft import PeftConfig
     from transformers import PreTrainedModel, PreTrainedTokenizerBase, Trainer, TrainerCallback
 
     from ..trl import ReproGRPOConfig, ReproPPOConfig
@@ -35,22 +39,25 @@ class Algorithm:
         config: ReproGRPOConfig | ReproPPOConfig,
         callbacks: list[TrainerCallback],
         eval_prompts: datasets.Dataset | None = None,
+        *,
+        reward_funcs: Sequence[str] = (DEFAULT_REWARD,),
+        peft_config: PeftConfig | None = None,
     ) -> Trainer:
-        """The trainer of ``model`` on ``prompts``, rewarded by ``boxed_accuracy`` and evaluated on
-        ``eval_prompts``. PPO's critic starts from the policy's weights (or
-        ``config.value_model_name_or_path``)."""
+        """The trainer of ``model`` (wrapped in ``peft_config``'s adapter if given) on ``prompts``, rewarded
+        by ``reward_funcs`` (``--reward_funcs`` names) and evaluated on ``eval_prompts``. PPO's critic starts
+        from the policy's weights (or ``config.value_model_name_or_path``)."""
         from .. import trl
-        from ..rewards import boxed_accuracy
 
         trainer_class = getattr(trl, self.trainer_name)
         return trainer_class(
             model=model,
-            reward_funcs=[boxed_accuracy],
+            reward_funcs=resolve_reward_funcs(reward_funcs, config.reward_weights),
             args=config,
             train_dataset=prompts,
             eval_dataset=eval_prompts,
             processing_class=tokenizer,
             callbacks=callbacks,
+            peft_config=peft_config,
         )
 
 

@@ -20,12 +20,15 @@ from ..arguments import make_parser as make_command_parser
 from ..data import DEFAULT_REASONING_GYM_SIZE, REASONING_GYM_PREFIX
 from ..errors import ReproError
 from .algorithms import ALGORITHMS
+from .model import train_model_arguments
+from .rewards import DEFAULT_REWARD, REWARD_FUNCS, resolve_reward_funcs
 
 if TYPE_CHECKING:
     from ..trl import ReproGRPOConfig, ReproPPOConfig
 
 __all__ = [
     "CLI_DEFAULTS",
+    "EMBEDDED_MODEL_DEFAULTS",
     "DataArguments",
     "REASONING_GYM_PREFIX",
     "TrainArguments",
@@ -36,11 +39,22 @@ __all__ = [
 ]
 
 PROG = "repro train"
-#: Defaults that differ from ``ReproGRPOConfig``'s own, chosen so that ``repro train --max-steps 3``
-#: finishes in a few minutes on a laptop CPU with the 135M embedded model. A YAML file or a flag
-#: overrides any of them.
+#: Defaults that differ from ``ReproGRPOConfig``'s own, for every run. A YAML file or a flag overrides any of them.
 CLI_DEFAULTS: dict[str, Any] = {
     "output_dir": "repro-output",
+    "num_train_epochs": 1.0,
+    "logging_steps": 1,
+    "save_strategy": "steps",
+    "save_steps": 100,  # plus the save at the last step that save_strategy="steps" always makes
+    "save_total_limit": 2,  # a 135M checkpoint with AdamW state is ~1.6 GB
+    "report_to": "none",
+    "temperature": 1.0,
+    "beta": 0.0,
+}
+#: Defaults for the embedded 135M model only (no --model_name_or_path), chosen so that ``repro train
+#: --max-steps 3`` finishes in about a minute on a laptop CPU. With a model of your own, TRL's defaults
+#: apply (8 x 8 completions of up to 256 tokens, learning rate 1e-6): sized for a real run on a GPU.
+EMBEDDED_MODEL_DEFAULTS: dict[str, Any] = {
     # One prompt per optimizer step, four samples of it: the smallest group GRPO learns from
     # that still gives a usable within-group baseline.
     "per_device_train_batch_size": 4,
@@ -50,14 +64,6 @@ CLI_DEFAULTS: dict[str, Any] = {
     "max_completion_length": 96,
     # Small models tolerate (and need) a larger step than the paper's 1e-6 for 1.5B-7B models.
     "learning_rate": 1e-5,
-    "num_train_epochs": 1.0,
-    "logging_steps": 1,
-    "save_strategy": "steps",
-    "save_steps": 100,  # plus the save at the last step that save_strategy="steps" always makes
-    "save_total_limit": 2,  # a 135M checkpoint with AdamW state is ~1.6 GB
-    "report_to": "none",
-    "temperature": 1.0,
-    "beta": 0.0,
 }
 
 
@@ -78,7 +84,8 @@ class DataArguments:
         default=REASONING_GYM_PREFIX + "basic_arithmetic",
         metadata={
             "help": "reasoning-gym:TASK generates TASK's questions procedurally (e.g. reasoning-gym:basic_arithmetic, "
-            "reasoning-gym:chain_sum); anything else is a Hugging Face dataset name or a local .json/.jsonl file."
+            "reasoning-gym:chain_sum); anything else is a Hugging Face dataset name or a local .json/.jsonl file.",
+            "aliases": ["--dataset_name", "--dataset-name"],
         },
     )
     dataset_size: int | None = field(
@@ -117,7 +124,11 @@ class DataArguments:
         default="answer",
         metadata={"help": "Column of a Hugging Face / JSON dataset holding the reference answer."},
     )
-    split: str = field(default="train", metadata={"help": "Split of a Hugging Face dataset."})
+    split: str = field(
+        default="train",
+        metadata={"help": "Split of a Hugging Face dataset.",
+                  "aliases": ["--dataset_train_split", "--dataset-train-split"]},
+    )
     system_prompt: str | None = field(
         default=None,
         metadata={
@@ -143,11 +154,20 @@ class TrainArguments:
             "choices": tuple(ALGORITHMS),
         },
     )
+    reward_funcs: list[str] = field(
+        default_factory=lambda: [DEFAULT_REWARD],
+        metadata={
+            "help": f"Outcome reward functions, summed with --reward_weights, as in TRL's GRPO script: "
+            f"{', '.join(REWARD_FUNCS)}, or the dotted import path of a TRL reward function (a module on "
+            "PYTHONPATH or in the working directory, e.g. my_rewards.length_penalty)."
+        },
+    )
 
 
-def make_parser(algorithm: str = "grpo", cuda: bool | None = None) -> Any:
-    """The ``repro train`` parser over the train, model and data arguments and the algorithm's config,
-    with :data:`CLI_DEFAULTS` and :func:`device_defaults` applied (``cuda=None`` asks torch). Its
+def make_parser(algorithm: str = "grpo", cuda: bool | None = None, embedded: bool = True) -> Any:
+    """The ``repro train`` parser over the train, model (TRL's PEFT flags included) and data arguments
+    and the algorithm's config, with :data:`CLI_DEFAULTS`, :func:`device_defaults` (``cuda=None`` asks
+    torch) and, for the ``embedded`` default model, :data:`EMBEDDED_MODEL_DEFAULTS` applied. Its
     ``--help`` lists the algorithm, model, data and RePro groups before the ~250 flags of TRL and
     transformers."""
     if algorithm not in ALGORITHMS:
@@ -168,14 +188,16 @@ def make_parser(algorithm: str = "grpo", cuda: bool | None = None) -> Any:
     # The fields an algorithm's config adds to GRPOConfig (PPO's critic and KL penalty), RePro's aside.
     own_fields = {f.name for f in dataclasses.fields(config_class)} - {f.name for f in dataclasses.fields(GRPOConfig)}
     others = "; ".join(f"`{PROG} --algorithm {name} --help` lists {name}'s" for name in ALGORITHMS if name != algorithm)
+    sizing = ("the embedded 135M model's: sized for a CPU run" if embedded
+              else "TRL's for batch, completion length and learning rate: sized for a real run")
     return make_command_parser(
         PROG,
-        [TrainArguments, ModelArguments, DataArguments, config_class],
+        [TrainArguments, train_model_arguments(), DataArguments, config_class],
         description="RL post-training with RePro process rewards (arXiv 2512.01925) on TRL's GRPOTrainer "
-        "(--algorithm grpo) or RePro's PPO trainer (--algorithm ppo). Defaults shown are this command's "
-        f"(tuned for a CPU run of the embedded 135M model). The flags below are those of --algorithm {algorithm}; "
-        f"{others}.",
-        defaults={**CLI_DEFAULTS, **device_defaults(cuda)},
+        f"(--algorithm grpo) or RePro's PPO trainer (--algorithm ppo). Defaults shown are {sizing} (without "
+        "--model_name_or_path the embedded model's apply). The flags below are those of --algorithm "
+        f"{algorithm}; {others}.",
+        defaults={**CLI_DEFAULTS, **device_defaults(cuda), **(EMBEDDED_MODEL_DEFAULTS if embedded else {})},
         group_titles={config_class: f"training ({config_class.__name__}: TRL's GRPOConfig and transformers' "
                       "TrainingArguments)"},
         field_groups={name: f"{algorithm} ({config_class.__name__}'s own flags)" for name in own_fields
@@ -191,9 +213,11 @@ def parse_args(
     args = list(sys.argv[1:] if argv is None else argv)
     # The parser's flags depend on the algorithm, so it is read before the parser is built.
     algorithm = read_config_key(args, "algorithm")
-    parser = make_parser(TrainArguments.algorithm if algorithm is None else str(algorithm))
+    embedded = read_config_key(args, "model_name_or_path") is None
+    parser = make_parser(TrainArguments.algorithm if algorithm is None else str(algorithm), embedded=embedded)
     train_args, model_args, data_args, config = parse(parser, args)
     check_training_numbers(config)
+    resolve_reward_funcs(train_args.reward_funcs, config.reward_weights)  # a bad name fails before the model loads
     return model_args, data_args, train_args, config
 
 

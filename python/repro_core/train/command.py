@@ -15,7 +15,7 @@ from .algorithms import ALGORITHMS
 from .arguments import parse_args
 from .checkpoints import check_output_dir, last_complete_checkpoint, numbered_checkpoints, resolve_checkpoint
 from .metrics import METRICS_FILE, metrics_file_callback
-from .model import load_model
+from .model import load_model, peft_config
 from .prompts import load_train_prompts
 
 if TYPE_CHECKING:
@@ -41,7 +41,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     algorithm = ALGORITHMS[train_args.algorithm]
     try:
         trainer = algorithm.build_trainer(model, tokenizer, prompts, config, [metrics_file_callback(metrics_path)],
-                                          eval_prompts)
+                                          eval_prompts, reward_funcs=train_args.reward_funcs,
+                                          peft_config=peft_config(model_args))
     except ReproError:
         raise
     except (ValueError, ImportError, OSError) as exc:

@@ -20,7 +20,7 @@ from ..errors import ReproError
 from ..pipeline import ReproScorer, step_metrics
 from .config import ReproGRPOConfig
 
-__all__ = ["ReproGRPOTrainer"]
+__all__ = ["ReproGRPOTrainer", "shuffled_within_groups"]
 
 logger = logging.getLogger(__name__)
 
@@ -111,6 +111,11 @@ class ReproGRPOTrainer(GRPOTrainer):
                     self._metrics["eval"][name].append(value)
             return output
         batch, repro_seconds = self._gather_rollouts(inputs, output)
+        if self.args.repro_shuffle_rewards:
+            # Every process holds the whole batch and draws the same permutation from the same seed.
+            rng = np.random.default_rng((self.args.seed, self.state.global_step, self._mode() == "eval"))
+            batch["step_rewards"] = shuffled_within_groups(batch["step_rewards"], batch["cuts"], batch["group_index"],
+                                                           rng)
         per_token = self._batch_advantages(batch)
         for name, values in per_token.items():  # "advantages", and "returns" / "old_values" for PPO
             output[name] = self._local_rows(values, output["completion_mask"])
@@ -285,3 +290,20 @@ class ReproGRPOTrainer(GRPOTrainer):
     def _mean_over_processes(self, value: float) -> float:
         gathered = self.accelerator.gather(torch.tensor([value], device=self.accelerator.device))
         return float(gathered.mean().item())
+
+
+def shuffled_within_groups(
+    step_rewards: np.ndarray, cuts: Cuts, group_index: np.ndarray, rng: np.random.Generator
+) -> np.ndarray:
+    """``step_rewards`` (one per cut point, in ``cuts``' layout) with the rewards of each group's placed
+    cut points permuted among them (``repro_shuffle_rewards``); each row's baseline point keeps its 0."""
+    rows = cuts.row_index()
+    placed = np.ones(len(rows), dtype=bool)
+    placed[:1] = False
+    placed[1:] = rows[1:] == rows[:-1]  # the first point of a row is its baseline
+    groups = np.asarray(group_index)[rows]
+    shuffled = np.array(step_rewards, copy=True)
+    for group in np.unique(groups[placed]):
+        points = np.flatnonzero(placed & (groups == group))
+        shuffled[points] = step_rewards[rng.permutation(points)]
+    return shuffled
