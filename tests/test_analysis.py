@@ -327,7 +327,7 @@ def test_the_table_leads_with_the_change_of_j_and_says_where_j_was_measured(
     analysis.print_table(records, Console(width=120, force_terminal=False))
     table = capsys.readouterr().out
     header = next(line.split() for line in table.splitlines() if line.startswith("trace"))
-    assert header == ["trace", "correct", "J_end-J_b", "J_b", "J_end", "tokens", "paras", "backtracks"]
+    assert header == ["trace", "correct", "ΔJ", "J_b", "J_end", "tokens", "paras", "backtracks"]
     rows = {line.split()[0]: line.split() for line in table.splitlines() if line.split()[:1] in (["0"], ["1"])}
     assert rows["0"][2] == "+0.600" and rows["1"][2] == "-0.800"
     assert "mean r" not in table

@@ -1,5 +1,5 @@
-"""The terminal summary of ``repro score``: one row per trace, led by J_end - J_b (how much the thinking part raised
-J), then the means by outcome, and a caption that says where J was measured (repro train's unset k differs). A
+"""The terminal summary of ``repro score``: one row per trace, led by ΔJ = J_end - J_b (how much the thinking part
+raised J), then the means by outcome, and a caption that says where J was measured (repro train's unset k differs). A
 completion that hit the token limit (the record's ``truncated``) is marked "cut" after its number: its J curve ends
 mid-sentence."""
 
@@ -23,7 +23,7 @@ def print_table(records: Sequence[dict[str, Any]], console: Console, *, max_rows
     from ..report.text import number
 
     table = Table(title="RePro scores", title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False, show_edge=False)
-    names = ("trace", "correct", "J_end-J_b", "J_b", "J_end", "tokens", "paras", "backtracks")
+    names = ("trace", "correct", "ΔJ", "J_b", "J_end", "tokens", "paras", "backtracks")
     for name in names:
         table.add_column(name, justify="left" if name in ("trace", "correct") else "right", no_wrap=True)
     marks = {True: "[green]yes[/]", False: "[red]no[/]", None: "–"}
@@ -41,8 +41,8 @@ def print_table(records: Sequence[dict[str, Any]], console: Console, *, max_rows
         table.add_row(f"{summary.label} ({summary.count})", accuracy, number(summary.j_gain, sign=True),
                       number(summary.j_baseline), number(summary.j_end), number(summary.tokens, 1),
                       number(summary.paragraphs, 1), number(summary.backtracks, 2), style="bold")
-    table.caption = ("J_end-J_b: how much the thinking part raised J, the log-probability of the right answer "
-                     f"(negative: it lowered it)\n{cut_points_note(records)}\n"
+    table.caption = ("ΔJ = J_end - J_b: how much the thinking part raised J, the log-probability of the right "
+                     f"answer (negative: it lowered it)\n{cut_points_note(records)}\n"
                      "bold rows: means over the correct, incorrect and all traces")
     truncated = summaries[-1].truncated  # the last summary is over all traces
     if truncated:

@@ -26,11 +26,14 @@ _CSS = """
 body { font-family: system-ui, sans-serif; margin: 2em auto; max-width: 72em; padding: 0 1em; color: #222; }
 h1 { margin-bottom: 0.2em; } .meta { color: #555; }
 table.summary { border-collapse: collapse; margin: 1em 0; }
-table.summary th, table.summary td { border-bottom: 1px solid #ddd; padding: 0.25em 0.8em; text-align: right; }
+table.summary th, table.summary td { border-bottom: 1px solid #ddd; padding: 0.25em 0.8em; text-align: right;
+                                     white-space: nowrap; }
 table.summary th:first-child, table.summary td:first-child { text-align: left; }
 table.summary a { color: inherit; }
 table.changes caption { text-align: left; font-weight: 600; padding-bottom: 0.2em; }
-td.excerpt { text-align: left !important; font-family: ui-monospace, monospace; font-size: 0.85em; color: #333; }
+table.changes th:last-child { text-align: left; }
+td.excerpt { text-align: left !important; white-space: normal; font-family: ui-monospace, monospace; font-size: 0.85em;
+             color: #333; }
 img.plot { max-width: 100%; border: 1px solid #eee; margin: 0.5em 0; }
 .legend { position: sticky; top: 0; background: #fff; padding: 0.5em 0; border-bottom: 1px solid #ddd; z-index: 1; }
 .bar { display: inline-block; width: 12em; height: 0.9em; vertical-align: middle; border: 1px solid #aaa;
@@ -101,11 +104,10 @@ def _legend(records: Sequence[Record], scale: float) -> str:
     seen = f" · shades in this report: {min(shades):+.3f} to {max(shades):+.3f}" if shades else ""
     truncated = f" · {TRUNCATED_BADGE}: hit the token limit" if any(is_truncated(r) for r in records) else ""
     return (f'<div class="legend">shade: how the paragraph changed the score, <b>{-scale:+.3g}</b> '
-            f'<span class="bar"></span> <b>{scale:+.3g}</b>: its process reward r; the first paragraph by '
-            f"M_1 - M_b instead, which has the sign of its ΔJ (its r_1 = C_1 is positive for any paragraph) · "
-            f"a fixed scale, the same in every report (--color_max of repro score), larger values at the full "
-            f"colour{seen} · hover a paragraph for ΔJ, J, M, S, C, r · black bar: opens with a backtracking cue · "
-            f"grey: after the end of thinking{truncated}</div>")
+            f'<span class="bar"></span> <b>{scale:+.3g}</b>: its process reward r, but the first paragraph\'s '
+            f"M_1 - M_b, which has the sign of its ΔJ (r_1 = C_1 is positive for any paragraph) · a fixed scale, "
+            f"the same in every report (--color_max of repro score){seen} · hover a paragraph for ΔJ, J, M, S, C, "
+            f"r · black bar: opens with a backtracking cue · grey: after the end of thinking{truncated}</div>")
 
 
 def write_html(records: Sequence[Record], path: Path, *, images: Sequence[Path] = (),
