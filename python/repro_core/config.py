@@ -94,8 +94,9 @@ class ReproConfig:
         default="template",
         metadata={
             "help": "Tokens J averages: template (the paper's: every token of the answer_template text) or answer "
-            "(only the answer's own tokens; the template's text before {answer} joins the conditioning prefix and "
-            "the text after it, like the closing brace, is teacher-forced but not averaged).",
+            "(only the answer's own tokens, of the text tokenized whole as the model would write it; the template's "
+            "text before {answer} joins the conditioning prefix and the text after it, like the closing brace, is "
+            "teacher-forced but not averaged).",
             "choices": J_TOKENS,
         },
     )

@@ -26,11 +26,12 @@ class AnswerTokens:
     """The scored answer of each row, from ``answer_template.format(answer=gt)``; cached per text.
 
     ``j_tokens="template"`` (the paper's): the whole text, tokenized on its own, every token
-    averaged. ``j_tokens="answer"``: the text before ``{answer}``, the answer and the text after it
-    are tokenized separately, so the answer's own tokens are known exactly; all are teacher-forced,
-    only the answer's are averaged. ``special_tokens`` (the authors' code): the tokenizer's default
-    special tokens (a BOS, for tokenizers that add one) around the text, teacher-forced, averaged
-    only under ``"template"``.
+    averaged. ``j_tokens="answer"``: the same tokens, the text as the model would write it (the
+    answer glued to the template's text around it, so ``' is Paris'`` stays ``' is', ' Paris'``);
+    all are teacher-forced, only the answer's own are averaged: those whose characters overlap the
+    answer's (a token that joins the template's space to the answer, ``' Paris'``, is the answer's).
+    ``special_tokens`` (the authors' code): the tokenizer's default special tokens (a BOS, for
+    tokenizers that add one) around the text, teacher-forced, averaged only under ``"template"``.
 
     Calling it with ``(gt, row)`` names the row in its errors: no answer, or no scored tokens. An
     ``AnswerIds`` (an answer tokenized elsewhere) is returned as it is.
@@ -66,33 +67,33 @@ class AnswerTokens:
             if not tokens:
                 raise ReproError(f"answers[{row}]", f"{text!r} tokenizes to no tokens")
             return AnswerIds(tokens, 0, len(tokens))
-        # The rendered text around the first {answer}; a second one stays text after it.
-        before, after = self.template.format(answer="\0").split("\0", 1)
-        after = after.replace("\0", answer)
-        head = self._encode(before, False)
-        own = self._encode(answer, False)
-        tail = self._encode(after, False)
+        # The answer's characters: after the rendered text before the first {answer} (a second
+        # {answer} is text after it).
+        first = len(self.template.format(answer="\0").split("\0", 1)[0])
+        last = first + len(answer)
+        tokens, spans = self._encode_with_spans(text)
+        own = [i for i, (begin, end) in enumerate(spans) if begin < end and begin < last and end > first]
         if not own:
             raise ReproError(f"answers[{row}]", f"the answer {answer!r} tokenizes to no tokens")
-        lead: list[int] = []
-        trail: list[int] = []
-        if self.special_tokens:
-            lead, trail = self._special_around(text)
-        start = len(lead) + len(head)
-        return AnswerIds(lead + head + own + tail + trail, start, start + len(own))
+        return AnswerIds(tokens, own[0], own[-1] + 1)
 
     def _encode(self, text: str, special_tokens: bool) -> list[int]:
         if not text and not special_tokens:
             return []
         return list(self.tokenizer(text, add_special_tokens=special_tokens)["input_ids"])
 
-    def _special_around(self, text: str) -> tuple[list[int], list[int]]:
-        """The special tokens the tokenizer puts before and after ``text`` by default."""
-        plain = self._encode(text, False)
-        full = self._encode(text, True)
-        for lead in range(len(full) - len(plain) + 1):
-            if full[lead : lead + len(plain)] == plain:
-                return full[:lead], full[lead + len(plain) :]
-        raise ReproError(
-            "answer_special_tokens", f"the tokenizer's special tokens do not surround {text!r} ({full} against {plain})"
-        )
+    def _encode_with_spans(self, text: str) -> tuple[list[int], list[tuple[int, int]]]:
+        """``text``'s tokens (special tokens as ``special_tokens`` says) and each one's characters
+        in it: the tokenizer's offsets, or for a tokenizer without them, the decoded prefixes."""
+        if getattr(self.tokenizer, "is_fast", False):
+            encoded = self.tokenizer(text, add_special_tokens=self.special_tokens, return_offsets_mapping=True)
+            return list(encoded["input_ids"]), [(int(b), int(e)) for b, e in encoded["offset_mapping"]]
+        tokens = self._encode(text, self.special_tokens)
+        # A special token decodes to nothing: an empty span, never the answer's.
+        ends = [len(self.tokenizer.decode(tokens[:i], skip_special_tokens=True)) for i in range(len(tokens) + 1)]
+        if self.tokenizer.decode(tokens, skip_special_tokens=True) != text:
+            raise ReproError(
+                "j_tokens", f"'answer' needs the answer's own tokens, but this tokenizer has no offsets and decodes "
+                f"{text!r} to other text; use a fast tokenizer or j_tokens='template'"
+            )
+        return tokens, list(zip(ends[:-1], ends[1:], strict=True))
