@@ -10,6 +10,9 @@ import os
 os.environ["HF_HUB_OFFLINE"] = "1"
 
 import json
+import shutil
+import subprocess
+import sys
 import warnings
 from pathlib import Path
 
@@ -22,6 +25,7 @@ pytest.importorskip("gguf")
 from safetensors import safe_open  # noqa: E402
 
 from repro_core import Delimiters, ReproError, assets  # noqa: E402
+from repro_core.assets import convert, fetch  # noqa: E402
 
 CHAT = [{"role": "user", "content": "What is 2 + 3?"}]
 
@@ -104,8 +108,8 @@ def test_cached_default_does_not_download(default, monkeypatch):
     def no_network(*args, **kwargs):
         raise AssertionError(f"urlopen called: {args}")
 
-    monkeypatch.setattr(assets.urllib.request, "urlopen", no_network)
-    monkeypatch.setattr(assets, "_convert_wheel", no_network)
+    monkeypatch.setattr(fetch.urllib.request, "urlopen", no_network)
+    monkeypatch.setattr(convert, "_convert_wheel", no_network)
     model, tokenizer = assets.load_default_model(dtype=torch.bfloat16)
     assert model.dtype == torch.bfloat16 and len(tokenizer) == 49_152
 
@@ -139,3 +143,36 @@ def test_directory_that_is_no_checkpoint(tmp_path):
     with pytest.raises(ReproError, match="a local directory, but not a loadable causal-LM checkpoint") as info:
         assets.load_default_model(tmp_path)
     assert info.value.argument == "name_or_path"
+
+
+def _load_without_network(name: str, hub_cache: Path) -> subprocess.CompletedProcess:
+    """load_default_model(name) in a fresh interpreter on a machine whose Hub cannot be reached (a closed port as
+    HF_ENDPOINT), HF_HUB_OFFLINE unset."""
+    env = {key: value for key, value in os.environ.items() if key != "HF_HUB_OFFLINE"}
+    env.update(HF_ENDPOINT="http://127.0.0.1:9", HF_HUB_CACHE=str(hub_cache), OMP_NUM_THREADS="1")
+    code = ("import logging, sys\nlogging.basicConfig(level=logging.WARNING)\n"
+            "from repro_core.assets import load_default_model\n"
+            "model, tokenizer = load_default_model(sys.argv[1])\nprint('loaded', type(model).__name__)\n")
+    return subprocess.run([sys.executable, "-c", code, name], capture_output=True, text=True, env=env, timeout=300)
+
+
+def test_a_hub_id_without_network_fails_at_once(tmp_path):
+    """Before: transformers' retries, 5 per file with back-off (80 s and 34 lines on this machine), then the error.
+    Now one request without retries, then the error saying what to do."""
+    proc = _load_without_network("someorg/some-model", tmp_path / "hub")
+    assert proc.returncode == 1 and "Retrying" not in proc.stderr, proc.stderr[-3000:]
+    last = proc.stderr.strip().splitlines()[-1]
+    assert last.startswith("repro_core.errors.ReproError: name_or_path: cannot load 'someorg/some-model': the "
+                           "Hugging Face Hub cannot be reached (ConnectError:")
+    assert "local checkpoint directory" in last and "HF_HUB_OFFLINE=1" in last
+
+
+def test_a_hub_id_without_network_loads_from_the_hub_cache(tmp_path, tiny_checkpoint):
+    snapshot = tmp_path / "hub" / "models--someorg--tiny" / "snapshots" / ("0" * 40)
+    shutil.copytree(tiny_checkpoint, snapshot)
+    (snapshot.parent.parent / "refs").mkdir()
+    (snapshot.parent.parent / "refs" / "main").write_text("0" * 40)
+    proc = _load_without_network("someorg/tiny", tmp_path / "hub")
+    assert proc.returncode == 0 and "Retrying" not in proc.stderr, proc.stderr[-3000:]
+    assert proc.stdout.strip() == "loaded Qwen2ForCausalLM"
+    assert "the Hugging Face Hub cannot be reached" in proc.stderr and "from the local Hub cache" in proc.stderr

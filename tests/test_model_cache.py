@@ -31,7 +31,8 @@ gguf = pytest.importorskip("gguf")
 np = pytest.importorskip("numpy")
 
 import tiny  # noqa: E402
-from repro_core import ReproError, assets  # noqa: E402
+from repro_core import ReproError, assets, outputs  # noqa: E402
+from repro_core.assets import convert, fetch  # noqa: E402
 
 NAME = assets.DEFAULT_MODEL
 CHAT_TEMPLATE = ("{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n{% endfor %}"
@@ -105,8 +106,8 @@ def fake_wheel(tmp_path_factory):
 def use_fake_wheel(patch: pytest.MonkeyPatch, fake_wheel, root: Path) -> Path:
     """Make ``root`` the REPRO_CACHE whose default model converts from the fake wheel (REPRO_MODEL_WHEEL)."""
     wheel, sha256, vocab_size = fake_wheel
-    patch.setattr(assets, "DEFAULT_MODEL_SHA256", sha256)
-    patch.setattr(assets, "_VOCAB_SIZE", vocab_size)
+    patch.setattr(fetch, "DEFAULT_MODEL_SHA256", sha256)
+    patch.setattr(convert, "_VOCAB_SIZE", vocab_size)
     patch.setenv("REPRO_CACHE", str(root))
     patch.setenv("REPRO_MODEL_WHEEL", str(wheel))
     return root
@@ -137,7 +138,7 @@ def no_conversion(monkeypatch):
     def refuse(*args):
         raise AssertionError("converted again")
 
-    monkeypatch.setattr(assets, "_convert_wheel", refuse)
+    monkeypatch.setattr(convert, "_convert_wheel", refuse)
 
 
 def manifest(entry: Path) -> dict:
@@ -159,7 +160,11 @@ def test_conversion_writes_a_manifest_of_every_file(cache, capfd):
     assert set(files) == on_disk >= {"config.json", "model.safetensors", "tokenizer.json", "LICENSE"}
     for name, recorded in files.items():
         data = (entry / name).read_bytes()
-        assert recorded == {"size": len(data), "sha256": hashlib.sha256(data).hexdigest()}, name
+        expected = {"size": len(data), "sha256": hashlib.sha256(data).hexdigest()}
+        if name.endswith(".safetensors"):  # and the sha256 of its header, checked on every load
+            header = data[: 8 + int.from_bytes(data[:8], "little")]
+            expected["header_sha256"] = hashlib.sha256(header).hexdigest()
+        assert recorded == expected, name
     assert leftovers(cache) == []
     model, tokenizer = assets.load_default_model()
     assert type(model).__name__ == "LlamaForCausalLM" and tokenizer.eos_token == tokenizer.pad_token == "<|im_end|>"
@@ -177,7 +182,7 @@ def test_a_cut_safetensors_is_converted_again(converted, length, caplog):
     expected = weights.read_bytes()
     with open(weights, "r+b") as file:
         file.truncate(length)
-    with caplog.at_level(logging.WARNING, logger=assets.__name__):
+    with caplog.at_level(logging.WARNING, logger="repro_core.assets"):
         model, _ = assets.load_default_model()
     assert weights.read_bytes() == expected
     assert any(str(converted) in r.getMessage() and "model.safetensors" in r.getMessage() for r in caplog.records)
@@ -187,7 +192,7 @@ def test_a_cut_safetensors_is_converted_again(converted, length, caplog):
 def test_an_entry_without_config_is_converted_again(converted, caplog):
     """Before manifests it was converted on every run, which then failed with OSError: Directory not empty."""
     (converted / "config.json").unlink()
-    with caplog.at_level(logging.WARNING, logger=assets.__name__):
+    with caplog.at_level(logging.WARNING, logger="repro_core.assets"):
         assert assets.default_model_path() == converted
     assert (converted / "config.json").is_file()
     assert any("config.json missing" in r.getMessage() for r in caplog.records)
@@ -197,7 +202,7 @@ def test_an_entry_without_config_is_converted_again(converted, caplog):
 @pytest.mark.parametrize("content", ["", "{not json", '{"files": []}', '{"files": {"config.json": {"size": 1}}}'])
 def test_a_bad_manifest_means_converting_again(converted, content, caplog):
     (converted / assets.MANIFEST).write_text(content)
-    with caplog.at_level(logging.WARNING, logger=assets.__name__):
+    with caplog.at_level(logging.WARNING, logger="repro_core.assets"):
         assets.default_model_path()
     assert manifest(converted)["model.safetensors"]["size"] == (converted / "model.safetensors").stat().st_size
     assert any(assets.MANIFEST in r.getMessage() for r in caplog.records)
@@ -216,7 +221,7 @@ def test_an_entry_from_before_manifests_is_converted_again_when_cut(converted, c
     (converted / assets.MANIFEST).unlink()
     with open(converted / "model.safetensors", "r+b") as file:
         file.truncate(5000)
-    with caplog.at_level(logging.WARNING, logger=assets.__name__):
+    with caplog.at_level(logging.WARNING, logger="repro_core.assets"):
         assets.default_model_path()
     assert any("model.safetensors is unreadable" in r.getMessage() for r in caplog.records)
     assert manifest(converted)["model.safetensors"]["size"] == (converted / "model.safetensors").stat().st_size
@@ -227,7 +232,7 @@ def test_a_killed_conversions_folder_is_removed_on_the_next_run(converted, caplo
     stale = converted.parent / f".{NAME}.tmp-killed"
     (stale / NAME).mkdir(parents=True)
     (stale / NAME / "model.safetensors").write_bytes(b"\0" * 1000)
-    with caplog.at_level(logging.WARNING, logger=assets.__name__):
+    with caplog.at_level(logging.WARNING, logger="repro_core.assets"):
         assert assets.default_model_path() == converted
     assert not stale.exists()
     assert any(str(stale) in r.getMessage() for r in caplog.records)
@@ -236,8 +241,8 @@ def test_a_killed_conversions_folder_is_removed_on_the_next_run(converted, caplo
 def test_a_killed_first_conversion_is_cleaned_up_by_the_next(cache, fake_wheel):
     """A conversion really killed (SIGKILL) once its staging folder exists; the next run converts and removes it."""
     _, sha256, vocab_size = fake_wheel
-    code = (f"from repro_core import assets; assets.DEFAULT_MODEL_SHA256 = {sha256!r}; "
-            f"assets._VOCAB_SIZE = {vocab_size}; assets.default_model_path()")
+    code = (f"from repro_core import assets; from repro_core.assets import convert, fetch; "
+            f"fetch.DEFAULT_MODEL_SHA256 = {sha256!r}; convert._VOCAB_SIZE = {vocab_size}; assets.default_model_path()")
     victim = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         deadline = time.monotonic() + 120
@@ -255,8 +260,8 @@ def test_a_conversion_waits_for_the_one_running(cache):
     """While one conversion holds the lock another does not start: it waits for the lock, then converts."""
     cache.mkdir()
     lock = cache / f".{NAME}.lock"
-    with assets._locked(lock, wait=False) as held:
-        assert held
+    with outputs.lock(lock, wait=False) as (state, _):
+        assert state is outputs.Lock.HELD
         waiter = threading.Thread(target=assets.default_model_path)
         waiter.start()
         time.sleep(1)
@@ -269,8 +274,8 @@ def test_a_live_conversions_folder_is_kept(converted):
     """A conversion holds the lock file while it works; its staging folder is not stale."""
     live = converted.parent / f".{NAME}.tmp-live"
     live.mkdir()
-    with assets._locked(converted.parent / f".{NAME}.lock", wait=False) as held:
-        assert held
+    with outputs.lock(converted.parent / f".{NAME}.lock", wait=False) as (state, _):
+        assert state is outputs.Lock.HELD
         assert assets.default_model_path() == converted
         assert live.is_dir()
     assets.default_model_path()
@@ -284,7 +289,7 @@ def test_a_wheel_with_other_bytes_is_refused(cache, tmp_path, monkeypatch):
     with pytest.raises(ReproError) as info:
         assets.default_model_path()
     assert info.value.argument == "REPRO_MODEL_WHEEL"
-    assert str(other) in info.value.message and assets.DEFAULT_MODEL_SHA256 in info.value.message
+    assert str(other) in info.value.message and fetch.DEFAULT_MODEL_SHA256 in info.value.message
     assert not (cache / NAME).exists() and leftovers(cache) == []
 
 
@@ -378,3 +383,113 @@ def test_an_index_without_the_wheel(index, cache):
     index.listed = False
     with pytest.raises(ReproError, match=f"lists no {assets.DEFAULT_MODEL_FILE}"):
         assets.default_model_path()
+
+
+# Damage that keeps a file's size (issue 25): before, only sizes were compared on a load.
+
+
+def test_a_config_edited_in_place_is_converted_again(converted, caplog):
+    """num_hidden_layers 2 -> 1, same size: before, the entry was trusted and loaded as a 1-layer model."""
+    config = converted / "config.json"
+    text = config.read_text()
+    assert '"num_hidden_layers": 2,' in text
+    config.write_text(text.replace('"num_hidden_layers": 2,', '"num_hidden_layers": 1,'))
+    with caplog.at_level(logging.WARNING, logger="repro_core.assets"):
+        model, _ = assets.load_default_model()
+    assert model.config.num_hidden_layers == 2 and config.read_text() == text
+    assert any("config.json differs from manifest.json" in r.getMessage() for r in caplog.records)
+
+
+def test_a_weights_header_edited_in_place_is_converted_again(converted, caplog):
+    """Two tensors' names swapped in the safetensors header (same length, same offsets): caught by its sha256."""
+    weights = converted / "model.safetensors"
+    data = bytearray(weights.read_bytes())
+    length = int.from_bytes(data[:8], "little")
+    header = data[8 : 8 + length]
+    swapped = header.replace(b"q_proj", b"k_prox").replace(b"k_proj", b"q_proj").replace(b"k_prox", b"k_proj")
+    assert swapped != header and len(swapped) == len(header)
+    data[8 : 8 + length] = swapped
+    weights.write_bytes(bytes(data))
+    with caplog.at_level(logging.WARNING, logger="repro_core.assets"):
+        assets.default_model_path()
+    assert weights.read_bytes()[8 : 8 + length] == header
+    assert any("model.safetensors's header" in r.getMessage() for r in caplog.records)
+
+
+def test_cache_verify_finds_a_flipped_weight(converted, monkeypatch, capsys):
+    """A load checks sizes, small files and the header; a bit flipped among the weights' values is what
+    `repro cache verify` (every byte hashed) is for."""
+    from repro_core.cli import main
+
+    assert main(["cache", "verify"]) == 0
+    assert capsys.readouterr().out == f"repro cache: {converted}: every file matches manifest.json (sha256)\n"
+    with open(converted / "model.safetensors", "r+b") as file:
+        file.seek(-5, os.SEEK_END)
+        byte = file.read(1)
+        file.seek(-5, os.SEEK_END)
+        file.write(bytes([byte[0] ^ 1]))
+    no_conversion(monkeypatch)
+    assert assets.default_model_path() == converted  # the cheap check does not read the values
+    assert main(["cache", "verify"]) == 1
+    err = capsys.readouterr().err
+    assert f"repro cache: {converted}: model.safetensors: sha256 differs from manifest.json" in err
+    assert "delete it, and the next use converts it again" in err
+
+
+def test_cache_verify_without_an_entry(cache, capsys):
+    from repro_core.cli import main
+
+    assert main(["cache", "verify"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"repro: error: REPRO_CACHE: no converted {NAME} with a manifest.json at {cache / NAME}")
+    assert err.count("\n") == 1
+
+
+def test_a_filesystem_that_cannot_lock_converts_with_a_warning(cache, monkeypatch, caplog):
+    """flock failing with ENOLCK (NFS without a lock manager): before, first use waited for the lock forever."""
+    import errno
+    import fcntl
+
+    def no_locks(*args):
+        raise OSError(errno.ENOLCK, "No locks available")
+
+    monkeypatch.setattr(fcntl, "flock", no_locks)
+    done = []
+    with caplog.at_level(logging.WARNING, logger="repro_core.assets"):
+        worker = threading.Thread(target=lambda: done.append(assets.default_model_path()), daemon=True)
+        worker.start()
+        worker.join(120)
+    assert not worker.is_alive(), "waited for a lock the filesystem cannot give"
+    assert done == [cache / NAME] and manifest(cache / NAME)
+    warning = next(r.getMessage() for r in caplog.records if "cannot lock" in r.getMessage())
+    assert "No locks available" in warning and "REPRO_CACHE" in warning
+
+
+def test_a_full_disk_during_the_first_conversion_is_one_error(cache, monkeypatch):
+    """safetensors reports ENOSPC as a SafetensorError, which is no OSError: before, a traceback."""
+    from safetensors import SafetensorError
+    from transformers import PreTrainedModel
+
+    def disk_full(self, *args, **kwargs):
+        raise SafetensorError("Error while serializing: I/O error: No space left on device (os error 28)")
+
+    monkeypatch.setattr(PreTrainedModel, "save_pretrained", disk_full)
+    with pytest.raises(ReproError) as info:
+        assets.default_model_path()
+    assert info.value.argument == "REPRO_CACHE"
+    assert f"cannot convert {NAME} into {cache}: SafetensorError" in info.value.message
+    assert "No space left on device" in info.value.message and "MiB free" in info.value.message
+    assert not (cache / NAME).exists() and leftovers(cache) == []
+
+
+def test_a_full_small_filesystem_during_the_first_conversion(tmp_path, fake_wheel, monkeypatch):
+    """The same on a real full disk: a 600 kB tmpfs as REPRO_CACHE (its GGUF and its weights need 1 MB)."""
+    from small_fs import small_filesystem
+
+    with small_filesystem(tmp_path / "small", "600k") as small:
+        use_fake_wheel(monkeypatch, fake_wheel, small)
+        with pytest.raises(ReproError) as info:
+            assets.default_model_path()
+        assert info.value.argument == "REPRO_CACHE" and "No space left on device" in info.value.message
+        assert f"into {small}" in info.value.message and "\n" not in info.value.message
+        assert not (small / NAME).exists() and leftovers(small) == []

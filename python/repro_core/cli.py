@@ -27,6 +27,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "demo": ("repro_core.demo", "score synthetic rollouts end to end with every estimator; no model needed"),
     "train": ("repro_core.train", "RL post-training with RePro process rewards (GRPO or PPO)"),
     "score": ("repro_core.analysis", "RePro scores, plots and an HTML report of reasoning traces"),
+    "cache": ("repro_core.assets.command", "check the embedded model's cache in full: repro cache verify"),
 }
 
 

@@ -1,0 +1,57 @@
+"""SIGTERM handled as Ctrl-C by the commands that keep their work on an interrupt (``repro score``, ``repro train``).
+
+A batch system, ``timeout`` or ``kill`` ends a job with SIGTERM, whose default action kills the process at once: no
+report rebuilt, no message. Inside ``terminate_as_interrupt`` the first SIGTERM raises ``KeyboardInterrupt`` in the
+main thread instead, so the command runs its Ctrl-C path; later ones are ignored while that path finishes (SIGKILL
+still ends it). The exit status is then 128 + the signal's number, as a shell reports a death by that signal: 130
+for Ctrl-C, 143 for SIGTERM.
+"""
+
+from __future__ import annotations
+
+import signal
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from types import FrameType
+
+__all__ = ["Interrupt", "terminate_as_interrupt"]
+
+
+class Interrupt:
+    """Which signal interrupted the command: SIGINT (Ctrl-C) unless a SIGTERM was received."""
+
+    def __init__(self) -> None:
+        self.signal: int = signal.SIGINT
+
+    @property
+    def status(self) -> int:
+        """The command's exit status after this interrupt: 128 + the signal's number."""
+        return 128 + int(self.signal)
+
+    @property
+    def word(self) -> str:
+        """How the command says it stopped: "interrupted" (Ctrl-C) or "terminated" (SIGTERM)."""
+        return "terminated" if self.signal == signal.SIGTERM else "interrupted"
+
+
+@contextmanager
+def terminate_as_interrupt() -> Iterator[Interrupt]:
+    """For the block, the first SIGTERM raises KeyboardInterrupt (later ones are ignored); the yielded
+    ``Interrupt`` says which signal came. Outside the main thread (where no handler can be set) nothing changes."""
+    interrupt = Interrupt()
+    if threading.current_thread() is not threading.main_thread():
+        yield interrupt
+        return
+
+    def on_sigterm(signum: int, frame: FrameType | None) -> None:
+        if interrupt.signal == signal.SIGTERM:
+            return  # the first one is being handled
+        interrupt.signal = signal.SIGTERM
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, on_sigterm)
+    try:
+        yield interrupt
+    finally:
+        signal.signal(signal.SIGTERM, previous)
