@@ -206,3 +206,37 @@ def test_bool_arrays_are_no_integer_arrays(argument):
 
 def test_bool_offsets_are_no_offsets():
     refused("offsets", rc.score_steps, np.array([-1.0, -0.5]), np.array([False, True]))
+
+
+# --------------------------------------------------------------------------- Cuts indexing (issue 25)
+
+
+def _three_rows():
+    return rc.Cuts.from_rows([[0, 3], [0, 2, 5], [0, 1]], ends=[3, 5, 1])
+
+
+def test_cuts_row_counts_negative_indices_from_the_end():
+    """Before: row(-1) sliced positions[offsets[-1]:offsets[0]], an empty array, without an error."""
+    cuts = _three_rows()
+    for b in range(-3, 3):
+        assert cuts.row(b).tolist() == cuts.rows()[b].tolist()
+    assert cuts.row(np.int64(-2)).tolist() == [0, 2, 5]
+
+
+def test_cuts_take_counts_negative_indices_from_the_end():
+    """Before: take([-1]) paired row -1's empty positions with ends[-1]; now the whole last row."""
+    cuts = _three_rows()
+    taken = cuts.take([-1, 0, -2])
+    assert [row.tolist() for row in taken.rows()] == [[0, 1], [0, 3], [0, 2, 5]]
+    assert taken.ends.tolist() == [1, 3, 5]
+    assert len(cuts.take([])) == 0
+
+
+@pytest.mark.parametrize("b", [3, -4, 10**30, 1.0, True, "0"])
+def test_cuts_row_out_of_range_or_not_an_index_is_refused(b):
+    with pytest.raises(rc.ReproError) as error:
+        _three_rows().row(b)
+    assert error.value.argument == "b"
+    with pytest.raises(rc.ReproError) as error:
+        _three_rows().take([0, b])
+    assert error.value.argument == "rows"

@@ -64,8 +64,16 @@ class Cuts:
         return len(self.ends)
 
     def row(self, b: int) -> np.ndarray:
-        """Row ``b``'s cut points."""
+        """Row ``b``'s cut points; negative ``b`` counts from the end, as Python's indexing does."""
+        b = self._index(b, "b")
         return self.positions[self.offsets[b] : self.offsets[b + 1]]
+
+    def _index(self, b: Any, name: str) -> int:
+        """``b`` as a row number in [0, B): negative counts from the end; anything else is a ReproError."""
+        index = _integer(b, name)
+        if not -len(self) <= index < len(self):
+            raise ReproError(name, f"row {index} does not exist: there are {len(self)} rows")
+        return index % len(self)
 
     def rows(self) -> list[np.ndarray]:
         """Every row's cut points."""
@@ -80,8 +88,10 @@ class Cuts:
         return np.repeat(np.arange(len(self), dtype=np.int64), np.diff(self.offsets))
 
     def take(self, rows: Sequence[int] | np.ndarray) -> Cuts:
-        """The cuts of ``rows`` (indices, in the order given)."""
-        return Cuts.from_rows([self.row(b) for b in rows], self.ends[np.asarray(rows, dtype=np.int64)])
+        """The cuts of ``rows`` (indices, in the order given; negative ones count from the end)."""
+        given = rows.reshape(-1).tolist() if isinstance(rows, np.ndarray) else list(rows)
+        indices = [self._index(b, "rows") for b in given]
+        return Cuts.from_rows([self.row(b) for b in indices], self.ends[np.asarray(indices, dtype=np.int64)])
 
     @classmethod
     def from_rows(cls, rows: Sequence[Any], ends: Any = None) -> Cuts:
