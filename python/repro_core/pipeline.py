@@ -12,6 +12,7 @@ import functools
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -26,6 +27,7 @@ from ._api import (
     segment_paragraphs,
     select_cuts,
 )
+from .assets import DEFAULT_MODEL, cache_dir
 from .config import ReproConfig
 from .delimiters import Delimiters, think_end_id, tokenizer_size
 from .errors import ReproError
@@ -34,6 +36,8 @@ from .objective import Evaluation, ObjectiveScorer
 logger = logging.getLogger(__name__)
 #: ReproConfig's think-end token: the one that may be missing from a tokenizer.
 _DEFAULT_THINK_END = ReproConfig.__dataclass_fields__["think_end"].default
+#: The tokenizers (by name) already told that they have no think-end token.
+_WARNED_NO_THINK_END: set[str] = set()
 
 # ReproConfig is declared in repro_core.config and offered here beside the scorer it configures.
 __all__ = ["ReproConfig", "ReproResult", "ReproScorer", "cut_selector", "step_metrics"]
@@ -176,7 +180,8 @@ def cut_selector(tokenizer: Any, config: ReproConfig) -> functools.partial[Cuts]
 
     Errors name the config's fields (``delimiters``, ``think_end``): a think-end token given
     explicitly must be one token of the tokenizer (or an id of its vocabulary); the default
-    ``"</think>"`` may be missing, and then completions are scored to their end (logged once).
+    ``"</think>"`` may be missing, and then completions are scored to their end (logged once per
+    tokenizer, and not for the embedded default model).
     """
     try:
         delimiters = _delimiters(tokenizer, config.delimiters)
@@ -198,10 +203,16 @@ def _think_end(tokenizer: Any, token: str | int | None) -> int | None:
         if found is not None:
             return found
         if token == _DEFAULT_THINK_END:
-            logger.warning(
-                "RePro: the tokenizer has no single %r token, so completions are scored to their end "
-                "(set think_end to None to say so, or to the model's end-of-thinking token)", token
-            )
+            # Said once per tokenizer (by name; one built in memory has none), and not for the embedded
+            # default model, which does not think: scoring it to the end is what it needs.
+            name = str(getattr(tokenizer, "name_or_path", "") or "")
+            if name not in _WARNED_NO_THINK_END and not _is_embedded_default(name):
+                if name:
+                    _WARNED_NO_THINK_END.add(name)
+                logger.warning(
+                    "RePro: the tokenizer has no single %r token, so completions are scored to their end "
+                    "(set think_end to None to say so, or to the model's end-of-thinking token)", token
+                )
             return None
         raise ReproError(
             "think_end", f"{token!r} is not one token of the tokenizer (added and special tokens included); "
@@ -211,6 +222,11 @@ def _think_end(tokenizer: Any, token: str | int | None) -> int | None:
     if not 0 <= token < size:
         raise ReproError("think_end", f"token id {token} is outside the tokenizer's vocabulary (ids 0 to {size - 1})")
     return int(token)
+
+
+def _is_embedded_default(name: str) -> bool:
+    """Whether ``name`` (a tokenizer's ``name_or_path``) is the embedded default model's directory."""
+    return bool(name) and Path(name).resolve() == (cache_dir() / DEFAULT_MODEL).resolve()
 
 
 def step_metrics(
