@@ -269,7 +269,7 @@ def test_flags_both_spellings_and_yaml_config(tmp_path: Path) -> None:
     the positional INPUT as --dataset, and the RePro settings as repro train's --repro_* flags."""
     defaults = analysis.parse_arguments([])
     assert defaults.data.dataset == analysis.DEFAULT_INPUT and defaults.repro.repro_k is None
-    assert defaults.repro.repro_w == W and defaults.model.dtype == "auto"
+    assert defaults.repro.repro_w == W and defaults.model.dtype is None  # unset: float32
     assert defaults.report.output_dir == "repro-score"
     assert not hasattr(defaults.repro, "repro_alpha")  # advantages' settings: scoring has none
     for spelling in (["--repro_k", "3", "--dataset_size", "2", "--max_new_tokens", "8"],
