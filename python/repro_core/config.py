@@ -54,7 +54,13 @@ class ReproConfig:
     Python type is a union that a parser cannot read).
     """
 
-    k: int = field(default=20, metadata={"help": "Highest-entropy paragraph breaks kept as cut points per completion."})
+    k: int = field(
+        default=20,
+        metadata={
+            "help": "Highest-entropy paragraph breaks kept as cut points per completion. 0 keeps none (not 'no "
+            "limit'): each completion is one step, from its start to the end of its thinking, with one process reward.",
+        },
+    )
     w: float = field(default=0.1, metadata={"help": "Weight of stability in the step score: C = (1 - w) M + w S."})
     alpha: float = field(default=0.1, metadata={"help": "Scale of the process advantage added to the outcome one."})
     gamma: float = field(
