@@ -1,12 +1,10 @@
 """The report's files (``report.html``, ``j_curves.png``, ``rewards.png``) reach the disk whole or not at all: a
 write that fails part way (here a real one: the process's file-size limit, RLIMIT_FSIZE, makes the kernel refuse
 the write as a full disk would) leaves the previous file as it was and no temporary file behind, and a symlink
-planted at the output name is replaced, never followed."""
+planted at the output name is replaced, never followed (``repro_core.outputs.write_atomic``)."""
 
 from __future__ import annotations
 
-import os
-import stat
 import subprocess
 import sys
 from pathlib import Path
@@ -65,13 +63,3 @@ def test_a_symlink_at_the_output_name_is_replaced_not_followed(tmp_path: Path, n
     assert victim.read_text() == "not the report's to overwrite"
     assert not (out / name).is_symlink() and (out / name).stat().st_size > 1000
     assert sorted(p.name for p in out.iterdir()) == [name]
-
-
-def test_the_files_get_the_permissions_of_a_plain_open(tmp_path: Path) -> None:
-    # The temporary file is created by os.open with 0o666 under the umask, as open() would, not mkstemp's 0o600.
-    umask = os.umask(0o022)
-    try:
-        report.write_html([make_record(0, [0.1])], tmp_path / "report.html")
-    finally:
-        os.umask(umask)
-    assert stat.S_IMODE((tmp_path / "report.html").stat().st_mode) == 0o644

@@ -10,7 +10,7 @@ step, the steps that moved J most. Paragraphs are shaded on one fixed scale (``D
 ``truncated``) are marked in the page and drawn dashed in the J plot. Each file is written whole or not at all.
 
 One concern per module: ``traces`` (what the report reads from a record: changes of J, shades, group means),
-``colors`` (the fixed colour scale), ``text`` (numbers and escaped fields), ``files`` (writing a file whole),
+``colors`` (the fixed colour scale), ``text`` (numbers and escaped fields), ``files`` (the plots as PNG files),
 ``j_plot`` (``j_curves.png``), ``rewards_plot`` (``rewards.png``), ``trace_section`` (one trace in the page) and
 ``page`` (``report.html``). Importing this package imports only the standard library and NumPy; the plot functions
 import matplotlib.

@@ -9,8 +9,8 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from ..outputs import write_atomic
 from .colors import DEFAULT_COLOR_MAX, check_color_max, reward_color
-from .files import write_file
 from .text import TRUNCATED_BADGE, escape, number
 from .trace_section import trace_section
 from .traces import Change, Record, is_truncated, largest_changes, step_shades, summarize
@@ -119,7 +119,7 @@ def write_html(records: Sequence[Record], path: Path, *, images: Sequence[Path] 
     beyond it the colour saturates) by ``traces.step_shades`` (its step's process reward; the first step's M_1 -
     M_b, which has the sign of its ΔJ), with ΔJ, J, M, S, C and r in its ``title`` (shown on hover); paragraphs
     that open with a backtracking cue get a black bar on the left, truncated traces a badge. Every value of the
-    records and ``settings`` is escaped. The page is written whole or not at all (``files.write_file``).
+    records and ``settings`` is escaped. The page is written whole or not at all (``outputs.write_atomic``).
     ``ReproError("color_max", ...)`` unless ``color_max`` is a finite number > 0.
     """
     scale = check_color_max(color_max)
@@ -140,4 +140,4 @@ def write_html(records: Sequence[Record], path: Path, *, images: Sequence[Path] 
     ]
     page = (f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8"><title>RePro score report</title>'
             f"<style>{css}</style></head><body>\n" + "\n".join(body) + "\n</body></html>\n")
-    write_file(path, page.encode("utf-8"))
+    write_atomic(path, page)
