@@ -63,3 +63,16 @@ def test_a_symlink_at_the_output_name_is_replaced_not_followed(tmp_path: Path, n
     assert victim.read_text() == "not the report's to overwrite"
     assert not (out / name).is_symlink() and (out / name).stat().st_size > 1000
     assert sorted(p.name for p in out.iterdir()) == [name]
+
+
+def test_scores_jsonl_is_not_written_through_a_symlink(tmp_path: Path) -> None:
+    from repro_core.analysis.records import ScoresFile
+    from repro_core.errors import ReproError
+
+    victim = tmp_path / "elsewhere.txt"
+    victim.write_text("not scores.jsonl's to empty")
+    (tmp_path / "scores.jsonl").symlink_to(victim)
+    with pytest.raises(ReproError) as caught:
+        ScoresFile(tmp_path / "scores.jsonl")
+    assert caught.value.argument == "--output_dir" and "symbolic link" in caught.value.message
+    assert victim.read_text() == "not scores.jsonl's to empty"

@@ -131,13 +131,16 @@ def record_line(record: dict[str, Any]) -> bytes:
 class ScoresFile:
     """``scores.jsonl`` written as records come: each line reaches the file in the same call (no buffer to lose
     on an interrupt), and a line that cannot be written whole (a full disk) is cut off again, so the file only
-    ever holds complete lines. Opening it empties it."""
+    ever holds complete lines. Opening it empties it; a symlink or a special file at ``path`` is refused
+    (``outputs.open_output``, a ReproError naming ``--output_dir``), never written through."""
 
     def __init__(self, path: Path) -> None:
+        from ..outputs import open_output
+
         self.path = path
         self.lines = 0
         self._size = 0
-        self._fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o666)
+        self._fd = open_output(path, "--output_dir")
 
     def append(self, line: bytes) -> None:
         """Append one ``record_line``; on OSError the file is left as it was and the error raised."""
