@@ -38,7 +38,7 @@ def plot_rewards(records: Sequence[Record], path: Path) -> None:
         points.scatter(x[flagged], np.asarray(rewards)[flagged], s=40, color=color, alpha=0.9, marker="x")
         for i, reward, cue in zip(index, rewards, cues, strict=True):
             by_index.setdefault(int(i), []).append(reward)
-            if i > 1:  # r_1 = C_1 is a score, not a change: it would swamp the comparison (see DEFAULT_COLOR_MAX)
+            if i > 1:  # r_1 = C_1 is a level, not a change (traces.step_shades): it would swamp it
                 (backtracking if cue is not None else others).append(reward)
     if by_index:
         xs = sorted(by_index)
