@@ -281,7 +281,8 @@ def run_in_process(args: list[str]) -> tuple[int, str]:
 def check_repro(args: list[str], cwd: Path) -> None:
     """`repro demo` and `--help` run; `repro train` is parsed by its own parser (training is
     tests/test_train_cli.py's); `repro score` is parsed, and run when it only scores a local file with
-    the embedded model (seconds), else (sampling, another model) only parsed."""
+    the embedded model (seconds), else (sampling, another model) only parsed; `repro verl-check` runs
+    and must find nothing (a command in the docs is one that starts)."""
     command, rest = args[0], args[1:]
     if command == "demo" or "--help" in rest or "-h" in rest:
         code, printed = run_in_process(args)
@@ -298,6 +299,10 @@ def check_repro(args: list[str], cwd: Path) -> None:
                 and not parsed.generation.generate:
             code, printed = run_in_process(args)
             assert code == 0, printed
+    elif command == "verl-check":
+        pytest.importorskip("verl")
+        code, printed = run_in_process(args)
+        assert code == 0 and printed.startswith("ok: "), printed
     else:
         raise AssertionError(f"no check for repro {command}")
 
@@ -423,17 +428,14 @@ def check_ray(args: list[str]) -> None:
 
 
 def verl_run(overrides: list[str]) -> Any:
-    """verl's composed config of these overrides, checked as ``repro_sync`` checks it when it starts."""
+    """verl's composed config of these overrides, checked as ``main_ppo`` checks it before it starts:
+    verl's own ``validate_config``, then ``repro_sync``'s start-up checks (``repro verl-check``)."""
     pytest.importorskip("verl")
-    from hydra import compose, initialize_config_module
+    from repro_core.verl.check import compose, problems
 
-    from repro_core.verl.trainer import check_shared_objective, repro_config
-
-    with initialize_config_module(config_module="verl.trainer.config", version_base=None):
-        config = compose(config_name="ppo_trainer", overrides=overrides)
-    if config.trainer.v1.trainer_mode == "repro_sync":
-        if repro_config(config).objective_mode == "shared":
-            check_shared_objective(config)
+    config = compose(overrides)
+    found = problems(config)
+    assert not found, "\n".join(map(str, found))
     return config
 
 
@@ -528,7 +530,7 @@ def test_quick_start_runs_the_main_job_on_the_embedded_default():
 def test_readme_verl_switch_composes_into_a_repro_sync_run():
     """The README's verl job: its overrides make a repro_sync run with the paper's settings."""
     pytest.importorskip("verl")
-    from repro_core.verl.trainer import repro_config
+    from repro_core.verl.check import repro_config
 
     block = re.search(r"## verl.*?```bash\n(.*?)```", README, re.S).group(1)
     command = block.split("verl.trainer.main_ppo", 1)[1].replace("\\\n", " ").replace("$HOME", "/home/user")

@@ -73,3 +73,18 @@ def test_sizes_come_from_the_model_not_its_partitioned_parameters(tok, tied):
     for mode in ("shared", "per_cut"):
         np.testing.assert_array_equal(ObjectiveScorer(model, tok, mode=mode).score(*args),
                                       ObjectiveScorer(reference, tok, mode=mode).score(*args))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("device", [
+    "cpu", pytest.param("cuda", marks=[pytest.mark.gpu, pytest.mark.skipif(not torch.cuda.is_available(),
+                                                                             reason="needs CUDA")]),
+])
+def test_fsdp2_cpu_offload(tmp_path, device):
+    """J of an FSDP2 policy whose parameters rest on the CPU between calls (CPUOffloadPolicy, as
+    verl's offload_policy) equals the plain model's; on CUDA the passes run on the mesh's device
+    (tests/offload_fsdp.py)."""
+    result = subprocess.run([sys.executable, str(HERE / "offload_fsdp.py"), str(tmp_path), device],
+                            capture_output=True, text=True, timeout=600, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert result.returncode == 0, (result.stdout + result.stderr)[-3000:]
+    assert f"offload on {device}: J max abs difference" in result.stdout

@@ -34,8 +34,9 @@ import tiny  # noqa: E402
 from repro_core import ReproError  # noqa: E402
 from repro_core.pipeline import ReproConfig, ReproScorer  # noqa: E402
 from repro_core.verl import ESTIMATORS, ReproTrainerSync  # noqa: E402
+from repro_core.verl.check import repro_config  # noqa: E402
 from repro_core.verl.estimators import OUTSIDE_THE_BLOCK, REPRO_KEYS  # noqa: E402
-from repro_core.verl.trainer import PROBE_PARTITION, repro_config  # noqa: E402
+from repro_core.verl.trainer import PROBE_PARTITION  # noqa: E402
 from repro_core.verl.worker import ReproActorWorker, objective_of_shard  # noqa: E402
 
 # verl warns that a non-gae estimator runs without a critic, as meant here.
@@ -364,6 +365,8 @@ def test_config_block(model_dir):
     ("repro_grpo", ["+algorithm.repro_alpha=0.05"], "algorithm.repro_alpha: .*set algorithm.repro.alpha instead"),
     ("repro_ppo", ["+algorithm.num_forking_token=10"], "algorithm.num_forking_token: .*set algorithm.repro.k instead"),
     ("repro_ppo", ["critic.enable=False"], "critic.enable: .*repro_ppo needs the critic"),
+    # main_ppo runs the legacy trainer without use_v1, which never reads trainer.v1.trainer_mode.
+    ("repro_grpo", ["trainer.use_v1=False"], "trainer.use_v1: repro_sync is a v1 trainer"),
 ])
 def test_bad_config(model_dir, estimator, overrides, match):
     with pytest.raises(ReproError, match=match):
@@ -469,3 +472,31 @@ def test_two_ranks_with_very_unequal_work(tmp_path):
     assert result.returncode == 0, (result.stdout + result.stderr)[-3000:]
     assert "rank 0 done" in result.stdout and "rank 1 done" in result.stdout, result.stdout[-2000:]
     assert "rank 1: no points" in result.stdout
+
+
+def test_a_model_the_shared_path_cannot_mask_is_refused_at_start_up(tmp_path):
+    """A model with linear-attention layers: refused when the trainer is built (its config read
+    from the model path), naming the fallback, instead of at the first J; per_cut takes it."""
+    import transformers
+
+    tok = tiny.tokenizer()
+    tok.save_pretrained(tmp_path)
+    transformers.Qwen3NextConfig(vocab_size=len(tok), hidden_size=64, num_hidden_layers=2,
+                                 layer_types=["linear_attention", "full_attention"]).save_pretrained(tmp_path)
+    with pytest.raises(ReproError, match="algorithm.repro.objective_mode: objective_mode=shared cannot mask the "
+                                         "model's linear_attention layers; set algorithm.repro.objective_mode=per_cut"):
+        ReproTrainerSync(verl_config(tmp_path))
+    assert ReproTrainerSync(verl_config(tmp_path, "repro_grpo", "+algorithm.repro.objective_mode=per_cut"))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("setting", ["lora", "bf16"])
+def test_verls_worker_under_lora_and_mixed_precision(tmp_path, setting):
+    """verl's own worker on two ranks: with LoRA adapters (model.lora_rank, their weights made
+    non-zero) J equals the per-cut oracle on the merged model; at verl's default mixed precision
+    (bf16 compute) J is finite and within bf16's noise of the float32 oracle (tests/verl_engine.py)."""
+    script = Path(__file__).with_name("verl_engine.py")
+    result = subprocess.run([sys.executable, str(script), str(tmp_path), "--ranks", "2", "--setting", setting],
+                            capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, (result.stdout + result.stderr)[-3000:]
+    assert "rank 0 done" in result.stdout and "rank 1 done" in result.stdout, result.stdout[-2000:]

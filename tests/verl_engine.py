@@ -11,6 +11,13 @@
   same number) with J equal to the per-cut oracle on the unsharded model; so does
   ``ObjectiveScorer.evaluate`` (entropies, cuts and J), which TRL's trainers call.
 
+- ``verl_engine.py OUT --ranks 2 --setting NAME``: the same two ranks under one setting of
+  verl's that J must survive, each rank scoring its own rows through
+  ``compute_repro_objective``: ``lora`` (``model.lora_rank``, the adapters' weights made non-zero;
+  J equals the per-cut oracle on the merged model) and ``bf16`` (verl's default mixed precision,
+  bf16 parameters in compute: J is finite and within bf16's noise of the float32 oracle). verl's
+  ``offload_policy`` pins memory, which needs CUDA: ``offload_fsdp.py`` holds FSDP2's offload.
+
 verl 0.9 knows no CPU platform, so each process registers a minimal one (no memory statistics,
 gloo) and picks the CUDA engine class, which then runs on CPU tensors. They are processes of their
 own because they set verl's platform and torch.distributed for good.
@@ -22,6 +29,7 @@ import contextlib
 import os
 import sys
 import types
+from collections.abc import Sequence
 
 os.environ.update(HF_HUB_OFFLINE="1", VERL_ENGINE_DEVICE="cuda", VERL_ENGINE_VENDOR="nvidia")
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -110,12 +118,19 @@ def init(out: str, rank: int, world: int) -> None:
     dist.init_process_group("gloo", rank=rank, world_size=world, init_method=f"file://{out}/store")
 
 
-def engine_config(out: str):
+FP32 = "+actor_rollout_ref.actor.fsdp_config.mixed_precision={param_dtype:fp32,reduce_dtype:fp32,buffer_dtype:fp32}"
+#: The settings of ``--setting``: verl overrides in place of float32 compute.
+SETTINGS = {
+    "lora": [FP32, "actor_rollout_ref.model.lora_rank=4"],
+    "bf16": [],  # verl's default mixed precision: bf16 parameters in compute, float32 reductions
+}
+
+
+def engine_config(out: str, settings: Sequence[str] = (FP32,)):
     return t.verl_config(
         out, "repro_reinforce_pp_baseline", "actor_rollout_ref.model.use_remove_padding=False",
         "+actor_rollout_ref.model.override_config.attn_implementation=sdpa",
-        "+actor_rollout_ref.actor.fsdp_config.mixed_precision={param_dtype:fp32,reduce_dtype:fp32,buffer_dtype:fp32}",
-        f"actor_rollout_ref.actor.ppo_micro_batch_size_per_gpu={t.MICRO_BATCH}",
+        f"actor_rollout_ref.actor.ppo_micro_batch_size_per_gpu={t.MICRO_BATCH}", *settings,
     )
 
 
@@ -238,8 +253,63 @@ def rank_main(rank: int, out: str) -> None:
     print(f"rank {rank} done")
 
 
+def setting_main(rank: int, out: str, setting: str) -> None:
+    """One rank of two under ``SETTINGS[setting]``: J of its rows through compute_repro_objective
+    against the per-cut oracle on the unsharded (for lora: merged) model."""
+    init(out, rank, 2)
+    tok = tiny.tokenizer()
+    worker = ReproActorWorker(engine_config(out, SETTINGS[setting]).actor_rollout_ref, role="actor")
+    worker.init_model()
+    module = worker.actor.engine.module
+    oracle = AutoModelForCausalLM.from_pretrained(out, dtype=torch.float32)
+    if setting == "lora":
+        oracle = merged_lora_oracle(module, oracle)
+    rows = t.rollouts(tok, prompts=2, seed=9)[rank * 3 : rank * 3 + 3 - rank]  # 3 rows, 2 rows
+    for row in rows:
+        row["cuts"] = list(range(0, len(row["response"]) + 1, 4))
+    answer = AnswerTokens(tok, ReproConfig().answer_template)(t.ANSWER, 0)
+    probes, rollouts = shard(rows, answer, budget=128)
+    j = worker.compute_repro_objective(probes, rollouts)["repro_j"]
+    got = np.concatenate([j[i, : len(row["cuts"])].numpy() for i, row in enumerate(rows)])
+    expected = ObjectiveScorer(oracle, tok, mode="per_cut").score(
+        [row["prompt"] for row in rows], [row["response"] for row in rows], [t.ANSWER] * len(rows),
+        np.cumsum([0, *(len(row["cuts"]) for row in rows)]), np.concatenate([row["cuts"] for row in rows]),
+    )
+    difference = np.abs(got - expected).max()
+    print(f"rank {rank} {setting}: {len(got)} points, finite {np.isfinite(got).all()}, "
+          f"max abs difference {difference:.2e}")
+    assert np.isfinite(got).all() and difference < (0.1 if setting == "bf16" else 1e-4), difference
+    dist.barrier()
+    print(f"rank {rank} done")
+
+
+def merged_lora_oracle(module, base):
+    """The policy's LoRA adapters given non-zero weights (the same on every rank), and a plain
+    model with those adapters merged into its weights."""
+    import peft
+    from torch.distributed.tensor import DTensor, distribute_tensor
+
+    generator = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        for name, parameter in module.named_parameters():
+            if "lora_B" in name:
+                full = torch.randn(parameter.shape, generator=generator) * 0.5
+                parameter.to_local().copy_(distribute_tensor(full, parameter.device_mesh,
+                                                             parameter.placements).to_local())
+    state = {name: value.full_tensor() if isinstance(value, DTensor) else value
+             for name, value in module.state_dict().items()}
+    merged = peft.get_peft_model(base, module.peft_config["default"])
+    missing, unexpected = merged.load_state_dict(state, strict=False)
+    assert not unexpected and not [name for name in missing if "lora" in name], (missing, unexpected)
+    return merged.merge_and_unload()
+
+
 if __name__ == "__main__":
-    if "--ranks" in sys.argv:
+    if "--setting" in sys.argv:
+        save_model(sys.argv[1])
+        setting = sys.argv[sys.argv.index("--setting") + 1]
+        torch.multiprocessing.spawn(setting_main, args=(sys.argv[1], setting), nprocs=2)
+    elif "--ranks" in sys.argv:
         save_model(sys.argv[1])
         torch.multiprocessing.spawn(rank_main, args=(sys.argv[1],), nprocs=2)
     else:

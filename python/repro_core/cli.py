@@ -28,6 +28,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "train": ("repro_core.train", "RL post-training with RePro process rewards (GRPO or PPO)"),
     "score": ("repro_core.analysis", "RePro scores, plots and an HTML report of reasoning traces"),
     "cache": ("repro_core.assets.command", "check the embedded model's cache in full: repro cache verify"),
+    "verl-check": ("repro_core.verl.check", "check a verl run's overrides as main_ppo would, before submitting it"),
 }
 
 
@@ -90,7 +91,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     configure_logging()
     try:
         if args[:1] and args[0] in COMMANDS:
-            command = importlib.import_module(COMMANDS[args[0]][0])
+            try:
+                command = importlib.import_module(COMMANDS[args[0]][0])
+            except ModuleNotFoundError as missing:  # an extra the command needs (verl for verl-check)
+                raise ReproError(args[0], f"needs {missing.name}, which is not installed (docs/install.md)") from None
             return command.main(args[1:])
         make_parser().parse_args(args)  # --help (exit 0), or a ReproError for a missing or unknown command
         return 2

@@ -31,7 +31,7 @@ import numpy as np
 import ray
 import torch
 import transfer_queue as tq
-from omegaconf import DictConfig, OmegaConf, open_dict
+from omegaconf import DictConfig, open_dict
 from tensordict import TensorDict
 from transfer_queue import KVBatchMeta
 from verl.trainer.ppo.utils import Role
@@ -42,24 +42,14 @@ from verl.utils.tensordict_utils import list_of_dict_to_tensordict
 from verl.workers.utils.padding import response_from_nested
 
 from .._api import Cuts, score_steps
-from ..config import ReproConfig
 from ..errors import ReproError
 from ..objective import AnswerIds, AnswerTokens
 from ..pipeline import cut_selector, step_metrics
-from .estimators import (
-    ALIASES,
-    ESTIMATORS,
-    OUTSIDE_THE_BLOCK,
-    REPRO_KEYS,
-    ProcessRewards,
-    check_algorithm_keys,
-    estimator_of,
-    process_rewards,
-    repro_block,
-)
+from .check import repro_config, startup_problems
+from .estimators import REPRO_KEYS, ProcessRewards, process_rewards
 from .worker import ANSWER_FIELD, ANSWER_SPAN_FIELD, CUTS_FIELD, J_FIELD, NUM_CUTS_FIELD, PROBE_FIELDS, ReproActorWorker
 
-__all__ = ["PROBE_PARTITION", "ReproTrainerSync", "check_shared_objective", "repro_config"]
+__all__ = ["PROBE_PARTITION", "ReproTrainerSync"]
 
 #: TransferQueue partition of the probes (per_cut: probe rows; shared: cut points and answer ids
 #: per batch row, and J); they live there for one advantage step.
@@ -67,44 +57,6 @@ PROBE_PARTITION = "repro_probe"
 
 #: The actor roles whose worker class ``objective_mode=shared`` replaces with ``ReproActorWorker``.
 _ACTOR_ROLES = (Role.Actor, Role.ActorRollout, Role.ActorRolloutRef)
-
-def repro_config(config: DictConfig) -> ReproConfig:
-    """The ``ReproConfig`` of a verl run: ``algorithm.repro.*`` (``REPRO_KEYS``), the estimator (a
-    ``repro_*`` name or the authors' alias of one), ``algorithm.gamma`` (and ``lam`` for repro_gae)
-    and the rollout temperature; every value checked here, a ReproError naming the verl key (the
-    authors' ``algorithm.repro_alpha`` and ``algorithm.num_forking_token`` are refused)."""
-    algorithm = config.algorithm
-    name = algorithm.adv_estimator
-    estimator = estimator_of(name)
-    if estimator is None:
-        raise ReproError(
-            "algorithm.adv_estimator", f"repro_sync needs one of {', '.join([*ESTIMATORS, *ALIASES])}, got {name!r}"
-        )
-    check_algorithm_keys(algorithm)
-    repro = repro_block(algorithm)
-    for key in repro:
-        if key in OUTSIDE_THE_BLOCK:
-            source = OUTSIDE_THE_BLOCK[key]
-            hint = source if source.startswith("not used") else f"set {source} instead"
-            raise ReproError(f"algorithm.repro.{key}", f"not a key of algorithm.repro ({hint})")
-    unknown = sorted(set(repro) - set(REPRO_KEYS))
-    if unknown:
-        raise ReproError("algorithm.repro", f"unknown keys {unknown}; expected some of {list(REPRO_KEYS)}")
-    host = {
-        "estimator": estimator,
-        "gamma": algorithm.gamma,
-        "lam": algorithm.lam if estimator == "ppo" else 1.0,
-        "temperature": config.actor_rollout_ref.rollout.temperature,
-    }
-    try:
-        return ReproConfig(**repro, **host)
-    except ReproError as error:
-        if error.argument in repro:
-            raise error.renamed(f"algorithm.repro.{error.argument}") from None
-        if error.argument in host:
-            raise error.renamed(OUTSIDE_THE_BLOCK[error.argument]) from None
-        raise
-
 
 class _Rollouts(NamedTuple):
     """A batch's real rows (``real``: their batch indices, padding rows left out) as the advantage
@@ -119,27 +71,15 @@ class _Rollouts(NamedTuple):
     values: np.ndarray | None
 
 
-def check_shared_objective(config: DictConfig) -> None:
-    """The actor settings ``objective_mode=shared`` cannot honour, refused at start-up: J runs on
-    each rank's whole rows in verl's fsdp2 engine (``worker.py``)."""
-    actor = config.actor_rollout_ref.actor
-    fallback = "or set algorithm.repro.objective_mode=per_cut (one probe row per cut point through verl's " \
-        "compute_log_prob, on any engine)"
-    if actor.strategy != "fsdp2":
-        raise ReproError("actor_rollout_ref.actor.strategy", f"objective_mode=shared scores J inside verl's fsdp2 "
-                         f"actor engine, got {actor.strategy!r}; set actor_rollout_ref.actor.strategy=fsdp2 {fallback}")
-    for key in ("ulysses_sequence_parallel_size", "fsdp_config.ulysses_sequence_parallel_size"):
-        size = OmegaConf.select(actor, key, default=1) or 1
-        if size > 1:
-            raise ReproError(f"actor_rollout_ref.actor.{key}", f"objective_mode=shared scores whole rows on each "
-                             f"rank and cannot split them over {size} sequence-parallel ranks; set it to 1 {fallback}")
-
-
 @register_trainer("repro_sync")
 class ReproTrainerSync(PPOTrainerSync):
     """verl's sync trainer; the advantage step adds RePro's process rewards (module docstring)."""
 
     def __init__(self, config: DictConfig) -> None:
+        # The start-up checks (check.py), as verl-check and main_ppo's validation run them.
+        problems = startup_problems(config)
+        if problems:
+            raise problems[0]
         # verl branches on trainer_mode == "sync" (replay buffer, refills, checkpoints), and this is
         # that trainer: it runs under that mode with its own copy of the config.
         config = copy.deepcopy(config)
@@ -147,19 +87,6 @@ class ReproTrainerSync(PPOTrainerSync):
             config.trainer.v1.trainer_mode = "sync"
         self.repro = repro_config(config)
         super().__init__(config)
-        if self.repro.estimator == "ppo" and not self.use_critic:
-            raise ReproError(
-                "critic.enable", f"algorithm.adv_estimator={config.algorithm.adv_estimator} needs the critic: "
-                "set critic.enable=True"
-            )
-        correction = config.algorithm.get("rollout_correction") or {}
-        if correction.get("bypass_mode", False):
-            raise ReproError(
-                "algorithm.rollout_correction.bypass_mode", "repro_sync reads the entropies of verl's "
-                "old-log-prob pass, which bypass mode skips; set it to False"
-            )
-        if self.repro.objective_mode == "shared":
-            check_shared_objective(config)
 
     def _init_resource_pool_mgr(self) -> None:
         super()._init_resource_pool_mgr()
