@@ -243,3 +243,59 @@ def test_load_dataset_prompts(tmp_path):
     with pytest.raises(repro_core.ReproError, match="dataset_size: expected a positive integer"):
         load_dataset_prompts(path, dataset_size=0)
     assert parse_task_config(None) is None and parse_task_config({"a": 1}) == {"a": 1}
+
+
+# Hostile files (issue 25): one ReproError naming the file and the line, never a traceback.
+
+
+def test_a_byte_order_mark_is_skipped(tmp_path):
+    """Before: "line 1 is not valid JSON: Unexpected UTF-8 BOM (decode using utf-8-sig)", which no flag changes."""
+    row = {"question": "1 + 1?", "answer": "2"}
+    for name, text in (("bom.jsonl", json.dumps(row) + "\n"), ("bom.json", json.dumps([row]))):
+        path = tmp_path / name
+        path.write_bytes(b"\xef\xbb\xbf" + text.encode())
+        assert read_json_rows(path) == [row]
+
+
+@pytest.mark.parametrize(
+    ("line", "message"),
+    [("[" * 100_000 + "]" * 100_000, "line 2: nested too deeply to read (arrays or objects more than"),
+     ('{"question": "q", "answer": ' + "9" * 5000 + "}",
+      "line 2: Exceeds the limit (4300 digits) for integer string conversion: value has 5000 digits; write such a "
+      "number as a string")],
+    ids=["deep", "long-integer"])
+def test_deep_nesting_and_long_integers_name_the_line(tmp_path, line, message):
+    """Before: a RecursionError or a ValueError traceback out of json.loads."""
+    path = tmp_path / "rows.jsonl"
+    path.write_text(json.dumps({"question": "q", "answer": "1"}) + "\n" + line + "\n")
+    with pytest.raises(repro_core.ReproError) as error:
+        read_json_rows(path)
+    assert error.value.argument == "path" and error.value.message.startswith(f"{path} {message}")
+    with pytest.raises(repro_core.ReproError) as error:  # and as a --dataset, the flag named
+        load_dataset_prompts(str(path))
+    assert error.value.argument == "dataset" and f"{path} {message}" in error.value.message
+    path.write_text("[" + json.dumps({"question": "q", "answer": "1"}) + ", " + line + "]")
+    with pytest.raises(repro_core.ReproError, match="nested too deeply|Exceeds the limit") as error:
+        read_json_rows(path)
+    assert error.value.message.startswith(f"{path}: ")
+
+
+def test_rows_without_a_gold_answer_are_skipped_with_a_count(tmp_path, caplog):
+    """Before: trained against an empty \\boxed{} (the reward of such a row is None), and the end-of-run summary
+    crashed. Empty, null, '####' with nothing after it and an empty \\boxed{} are no answer."""
+    rows = [{"question": f"q{i}", "answer": str(i)} for i in range(6)]
+    for index, answer in ((1, ""), (2, None), (4, "so #### "), (5, "\\boxed{}")):
+        rows[index]["answer"] = answer
+    path = tmp_path / "rows.jsonl"
+    path.write_text("".join(json.dumps(row) + "\n" for row in rows))
+    with caplog.at_level("WARNING", logger="repro_core.data"):
+        dataset = load_dataset_prompts(str(path))
+    assert dataset["answer"] == ["0", "3"]
+    assert [prompt[-1]["content"].split("\n")[0] for prompt in dataset["prompt"]] == ["q0", "q3"]
+    (warning,) = [r.getMessage() for r in caplog.records]
+    assert warning.startswith(f"skipping 4 of the 6 rows of {path}: no gold answer in 'answer'")
+    assert warning.endswith("rows 1, 2, 4, 5")
+    path.write_text(json.dumps({"question": "q", "answer": "####"}) + "\n")
+    with pytest.raises(repro_core.ReproError, match="no row of .* has a gold answer in 'answer'") as error:
+        load_dataset_prompts(str(path))
+    assert error.value.argument == "answer_column"

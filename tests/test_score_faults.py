@@ -443,3 +443,63 @@ def test_color_max_reaches_the_report(tmp_path: Path, score, monkeypatch: pytest
     assert score(source, "-o", tmp_path / "a", "--color_max", "0.5")[0] == 0
     assert score(source, "-o", tmp_path / "b")[0] == 0
     assert scales == [0.5, report.DEFAULT_COLOR_MAX]
+
+
+# ----------------------------------------------------------------------------------- hostile input (issue 25)
+
+
+@pytest.fixture
+def tokenized(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """The length of every text the tokenizer is handed while the command runs."""
+    from repro_core.analysis import generation
+
+    lengths: list[int] = []
+    encode = generation._encode
+
+    def recording(tokenizer: object, text: str, *args: object, **kwargs: object) -> list[int]:
+        lengths.append(len(text))
+        return encode(tokenizer, text, *args, **kwargs)
+
+    monkeypatch.setattr(generation, "_encode", recording)
+    return lengths
+
+
+def test_a_huge_completion_is_refused_by_its_length_before_tokenizing(tmp_path: Path, score, tokenized) -> None:
+    """A 5 MB completion (the report's was 50 MB: 197 s and 10.7 GB before it was refused): its characters alone
+    show it cannot fit the 256-token context, so the tokenizer never sees it."""
+    huge = "Then we get 1.\n\n" * 320_000
+    code, err = score(write_rows(tmp_path / "t.jsonl", [row(0), row(1, completion=huge)]), "-o", tmp_path / "out")
+    assert code == 0, err
+    assert [r["id"] for r in scores(tmp_path / "out")] == [0]
+    assert f"repro: warning: skipped --long_traces: row 1: the trace is {len(huge) + 19:,} characters (prompt 19, completion {len(huge):,})" in err
+    assert f"more than fit the model's context of {CONTEXT} tokens" in err
+    assert max(tokenized) < 1000
+
+
+def test_a_huge_completion_is_truncated_from_a_prefix(tmp_path: Path, score, tokenized) -> None:
+    huge = "Then we get 1.\n\n" * 320_000
+    code, err = score(write_rows(tmp_path / "t.jsonl", [row(0, completion=huge)]), "-o", tmp_path / "out",
+                      "--long_traces", "truncate")
+    assert code == 0, err
+    (record,) = scores(tmp_path / "out")
+    assert record["truncated"] is True and record["tokens"] < CONTEXT and huge.startswith(record["completion"])
+    assert "its completion is cut to its first" in err
+    assert max(tokenized) < len(huge) / 100  # a prefix, not the 5 MB
+
+
+@pytest.mark.parametrize("answer", ["####", "The sum is 4. #### ", "\\boxed{}"])
+def test_an_answer_with_nothing_in_it_says_what_to_write(tmp_path: Path, score, no_model: None, answer: str) -> None:
+    """Before: "answer is str, expected the gold answer as text or a number" for an answer that is text."""
+    code, err = score(write_rows(tmp_path / "t.jsonl", [row(0), row(1, answer=answer)]), "-o", tmp_path / "out")
+    assert code == 2
+    assert error_line(err).startswith(f"repro: error: --answer_column: row 1: answer {answer!r} holds no answer: "
+                                      "nothing after its last '####' or inside its last \\boxed{}; write the gold "
+                                      "answer there")
+
+
+def test_a_file_with_a_byte_order_mark_is_read(tmp_path: Path, score) -> None:
+    source = write_rows(tmp_path / "t.jsonl", [row(0), row(1)])
+    source.write_bytes(b"\xef\xbb\xbf" + source.read_bytes())
+    code, err = score(source, "-o", tmp_path / "out")
+    assert code == 0, err
+    assert [r["id"] for r in scores(tmp_path / "out")] == [0, 1]

@@ -98,10 +98,10 @@ def test_interrupt_during_a_save_names_the_last_complete_checkpoint(tiny_checkpo
     out = tmp_path / "run"
     assert main(_small_run(tiny_checkpoint, out, "--max-steps", "3", *SAVE_EVERY_STEP)) == 130
     err = capsys.readouterr().err
-    assert (out / "checkpoint-2" / "model.safetensors").is_file()  # half-written
-    assert not (out / "checkpoint-2" / "trainer_state.json").exists()
+    # Saved through a staging folder: the half-written checkpoint never appears as checkpoint-2 (issue 25).
+    assert (out / ".checkpoint-2.staging" / "checkpoint-2" / "model.safetensors").is_file()
+    assert not (out / "checkpoint-2").exists()
     assert f"interrupted at step 2; go on from {out / 'checkpoint-1'} with --resume-from-checkpoint last" in err
-    assert f"skipping {out / 'checkpoint-2'}: no trainer_state.json" in err  # logged, as `repro: warning: ...`
     assert str(out / "checkpoint-2 ") not in err + " "
 
 
@@ -127,8 +127,8 @@ def test_resume_last_after_a_kill_during_a_save(tiny_checkpoint, tmp_path, capsy
                           env={**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}, timeout=600)
     assert proc.returncode == -9, proc.stderr[-3000:]
     assert (out / "checkpoint-1" / "trainer_state.json").is_file()
-    assert (out / "checkpoint-2" / "optimizer.pt").is_file()
-    assert not (out / "checkpoint-2" / "trainer_state.json").exists()
+    assert (out / ".checkpoint-2.staging" / "checkpoint-2" / "optimizer.pt").is_file()  # staged, not in place
+    assert not (out / "checkpoint-2").exists()
 
     assert main(_small_run(tiny_checkpoint, out, "--max-steps", "2", *SAVE_EVERY_STEP,
                            "--resume-from-checkpoint", "last")) == 0

@@ -16,7 +16,9 @@ from __future__ import annotations
 
 import difflib
 import json
+import logging
 import os
+import sys
 from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
@@ -41,6 +43,8 @@ __all__ = [
     "read_json_rows",
     "reasoning_gym_dataset",
 ]
+
+logger = logging.getLogger(__name__)
 
 DEFAULT_SYSTEM_PROMPT = "You are a helpful assistant that solves math problems carefully."
 INSTRUCTION = "Please reason step by step, and put your final answer within \\boxed{}."
@@ -90,7 +94,8 @@ def chat_prompt(question: str, system_prompt: str | None = DEFAULT_SYSTEM_PROMPT
 
 def final_answer(value: Any) -> str:
     """The gold answer as text: what follows the last ``####`` of a GSM8K-style solution ("... #### 42"), then
-    the content of the last ``\\boxed{}`` if there is one; "" for None, a list or a mapping (not gradable)."""
+    the content of the last ``\\boxed{}`` if there is one; "" for None, a list or a mapping (not gradable), and
+    for text that holds no answer (nothing after ``####``, an empty ``\\boxed{}``)."""
     from .rewards import last_boxed
 
     if value is None or isinstance(value, (list, dict)):
@@ -98,7 +103,8 @@ def final_answer(value: Any) -> str:
     text = str(value).strip()
     if "####" in text:
         text = text.rsplit("####", 1)[1].strip()
-    return last_boxed(text) or text
+    boxed = last_boxed(text)
+    return text if boxed is None else boxed  # an empty \boxed{} is no answer
 
 
 def _dataset(questions: list[str], answers: list[str], task: str, system_prompt: str | None) -> datasets.Dataset:
@@ -197,29 +203,36 @@ def read_json_rows(path: str | os.PathLike[str]) -> list[dict[str, Any]]:
     """
     path = Path(path)
     try:
-        text = path.read_text(encoding="utf-8")
+        text = path.read_text(encoding="utf-8-sig")  # a byte order mark, as some editors write, is skipped
     except (OSError, UnicodeDecodeError) as error:
         raise ReproError("path", f"cannot read {path}: {error}") from None
     if not text.strip():
         raise ReproError("path", f"{path} is empty")
     if text.lstrip().startswith("["):
-        try:
-            items = json.loads(text)
-        except json.JSONDecodeError as error:
-            raise ReproError("path", f"{path} is not valid JSON: {error}") from None
-        numbered = list(enumerate(items, start=1))
+        numbered = list(enumerate(_parse_json(text, path, ""), start=1))
     else:
-        numbered = []
-        for number, line in enumerate(text.split("\n"), start=1):
-            if line.strip():
-                try:
-                    numbered.append((number, json.loads(line)))
-                except json.JSONDecodeError as error:
-                    raise ReproError("path", f"{path} line {number} is not valid JSON: {error}") from None
+        numbered = [(number, _parse_json(line, path, f" line {number}"))
+                    for number, line in enumerate(text.split("\n"), start=1) if line.strip()]
     for number, item in numbered:
         if not isinstance(item, dict):
             raise ReproError("path", f"{path} item {number} is {type(item).__name__}, expected a JSON object")
     return [item for _, item in numbered]
+
+
+def _parse_json(text: str, path: Path, where: str) -> Any:
+    """``text`` (``where`` in the file ``path``: "" for all of it, else " line N") parsed as JSON, or a ReproError
+    naming both: invalid JSON, nesting deeper than the parser's recursion allows, or an integer longer than Python
+    converts (4300 digits)."""
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as error:
+        raise ReproError("path", f"{path}{where} is not valid JSON: {error}") from None
+    except RecursionError:
+        raise ReproError("path", f"{path}{where}: nested too deeply to read (arrays or objects more than "
+                         f"{sys.getrecursionlimit()} levels deep); flatten it") from None
+    except ValueError as error:  # int(): "Exceeds the limit (4300 digits) for integer string conversion: ..."
+        reason = str(error).split("; use sys.")[0]
+        raise ReproError("path", f"{path}{where}: {reason}; write such a number as a string") from None
 
 
 def load_table(
@@ -332,6 +345,17 @@ def load_dataset_prompts(
             kind = type(question).__name__
             raise ReproError("question_column", f"row {row} of {question_column!r} is {kind}, expected text")
     answers = [final_answer(item[answer_column]) for item in rows]
+    # A row without a gold answer would train against an empty \boxed{} (its reward is never defined): left out.
+    empty = [row for row, answer in enumerate(answers) if not answer]
+    if len(empty) == len(rows):
+        raise ReproError("answer_column", f"no row of {dataset!r} has a gold answer in {answer_column!r} (the first "
+                         f"holds {rows[0][answer_column]!r}); name the column that has them")
+    if empty:
+        shown = ", ".join(map(str, empty[:10])) + (", ..." if len(empty) > 10 else "")
+        logger.warning("skipping %d of the %d rows of %s: no gold answer in %r (empty, null, or nothing after '####' "
+                       "or in \\boxed{}): rows %s", len(empty), len(rows), dataset, answer_column, shown)
+        kept = [row for row, answer in enumerate(answers) if answer]
+        questions, answers = [questions[row] for row in kept], [answers[row] for row in kept]
     return _dataset(cast(list[str], questions), answers, dataset, system_prompt)
 
 

@@ -17,8 +17,10 @@ from typing import Any
 from ..arguments import ModelArguments
 from ..data import REASONING_GYM_PREFIX
 from ..errors import ReproError
+from ..interrupts import Interrupt, terminate_as_interrupt
+from ..outputs import claimed_output_dir
 from .arguments import DEFAULT_SAMPLES, OUTPUT_FILES, CommandArguments, DeviceArguments, flag_of, parse_arguments
-from .scoring import Scoring, Stopped, check_writable, report_settings, write_outputs
+from .scoring import Scoring, Stopped, check_input_not_output, check_writable, report_settings, write_outputs
 
 __all__ = ["main", "run"]
 
@@ -30,7 +32,22 @@ _ALL_PARAGRAPHS = 10**9
 
 
 def run(arguments: CommandArguments) -> int:
-    """The command behind ``main`` once the arguments are parsed; 130 after an interrupt (the traces scored kept)."""
+    """The command behind ``main`` once the arguments are parsed; after an interrupt (the traces scored kept) 130,
+    or 143 when it was a SIGTERM, which is handled as Ctrl-C. The output folder is checked, and held (locked)
+    for the run: a second run into it is refused."""
+    with terminate_as_interrupt() as interrupt:
+        try:
+            output = Path(arguments.report.output_dir)
+            check_writable(output)  # before anything slow: an unwritable folder would lose the whole run
+            check_input_not_output(arguments.data.dataset, output)
+            with claimed_output_dir(output, "--output_dir"):
+                return _run(arguments, output, interrupt)
+        except KeyboardInterrupt:  # before the scoring began: nothing to keep
+            print(f"repro: {interrupt.word}", file=sys.stderr)
+            return interrupt.status
+
+
+def _run(arguments: CommandArguments, output: Path, interrupt: Interrupt) -> int:
     from rich.console import Console
 
     from ..data import DEFAULT_SYSTEM_PROMPT
@@ -44,9 +61,6 @@ def run(arguments: CommandArguments) -> int:
     samples = (DEFAULT_SAMPLES if procedural else 0) if generation.generate is None else generation.generate
     k = _ALL_PARAGRAPHS if repro.repro_k is None else repro.repro_k
     config = repro.repro_config(temperature=generation.temperature, k=k)
-    output = Path(report.output_dir)
-    check_writable(output)  # before anything slow: an unwritable folder would lose the whole run
-
     system_prompt = DEFAULT_SYSTEM_PROMPT if data.system_prompt is None else data.system_prompt
     try:
         rows = load_rows(data.dataset, split=data.split, dataset_config=data.dataset_config,
@@ -84,9 +98,9 @@ def run(arguments: CommandArguments) -> int:
     console.print(f"{len(scoring.records)} traces scored on {device} in {time.monotonic() - started:.0f} s; wrote "
                   f"{', '.join(OUTPUT_FILES)} to {output}/", highlight=False)
     if interrupted:
-        scoring.errors.print(f"repro: interrupted: the {len(scoring.records)} traces scored are in {output}/",
+        scoring.errors.print(f"repro: {interrupt.word}: the {len(scoring.records)} traces scored are in {output}/",
                              highlight=False, soft_wrap=True)
-        return 130
+        return interrupt.status
     return 0
 
 

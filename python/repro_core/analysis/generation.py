@@ -13,7 +13,7 @@ from .inputs import Row, Trace
 if TYPE_CHECKING:
     from rich.progress import Progress, TaskID
 
-__all__ = ["Sample", "completion_ids", "generate", "instruct", "prompt_ids", "sampled_traces"]
+__all__ = ["Sample", "completion_ids", "generate", "instruct", "longest_token", "prompt_ids", "sampled_traces"]
 
 
 class Sample(NamedTuple):
@@ -42,6 +42,13 @@ def prompt_ids(tokenizer: Any, prompt: str | list[dict[str, Any]], index: int = 
     if not ids:
         raise ReproError("prompt", f"row {index}: the prompt tokenizes to no tokens")
     return ids
+
+
+def longest_token(tokenizer: Any) -> int:
+    """The most characters one token of ``tokenizer`` stands for (its longest vocabulary entry, bytes of byte-level
+    BPE counted as characters: never fewer than the text it decodes to), so that a text of C characters is at
+    least C / longest_token tokens: a bound known before tokenizing it."""
+    return max(map(len, tokenizer.get_vocab()), default=1) or 1
 
 
 def completion_ids(tokenizer: Any, completion: str, index: int = 0) -> list[int]:

@@ -196,6 +196,10 @@ def _gold(value: Any, index: int) -> str:
         text = final_answer(value)
         if text:
             return text
+        if isinstance(value, str) and value.strip():  # "####", "\boxed{}": text, but no answer in it
+            raise ReproError("answer_column", f"row {index}: answer {value[-80:]!r} holds no answer: nothing after "
+                             "its last '####' or inside its last \\boxed{}; write the gold answer there "
+                             "('... #### 42', '\\boxed{42}') or on its own ('42')")
     raise ReproError("answer_column", f"row {index}: answer is {_describe(value)}, expected the gold answer as "
                      "text or a number")
 

@@ -11,13 +11,16 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import os
 import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..errors import ReproError
+from ..outputs import check_output_file
 from .arguments import OUTPUT_FILES, CommandArguments, flag_of
+from .generation import longest_token
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -26,7 +29,7 @@ if TYPE_CHECKING:
     from ..pipeline import ReproScorer
     from .inputs import Row, Trace
 
-__all__ = ["Scoring", "Stopped", "check_writable", "report_settings", "write_outputs"]
+__all__ = ["Scoring", "Stopped", "check_input_not_output", "check_writable", "report_settings", "write_outputs"]
 
 logger = logging.getLogger(__name__)
 
@@ -54,6 +57,9 @@ class Scoring:
         self.output = output
         self.errors = errors
         self.context = _context_length(scorer.objective.model)
+        # The most characters a trace can have and still fit the context: longer ones are refused or cut by their
+        # length in characters, before the tokenizer sees all of them (a 50 MB completion took minutes and GBs).
+        self.max_chars = None if self.context is None else self.context * longest_token(self.tokenizer)
         self.records: list[dict[str, Any]] = []
         self.skipped: list[tuple[int, str]] = []  # (row, why)
         self.stopped: str | None = None
@@ -146,9 +152,10 @@ class Scoring:
             for argument, text in (("prompt_column", row.prompt), ("completion_column", row.completion or ""),
                                    ("answer_column", row.answer)):
                 check_text(argument, index, text)
+            completion = self._within_reach(index, row.prompt, row.completion or "")
             trace = Trace(problem, sample, row.prompt, prompt_ids(self.tokenizer, row.prompt, index),
-                          completion_ids(self.tokenizer, row.completion or "", index), row.completion or "",
-                          row.answer, truncated=row.truncated, id=index)
+                          completion_ids(self.tokenizer, completion, index), completion, row.answer,
+                          truncated=row.truncated, id=index)
             traces.append(self._fit(trace, index))
         except ReproError as error:
             self._failed(index, error)
@@ -166,6 +173,7 @@ class Scoring:
             try:
                 check_text("prompt_column", index, prompt)
                 check_text("answer_column", index, row.answer)
+                self._within_reach(index, prompt, "")
                 kept.append((index, row, prompt, prompt_ids(self.tokenizer, prompt, index)))
             except ReproError as error:
                 if self.sampling is not None:
@@ -207,6 +215,27 @@ class Scoring:
                 traces.append(self._fit(trace, trace.problem))
             except ReproError as error:
                 self._failed(trace.problem, error)
+
+    def _within_reach(self, index: int, prompt: str | list[dict[str, Any]], completion: str) -> str:
+        """The part of ``completion`` worth tokenizing, judged by characters alone: all of it when the trace may
+        fit the context; when it cannot (more characters than ``max_chars``), a ReproError (``--long_traces
+        refuse``, or a prompt that alone cannot fit) or, for ``truncate``, a prefix twice as long as could fit,
+        which ``_fit`` then cuts to the tokens that do."""
+        if self.max_chars is None:
+            return completion
+        prompt_chars = len(prompt) if isinstance(prompt, str) else sum(len(str(m.get("content", ""))) for m in prompt)
+        if prompt_chars + len(completion) <= self.max_chars:
+            return completion
+        what = (f"row {index}: the trace is {prompt_chars + len(completion):,} characters (prompt {prompt_chars:,}, "
+                f"completion {len(completion):,}), more than fit the model's context of {self.context} tokens "
+                f"(max_position_embeddings) at {self.max_chars // self.context} characters per token, its "
+                "tokenizer's longest")
+        if prompt_chars > self.max_chars:
+            raise ReproError("--long_traces", f"{what}; the prompt alone cannot fit")
+        if self.arguments.data.long_traces == "refuse":
+            raise ReproError("--long_traces", f"{what}; --long_traces truncate scores the completion's first tokens "
+                             "that fit")
+        return completion[: 2 * self.max_chars]
 
     def _fit(self, trace: Trace, index: int) -> Trace:
         """The trace if it fits the model's context; else a ReproError (``--long_traces refuse``) or its
@@ -287,9 +316,8 @@ def check_writable(output: Path) -> None:
     if not existing.is_dir():
         where = "exists and is not a directory" if existing == output else f"cannot be created: {existing} is a file"
         raise ReproError("--output_dir", f"{output} {where}")
-    for name in OUTPUT_FILES:
-        if (output / name).is_dir():
-            raise ReproError("--output_dir", f"{output / name} is a directory, where repro score writes a file")
+    for name in OUTPUT_FILES:  # never written through a link (it would truncate a file elsewhere), nor a FIFO
+        check_output_file(output / name, "--output_dir")
     created = [path for path in (output, *output.parents) if not path.exists()]
     try:
         output.mkdir(parents=True, exist_ok=True)
@@ -303,6 +331,23 @@ def check_writable(output: Path) -> None:
                 path.rmdir()
             except OSError:
                 pass
+
+
+def check_input_not_output(dataset: str, output: Path) -> None:
+    """A ReproError (``--output_dir``) when the input file ``dataset`` is one of the files this run writes in
+    ``output`` (``repro score DIR/scores.jsonl -o DIR``): it would be emptied when scoring starts, and lost if
+    the run did not finish."""
+    if not os.path.isfile(dataset):
+        return
+    for name in OUTPUT_FILES:
+        try:
+            same = os.path.samefile(dataset, output / name)
+        except OSError:  # not there (yet)
+            continue
+        if same:
+            raise ReproError("--output_dir", f"the input {dataset} is {output / name}, which this run writes: it "
+                             "would be emptied before its traces are scored; choose another --output_dir (or score a "
+                             "copy of the file)")
 
 
 def report_settings(arguments: CommandArguments, samples: int, traces: int) -> dict[str, Any]:

@@ -3,44 +3,97 @@
 from __future__ import annotations
 
 import logging
+import os
 import sys
 import time
 from collections.abc import Sequence
+from contextlib import nullcontext
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ..arguments import COMMAND_ERROR
+from ..arguments import COMMAND_ERROR, ModelArguments
 from ..errors import ReproError
+from ..interrupts import Interrupt, terminate_as_interrupt
+from ..outputs import claimed_output_dir
 from .algorithms import ALGORITHMS
-from .arguments import parse_args
-from .checkpoints import check_output_dir, last_complete_checkpoint, numbered_checkpoints, resolve_checkpoint
+from .arguments import DataArguments, TrainArguments, parse_args
+from .checkpoints import (
+    LAST,
+    TRAINER_STATE,
+    check_output_dir,
+    check_run,
+    check_same_model,
+    checkpoint_step,
+    last_complete_checkpoint,
+    numbered_checkpoints,
+    resolve_checkpoint,
+    run_record,
+)
+from .guards import non_finite_guard
 from .metrics import METRICS_FILE, metrics_file_callback
 from .model import load_model, peft_config
 from .prompts import load_train_prompts
+from .saves import recover_saves, save_final_model, stage_saves
 
 if TYPE_CHECKING:
     from transformers import Trainer
+
+    from ..trl import ReproGRPOConfig, ReproPPOConfig
 
 __all__ = ["main"]
 
 logger = logging.getLogger(__name__)
 
+EMBEDDED = "SmolLM2-135M-Instruct (embedded default)"
+
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run ``repro train`` with ``argv`` (default ``sys.argv[1:]``). Returns 0 (130 when interrupted);
-    raises ReproError on bad input (``repro`` turns it into ``repro: error: ...`` and exit status 2)."""
+    """Run ``repro train`` with ``argv`` (default ``sys.argv[1:]``). Returns 0 (130 when interrupted, 143 when
+    terminated by SIGTERM, which is handled as Ctrl-C); raises ReproError on bad input (``repro`` turns it into
+    ``repro: error: ...`` and exit status 2). The output folder is held (locked) by the main process for the run:
+    a second run into it is refused."""
     start = time.monotonic()
     model_args, data_args, train_args, config = parse_args(argv)
     output_dir = Path(str(config.output_dir))  # TrainingArguments fills in None
     check_output_dir(str(output_dir))
+    claimed = claimed_output_dir(output_dir, "--output_dir") if _main_process() else nullcontext()
+    with terminate_as_interrupt() as interrupt, claimed:
+        try:
+            return _run(model_args, data_args, train_args, config, output_dir, interrupt, start)
+        except KeyboardInterrupt:  # before the training began: nothing to keep
+            print(f"repro train: {interrupt.word}", file=sys.stderr)
+            return interrupt.status
+
+
+def _main_process() -> bool:
+    """Whether this is the process of global rank 0 (``RANK``, set by torchrun and accelerate; unset: one process),
+    the one that holds the output folder, before the trainer knows."""
+    return os.environ.get("RANK", "0") == "0"
+
+
+def _run(model_args: ModelArguments, data_args: DataArguments, train_args: TrainArguments,
+         config: ReproGRPOConfig | ReproPPOConfig, output_dir: Path, interrupt: Interrupt, start: float) -> int:
+    if _main_process():
+        recover_saves(output_dir)  # what a killed save left: finished or undone
     resume_checkpoint = resolve_checkpoint(config.resume_from_checkpoint, str(output_dir))
+    record = run_record(model_args, data_args, train_args, config)
+    resumed_step = 0
+    if resume_checkpoint:
+        check_run(resume_checkpoint, record, named=str(config.resume_from_checkpoint).lower() not in LAST)
+        resumed_step = checkpoint_step(resume_checkpoint)
+        if 0 < config.max_steps < resumed_step:
+            raise ReproError("--max_steps", f"{resume_checkpoint} is at step {resumed_step}, past --max-steps "
+                             f"{config.max_steps}; raise --max-steps to go on from it, or name an earlier checkpoint")
     # Prompts first: they are quick, and a bad dataset should not wait for the model to load.
     prompts, eval_prompts = load_train_prompts(data_args, config)
     model, tokenizer = load_model(model_args, config)
+    if resume_checkpoint:
+        check_same_model(resume_checkpoint, model, model_args.model_name_or_path or EMBEDDED)
     metrics_path = output_dir / METRICS_FILE
     algorithm = ALGORITHMS[train_args.algorithm]
     try:
-        trainer = algorithm.build_trainer(model, tokenizer, prompts, config, [metrics_file_callback(metrics_path)],
+        trainer = algorithm.build_trainer(model, tokenizer, prompts, config,
+                                          [non_finite_guard(), metrics_file_callback(metrics_path)],
                                           eval_prompts, reward_funcs=train_args.reward_funcs,
                                           peft_config=peft_config(model_args))
     except ReproError:
@@ -51,10 +104,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         logger.debug("building the trainer failed", exc_info=True)
         message = str(exc).strip().replace("\n", " ")
         raise ReproError(COMMAND_ERROR, f"cannot set up the trainer: {type(exc).__name__}: {message}") from exc
+    stage_saves(trainer, record)
 
     main_process = trainer.is_world_process_zero()
     if main_process:
-        model_name = model_args.model_name_or_path or "SmolLM2-135M-Instruct (embedded default)"
+        model_name = model_args.model_name_or_path or EMBEDDED
         samples_per_step = config.per_device_train_batch_size * config.gradient_accumulation_steps * config.world_size
         length = f"{config.max_steps} steps" if config.max_steps > 0 else f"{config.num_train_epochs:g} epoch(s)"
         held_out = f" (+{len(eval_prompts)} held out for evaluation)" if eval_prompts is not None else ""
@@ -65,19 +119,35 @@ def main(argv: Sequence[str] | None = None) -> int:
               f"{'on' if config.repro_enabled else 'off'} -> {output_dir}"
               + (f"; resuming from {resume_checkpoint}" if resume_checkpoint else ""), flush=True)
 
-    try:
-        result = trainer.train(resume_from_checkpoint=resume_checkpoint)
-    except KeyboardInterrupt:
-        if main_process:
-            last_checkpoint = last_complete_checkpoint(str(output_dir))  # never one whose save was cut short
-            hint = (f"go on from {last_checkpoint} with --resume-from-checkpoint last" if last_checkpoint
-                    else "no complete checkpoint saved yet")
-            print(f"\nrepro train: interrupted at step {trainer.state.global_step}; {hint}", file=sys.stderr)
-        return 130
-    trainer.save_model(str(output_dir))
+    if resume_checkpoint and resumed_step == config.max_steps:
+        train_metrics = _at_max_steps(trainer, resume_checkpoint)  # transformers would train one step past it
+    else:
+        try:
+            train_metrics = trainer.train(resume_from_checkpoint=resume_checkpoint).metrics
+        except KeyboardInterrupt:
+            if main_process:
+                last_checkpoint = last_complete_checkpoint(str(output_dir))  # never one whose save was cut short
+                hint = (f"go on from {last_checkpoint} with --resume-from-checkpoint last" if last_checkpoint
+                        else "no complete checkpoint saved yet")
+                print(f"\nrepro train: {interrupt.word} at step {trainer.state.global_step}; {hint}", file=sys.stderr)
+            return interrupt.status
+    save_final_model(trainer, output_dir)
     if main_process:
-        print_summary(trainer, result.metrics, output_dir, metrics_path, time.monotonic() - start)
+        print_summary(trainer, train_metrics, output_dir, metrics_path, time.monotonic() - start)
     return 0
+
+
+def _at_max_steps(trainer: Trainer, checkpoint: str) -> dict[str, Any]:
+    """The run resumed from a checkpoint at --max-steps: nothing is left to train, its model (and state) is the
+    result. Returns the train metrics of no training."""
+    from transformers.trainer_callback import TrainerState
+
+    trainer._load_from_checkpoint(checkpoint)
+    trainer.state = TrainerState.load_from_json(str(Path(checkpoint) / TRAINER_STATE))
+    if trainer.is_world_process_zero():
+        print(f"repro train: {checkpoint} is at step {trainer.state.global_step}, --max-steps already: nothing left "
+              "to train; its model is the result", flush=True)
+    return {"train_runtime": 0.0}
 
 
 def print_summary(trainer: Trainer, train_metrics: dict[str, Any], output_dir: Path, metrics_path: Path,

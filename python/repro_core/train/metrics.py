@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import json
 import math
+import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+from ..outputs import check_output_file, open_output, write_atomic
 
 if TYPE_CHECKING:
     from transformers import TrainerCallback
@@ -20,7 +23,9 @@ def metrics_file_callback(path: Path) -> TrainerCallback:
     """A callback that appends each log (step, epoch and every logged value) to ``path`` on rank 0.
 
     At train begin it keeps only the lines up to the starting step: nothing on a fresh run, the
-    history of the checkpoint on a resume (dropping lines of steps that are about to be redone).
+    history of the checkpoint on a resume (dropping lines of steps that are about to be redone),
+    rewritten whole (a temporary file renamed over it). The file is never written through a
+    symbolic link, nor into a FIFO or device: such a file there is a ReproError naming it.
     """
     from transformers import TrainerCallback
 
@@ -29,6 +34,7 @@ def metrics_file_callback(path: Path) -> TrainerCallback:
             if not state.is_world_process_zero:
                 return
             path.parent.mkdir(parents=True, exist_ok=True)
+            check_output_file(path, "--output_dir")
             kept_lines = []
             if state.global_step > 0 and path.is_file():
                 for line in path.read_text().splitlines():
@@ -37,14 +43,15 @@ def metrics_file_callback(path: Path) -> TrainerCallback:
                             kept_lines.append(line + "\n")
                     except (json.JSONDecodeError, AttributeError):
                         continue
-            path.write_text("".join(kept_lines))
+            write_atomic(path, "".join(kept_lines))  # the history kept whole, whenever the run is killed
 
         def on_log(self, args, state, control, logs=None, **kwargs):
             if not state.is_world_process_zero or not logs:
                 return
             record = {"step": state.global_step, "epoch": state.epoch, **logs}
-            with path.open("a") as out:
-                out.write(json.dumps({key: jsonable(value) for key, value in record.items()}) + "\n")
+            line = json.dumps({key: jsonable(value) for key, value in record.items()}) + "\n"
+            with os.fdopen(open_output(path, "--output_dir", append=True), "a") as out:  # never through a link
+                out.write(line)
 
     return MetricsFile()
 
