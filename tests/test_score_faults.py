@@ -471,7 +471,8 @@ def test_a_huge_completion_is_refused_by_its_length_before_tokenizing(tmp_path: 
     code, err = score(write_rows(tmp_path / "t.jsonl", [row(0), row(1, completion=huge)]), "-o", tmp_path / "out")
     assert code == 0, err
     assert [r["id"] for r in scores(tmp_path / "out")] == [0]
-    assert f"repro: warning: skipped --long_traces: row 1: the trace is {len(huge) + 19:,} characters (prompt 19, completion {len(huge):,})" in err
+    assert (f"repro: warning: skipped --long_traces: row 1: the trace is {len(huge) + 19:,} characters (prompt 19, "
+            f"completion {len(huge):,})") in err
     assert f"more than fit the model's context of {CONTEXT} tokens" in err
     assert max(tokenized) < 1000
 
