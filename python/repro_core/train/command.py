@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import os
 import sys
 import time
 from collections.abc import Sequence
@@ -56,7 +55,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     model_args, data_args, train_args, config = parse_args(argv)
     output_dir = Path(str(config.output_dir))  # TrainingArguments fills in None
     check_output_dir(str(output_dir))
-    claimed = claimed_output_dir(output_dir, "--output_dir") if _main_process() else nullcontext()
+    claimed = claimed_output_dir(output_dir, "--output_dir") if _saves(config) else nullcontext()
     with terminate_as_interrupt() as interrupt, claimed:
         try:
             return _run(model_args, data_args, train_args, config, output_dir, interrupt, start)
@@ -65,15 +64,16 @@ def main(argv: Sequence[str] | None = None) -> int:
             return interrupt.status
 
 
-def _main_process() -> bool:
-    """Whether this is the process of global rank 0 (``RANK``, set by torchrun and accelerate; unset: one process),
-    the one that holds the output folder, before the trainer knows."""
-    return os.environ.get("RANK", "0") == "0"
+def _saves(config: ReproGRPOConfig | ReproPPOConfig) -> bool:
+    """Whether this process writes the output folder (transformers' ``should_save``: the main process, or each
+    node's with --save_on_each_node), the one that holds it and repairs what a killed save left."""
+    _ = config.device  # sets up transformers' view of the processes, which should_save reads
+    return bool(config.should_save)
 
 
 def _run(model_args: ModelArguments, data_args: DataArguments, train_args: TrainArguments,
          config: ReproGRPOConfig | ReproPPOConfig, output_dir: Path, interrupt: Interrupt, start: float) -> int:
-    if _main_process():
+    if _saves(config):
         recover_saves(output_dir)  # what a killed save left: finished or undone
     resume_checkpoint = resolve_checkpoint(config.resume_from_checkpoint, str(output_dir))
     record = run_record(model_args, data_args, train_args, config)
