@@ -151,3 +151,21 @@ def test_linear_attention_is_refused_by_shared_and_unpadded_in_per_cut(tok, nan_
     np.testing.assert_allclose(together[:2], alone, atol=1e-5, rtol=0)
     entropies, _ = scorer.entropies([short, long], [completion, completion[:5]])
     assert np.isfinite(entropies).all()
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+@pytest.mark.parametrize("mode", ["shared", "per_cut"])
+def test_cuda_kernels_give_finite_j_alone_as_beside_a_longer_prompt(tok, dtype, mode):
+    """CUDA's own SDPA kernels on padded rows: J finite, and a row's J the same alone as beside a
+    longer prompt (in bf16 within its noise: docs/semantics.md, "bf16")."""
+    model = tiny.model(len(tok), dtype=dtype).cuda()
+    short, long, completion = short_and_long(tok)
+    scorer = ObjectiveScorer(model, tok, mode=mode)
+    cuts = [0, 4, 9, len(completion)]
+    alone = scorer.score([short], [completion], ["7"], [0, len(cuts)], cuts)
+    together = scorer.score([short, long], [completion, completion[:5]], ["7", "7"], [0, len(cuts), len(cuts) + 2],
+                            [*cuts, 0, 5])
+    assert np.isfinite(together).all()
+    np.testing.assert_allclose(together[: len(cuts)], alone, atol=1e-4 if dtype == torch.float32 else 0.05, rtol=0)
