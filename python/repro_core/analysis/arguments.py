@@ -194,7 +194,8 @@ def _repro_score_fields() -> list[tuple[str, Any, Any]]:
         if source.name == "repro_k":
             help_ = ("Cut points: only the k highest-entropy paragraph breaks, as in training. Unset: every "
                      "paragraph boundary, so J is measured after each paragraph; repro train's unset k is "
-                     f"{source.default}, so --repro_k {source.default} scores where training cuts.")
+                     f"{source.default}, so --repro_k {source.default} scores where training cuts. 0 keeps no break "
+                     "(J at the start and the end only), not every boundary.")
             specs.append(("repro_k", int | None, field(default=None, metadata={"help": help_})))
         else:
             specs.append((source.name, types[source.name],
