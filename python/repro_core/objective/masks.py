@@ -64,8 +64,9 @@ class Masks:
     ) -> torch.Tensor | dict[str, torch.Tensor]:
         """The ``attention_mask`` argument of a causal pass over left-padded rows (b, L): causal
         over the real keys, and each query sees its own column (module docstring). A kernel that
-        takes no 4-D mask gets the 2-D one as it is."""
-        if not self.takes_masks:
+        takes no 4-D mask, or rows without padding, get the 2-D one as it is (the model's causal
+        mask then has no empty row, and SDPA keeps its causal kernels)."""
+        if not self.takes_masks or bool(attention_mask.all()):
             return attention_mask
         columns = torch.arange(attention_mask.shape[1], device=attention_mask.device)
         causal = columns[None, :] <= columns[:, None]
