@@ -174,3 +174,23 @@ def test_a_full_small_filesystem_leaves_whole_lines(tmp_path: Path, score) -> No
         assert line.startswith("repro: error: --output_dir: cannot write to ") and "No space left on device" in line
         kept = scores(small / "out")  # whole lines only
         assert 0 < len(kept) < 40 and [r["id"] for r in kept] == list(range(len(kept)))
+
+
+def test_a_filesystem_that_cannot_lock_runs_with_a_warning(tmp_path: Path, score, monkeypatch: pytest.MonkeyPatch,
+                                                           caplog: pytest.LogCaptureFixture) -> None:
+    """flock failing with ENOLCK (NFS without a lock manager): the run goes on, saying that a second run into the
+    folder would not be detected, rather than waiting or failing."""
+    import errno
+    import fcntl
+
+    def no_locks(*args: object) -> None:
+        raise OSError(errno.ENOLCK, "No locks available")
+
+    monkeypatch.setattr(fcntl, "flock", no_locks)
+    with caplog.at_level("WARNING", logger="repro_core.outputs"):
+        code, err = score(write_rows(tmp_path / "t.jsonl", [row(0)]), "-o", tmp_path / "out")
+    assert code == 0, err
+    assert [r.getMessage() for r in caplog.records if r.name == "repro_core.outputs"] == [
+        f"cannot lock {tmp_path / 'out'} ([Errno {errno.ENOLCK}] No locks available): a second run into it at the "
+        "same time would not be detected"]
+    assert len(scores(tmp_path / "out")) == 1

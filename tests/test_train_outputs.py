@@ -299,3 +299,18 @@ def test_sigterm_ends_a_run_as_ctrl_c_does(tiny_checkpoint, tmp_path):
     last = last_complete_checkpoint(str(out))
     assert last is not None and "\nrepro train: terminated at step " in err
     assert f"; go on from {last} with --resume-from-checkpoint last\n" in err
+
+
+def undefined_reward(completions, **kwargs):
+    """A reward function that defines no reward (TRL logs the step's reward as None)."""
+    return [None] * len(completions)
+
+
+def test_a_run_whose_rewards_are_all_undefined_ends_with_its_summary(tiny_checkpoint, tmp_path, capsys):
+    """Before: the end-of-run summary crashed (TypeError formatting None) with exit 1, as it did for a dataset whose
+    answers were empty (those rows are now skipped at load, tests/test_data.py)."""
+    out = tmp_path / "run"
+    assert main(_small_run(tiny_checkpoint, out, "--max-steps", "1",
+                           "--reward_funcs", f"{__name__}.undefined_reward")) == 0
+    printed = capsys.readouterr().out
+    assert "  reward at step 1: none (std " in printed and "mean over 0 logged steps: none defined" in printed

@@ -159,10 +159,11 @@ def print_summary(trainer: Trainer, train_metrics: dict[str, Any], output_dir: P
     print(f"\nrepro train: done, {steps} step{'s' if steps != 1 else ''} "
           f"(train {train_metrics.get('train_runtime', float('nan')):.1f} s, total {elapsed:.1f} s)")
     if last_reward_log:
-        rewards = [entry["reward"] for entry in history if "reward" in entry]
-        reward_std = last_reward_log.get("reward_std", float("nan"))
-        print(f"  reward at step {last_reward_log.get('step', '?')}: {last_reward_log['reward']:.4f} "
-              f"(std {reward_std:.4f}); mean over {len(rewards)} logged steps: {sum(rewards) / len(rewards):.4f}")
+        # A step whose rewards are all undefined (a reward function returning None) logs None.
+        rewards = [entry["reward"] for entry in history if isinstance(entry.get("reward"), (int, float))]
+        mean = f"{sum(rewards) / len(rewards):.4f}" if rewards else "none defined"
+        print(f"  reward at step {last_reward_log.get('step', '?')}: {_shown(last_reward_log['reward'])} "
+              f"(std {_shown(last_reward_log.get('reward_std'))}); mean over {len(rewards)} logged steps: {mean}")
         if "completions/mean_length" in last_reward_log:
             print(f"  completion length: mean {last_reward_log['completions/mean_length']:.1f} tokens, "
                   f"clipped {last_reward_log.get('completions/clipped_ratio', float('nan')):.0%}")
@@ -178,3 +179,8 @@ def print_summary(trainer: Trainer, train_metrics: dict[str, Any], output_dir: P
         resume = f" (resume: --resume-from-checkpoint {last_checkpoint})" if last_checkpoint else ""
         print(f"  checkpoints: {', '.join(path.name for path in checkpoints)}{resume}")
     print(f"  metrics: {metrics_path} (one JSON object per log)")
+
+
+def _shown(value: Any) -> str:
+    """A logged number to 4 decimals; "none" when it was logged as None."""
+    return f"{value:.4f}" if isinstance(value, (int, float)) else "none"
