@@ -54,4 +54,5 @@ def terminate_as_interrupt() -> Iterator[Interrupt]:
     try:
         yield interrupt
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        # None: a handler set outside Python, which cannot be put back; the default is the nearest.
+        signal.signal(signal.SIGTERM, signal.SIG_DFL if previous is None else previous)
