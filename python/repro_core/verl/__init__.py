@@ -9,24 +9,23 @@ node where repro-core is installed with its ``verl`` extra (docs/install.md). Im
 2. ``compat`` lets verl's engines build models next to TRL >= 1.13. It comes before the trainer:
    verl swallows a plugin's import errors, so a failing trainer import must not cost the fix;
 3. ``worker`` defines ``ReproActorWorker``, verl's actor worker with the shared-prefix J;
-4. ``check`` holds repro_sync's start-up checks (``repro verl-check``) and adds them to verl's own
-   ``validate_config``, which ``main_ppo`` runs before Ray starts;
-5. ``trainer`` registers ``repro_sync`` with verl's v1 trainer registry
+4. ``trainer`` registers ``repro_sync`` with verl's v1 trainer registry
    (``trainer.v1.trainer_mode=repro_sync``), which computes the process rewards and runs verl's
    advantage step inside ``process_rewards(...)``; with ``objective_mode=shared`` it runs the actor
-   workers as ``ReproActorWorker``.
+   workers as ``ReproActorWorker``. It imports ``check``, the home of repro_sync's start-up checks
+   (``repro verl-check``), which adds them to verl's own ``validate_config``: ``main_ppo`` runs
+   them before Ray starts.
 
 Each module imports from its siblings, never from this package. docs/verl.md describes the whole.
 """
 
 from __future__ import annotations
 
-# In this order (module docstring): the estimators, the TRL fix, the worker, the checks, the trainer.
+# In this order (module docstring): the estimators, the TRL fix, the worker, the trainer (and its checks).
 # isort: off
 from .estimators import ESTIMATORS, ProcessRewards, ReproEstimator, process_rewards
 from .compat import narrow_verl_trl_check
 from .worker import ReproActorWorker
-from .check import startup_problems
 from .trainer import ReproTrainerSync
 # isort: on
 
@@ -38,5 +37,4 @@ __all__ = [
     "ReproTrainerSync",
     "narrow_verl_trl_check",
     "process_rewards",
-    "startup_problems",
 ]
