@@ -38,6 +38,7 @@ def test_gpu_check_smoke_run_writes_one_json(tmp_path):
     assert worker["compute_log_prob_s"] > 0 and worker["compute_repro_objective_s"] > 0
     assert worker["j_over_log_prob"] == worker["compute_repro_objective_s"] / worker["compute_log_prob_s"]
     assert worker["cut_points"] > 2 and worker["bf16_vs_float32"]["max"] < 0.1
+    assert worker["j_alone_vs_in_batch_max"] < 0.1  # the part asserts it; here it must be reported
     bf16 = report["bf16"]["bf16_against_float32"]
     assert set(bf16) == {"shared, head in float32", "shared, head in bf16", "per_cut, head in float32",
                          "per_cut, head in bf16"}
