@@ -45,16 +45,22 @@ SMALL = dict(QWEN2_1_5B, hidden_size=128, intermediate_size=256, num_hidden_laye
              vocab_size=4096)
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+def workload_parser(description: str) -> argparse.ArgumentParser:
+    """The flags of the GPU case, shared with ``gpu_verl_worker.py``: device, batch, k, timing."""
+    parser = argparse.ArgumentParser(description=description)
     parser.add_argument("--device", default="cuda")
     parser.add_argument("--rows", type=int, default=8)
     parser.add_argument("--length", type=int, default=4096, help="completion tokens per rollout")
     parser.add_argument("--k", type=int, default=20)
-    parser.add_argument("--dtype", default="bfloat16", choices=["bfloat16", "float32"])
-    parser.add_argument("--repeats", type=int, default=3, help="timed runs per method (per-cut: 1)")
-    parser.add_argument("--small", action="store_true", help="a 2-layer model, 4 x 512 tokens: smoke test")
+    parser.add_argument("--repeats", type=int, default=3, help="timed runs of each method (per-cut: 1)")
     parser.add_argument("--json", help="write the figures to this file")
+    return parser
+
+
+def main() -> None:
+    parser = workload_parser(__doc__.split("\n\n")[0])
+    parser.add_argument("--dtype", default="bfloat16", choices=["bfloat16", "float32"])
+    parser.add_argument("--small", action="store_true", help="a 2-layer model, 4 x 512 tokens: smoke test")
     args = parser.parse_args()
     if args.small:
         args.rows, args.length = min(args.rows, 4), min(args.length, 512)

@@ -36,14 +36,10 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--device", default="cuda")
-    parser.add_argument("--rows", type=int, default=8)
-    parser.add_argument("--length", type=int, default=4096, help="completion tokens per rollout")
-    parser.add_argument("--k", type=int, default=20)
-    parser.add_argument("--repeats", type=int, default=3, help="timed calls of each, after one warm-up")
+    from gpu_objective import workload_parser
+
+    parser = workload_parser(__doc__.split("\n\n")[0])
     parser.add_argument("--small", action="store_true", help="a 2-layer model, 2 x 256 tokens: smoke test")
-    parser.add_argument("--json", help="write the figures to this file")
     args = parser.parse_args()
     if args.small:
         args.rows, args.length = min(args.rows, 2), min(args.length, 256)

@@ -86,18 +86,23 @@ def test_the_stand_in_bites(tok, model, nan_sdpa):
     assert torch.isnan(logits[0, -len(short):]).any()
 
 
-@pytest.mark.parametrize("mode", ["shared", "per_cut"])
-def test_j_alone_equals_j_beside_a_longer_prompt(tok, model, nan_sdpa, mode):
+def alone_and_beside(scorer: ObjectiveScorer, tok) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """J of the short-prompt row alone, of the long-prompt row alone, and of both in one call (the
+    short one left-padded): the first row's points, then the second's."""
     short, long, completion = short_and_long(tok)
-    scorer = ObjectiveScorer(model, tok, mode=mode)
     cuts = [0, 4, 9, len(completion)]
     alone = scorer.score([short], [completion], ["7"], [0, len(cuts)], cuts)
+    long_alone = scorer.score([long], [completion[:5]], ["7"], [0, 2], [0, 5])
     together = scorer.score([short, long], [completion, completion[:5]], ["7", "7"], [0, len(cuts), len(cuts) + 2],
                             [*cuts, 0, 5])
+    return alone, long_alone, together
+
+
+@pytest.mark.parametrize("mode", ["shared", "per_cut"])
+def test_j_alone_equals_j_beside_a_longer_prompt(tok, model, nan_sdpa, mode):
+    alone, long_alone, together = alone_and_beside(ObjectiveScorer(model, tok, mode=mode), tok)
     assert np.isfinite(together).all()
-    np.testing.assert_allclose(together[: len(cuts)], alone, atol=1e-5, rtol=0)
-    long_alone = scorer.score([long], [completion[:5]], ["7"], [0, 2], [0, 5])
-    np.testing.assert_allclose(together[len(cuts):], long_alone, atol=1e-5, rtol=0)
+    np.testing.assert_allclose(together, np.concatenate([alone, long_alone]), atol=1e-5, rtol=0)
 
 
 @pytest.mark.parametrize("mode", ["shared", "per_cut"])
@@ -161,11 +166,7 @@ def test_cuda_kernels_give_finite_j_alone_as_beside_a_longer_prompt(tok, dtype, 
     """CUDA's own SDPA kernels on padded rows: J finite, and a row's J the same alone as beside a
     longer prompt (in bf16 within its noise: docs/semantics.md, "bf16")."""
     model = tiny.model(len(tok), dtype=dtype).cuda()
-    short, long, completion = short_and_long(tok)
-    scorer = ObjectiveScorer(model, tok, mode=mode)
-    cuts = [0, 4, 9, len(completion)]
-    alone = scorer.score([short], [completion], ["7"], [0, len(cuts)], cuts)
-    together = scorer.score([short, long], [completion, completion[:5]], ["7", "7"], [0, len(cuts), len(cuts) + 2],
-                            [*cuts, 0, 5])
+    alone, long_alone, together = alone_and_beside(ObjectiveScorer(model, tok, mode=mode), tok)
     assert np.isfinite(together).all()
-    np.testing.assert_allclose(together[: len(cuts)], alone, atol=1e-4 if dtype == torch.float32 else 0.05, rtol=0)
+    np.testing.assert_allclose(together, np.concatenate([alone, long_alone]),
+                               atol=1e-4 if dtype == torch.float32 else 0.05, rtol=0)
