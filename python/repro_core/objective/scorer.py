@@ -220,7 +220,7 @@ class ObjectiveScorer:
         """The model adapter, in eval mode without gradients for the call."""
         adapter = ModelAdapter(self.model)
         if adapter.sharded and self.mode == "per_cut":
-            # Its calls go through the model's own forward, whose output head gathers per call.
+            # Its decoder calls (one per batch of sequences, data-dependent) are not matched across ranks.
             raise ReproError(
                 "mode", "'per_cut' cannot keep the ranks of an FSDP2-sharded model in step; use mode='shared'"
             )
