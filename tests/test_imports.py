@@ -23,6 +23,9 @@ LIGHT = (
     "repro_core.train",
     "repro_core.analysis",
     "repro_core.report",
+    "repro_core.assets",
+    "repro_core.outputs",
+    "repro_core.interrupts",
 )
 
 

@@ -5,6 +5,7 @@ planted at the output name is replaced, never followed (``repro_core.outputs.wri
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -76,3 +77,15 @@ def test_scores_jsonl_is_not_written_through_a_symlink(tmp_path: Path) -> None:
         ScoresFile(tmp_path / "scores.jsonl")
     assert caught.value.argument == "--output_dir" and "symbolic link" in caught.value.message
     assert victim.read_text() == "not scores.jsonl's to empty"
+
+
+def test_files_written_whole_get_the_modes_a_plain_open_gives(tmp_path):
+    """The temporary file of an atomic write starts 0600 (mkstemp); the written file is 0666 less the umask."""
+    from repro_core.outputs import write_atomic
+
+    previous = os.umask(0o022)
+    try:
+        write_atomic(tmp_path / "report.html", "<html></html>")
+    finally:
+        os.umask(previous)
+    assert (tmp_path / "report.html").stat().st_mode & 0o777 == 0o644
