@@ -103,10 +103,11 @@ def main() -> None:
     parser.add_argument("--out", type=Path, required=True, help="folder for replication.json, .png and the runs")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--arms", nargs="+", default=list(ARMS), choices=list(ARMS), help="which arms to run")
-    defaults = RunSettings()
-    for field in dataclasses.fields(RunSettings):
-        parser.add_argument(f"--{field.name.replace('_', '-')}", type=float if field.type == "float" else int,
-                            default=getattr(defaults, field.name))
+    for settings in (RunSettings(), ModelSettings()):  # every setting of the runs and of the warm start
+        for field in dataclasses.fields(settings):
+            kind = {"float": float, "int": int}.get(field.type, str)
+            parser.add_argument(f"--{field.name.replace('_', '-')}", type=kind, default=getattr(settings, field.name),
+                                help=f"{type(settings).__name__}.{field.name}")
     parser.add_argument("--train-flags", default="", help="more repro train flags for every run")
     parser.add_argument("--jobs", type=int, default=2, help="runs at once, one CPU thread each")
     parser.add_argument("--cache", type=Path, default=Path(os.environ.get("REPRO_CACHE", Path.home() / ".cache" /
@@ -114,7 +115,8 @@ def main() -> None:
                         help="where the SFT checkpoints are cached (by their settings)")
     parser.add_argument("--smoke", action="store_true", help="every step of the experiment, tiny (minutes)")
     args = parser.parse_args()
-    task, model = TaskSettings(), ModelSettings()
+    task = TaskSettings()
+    model = ModelSettings(**{f.name: getattr(args, f.name) for f in dataclasses.fields(ModelSettings)})
     runs = RunSettings(**{f.name: getattr(args, f.name) for f in dataclasses.fields(RunSettings)})
     if args.smoke:
         model = dataclasses.replace(model, sft_problems=256, sft_steps=20)
@@ -222,7 +224,6 @@ def run(out: Path, common: list[str], arm: str, seed: int) -> None:
     evaluations = read_evaluations(folder / "train" / "metrics.jsonl")
     (folder / "result.json").write_text(json.dumps({"arm": arm, "seed": seed, "seconds": round(seconds, 1),
                                                     "command": command, "evaluations": evaluations}, indent=2))
-    shutil.rmtree(folder / "train", ignore_errors=True)  # the model is not needed again; the metrics are kept
     last = evaluations[-1]
     print(f"{arm}, seed {seed}: done in {seconds:.0f} s; last evaluation: accuracy {last['accuracy']:.3f}, "
           f"{last['completion_tokens']:.1f} tokens, {last['detours']:.2f} detours", flush=True)

@@ -42,7 +42,7 @@ def test_every_detour_of_a_worked_solution_is_found_and_nothing_else():
         assert len(progress) == len(word) and progress[-1].endswith(f" {word.count(letter)}")
         assert count_detours(text) == len(thinking) - len(word)  # every other line is a detour
         assert text.endswith(f"\\boxed{{{word.count(letter)}}}")
-    assert count_detours("a 1\n" + DETOURS[0].format(count=1) + "\nb 1\nWait, so far one.\n</think>") == 1
+    assert count_detours("1 a 1\n" + DETOURS[0].format(count=1) + "\n2 b 1\nWait, so far one.\n</think>") == 1
     assert detours([[{"role": "assistant", "content": "a 0\nWait, so far 0.\n</think>\n\\boxed{0}"}]]) == [1.0]
     assert lenient_accuracy(["a 1\nb 2\n</think>\nit is 2", "\\boxed{3}", "none"], answer=["2", "2", "2"]) == [
         1.0, 0.0, 0.0]

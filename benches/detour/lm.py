@@ -20,7 +20,7 @@ from repro_core.data import chat_prompt
 from .task import THINK_END, TaskSettings, problems, question, solution
 
 #: Bumped when the recipe below changes in a way the settings do not show, so that old caches are not reused.
-RECIPE = 1
+RECIPE = 2
 SPECIAL_TOKENS = ["<|pad|>", "<|end|>", "<|system|>", "<|user|>", "<|assistant|>"]
 CHAT_TEMPLATE = (
     "{%- for message in messages -%}<|{{ message['role'] }}|>{{ message['content'] }}<|end|>{%- endfor -%}"
@@ -36,15 +36,16 @@ SYSTEM_PROMPT = ""  # none: every token of the prompt is the problem's (repro tr
 class ModelSettings:
     """The model and its supervised warm start; with :class:`TaskSettings`, the SFT cache key."""
 
+    base: str | None = None  # None: a Llama from LlamaConfig; "embedded": SmolLM2-135M-Instruct; else a checkpoint
     hidden_size: int = 128
     layers: int = 4
     heads: int = 4
     vocab_size: int = 320
     sft_problems: int = 3000
-    sft_steps: int = 300
+    sft_steps: int = 1200
     sft_batch_size: int = 32
     sft_learning_rate: float = 2e-3
-    seed: int = 0
+    sft_seed: int = 0
 
 
 def build_tokenizer(corpus: list[str]) -> Any:
@@ -69,10 +70,10 @@ def build_tokenizer(corpus: list[str]) -> Any:
 
 def sft_examples(task: TaskSettings, model: ModelSettings) -> list[dict[str, Any]]:
     """Prompt-completion rows (conversational) of the warm start: worked solutions with detours."""
-    rng = np.random.default_rng(model.seed)
+    rng = np.random.default_rng(model.sft_seed)
     return [{"prompt": chat_prompt(question(word, letter), SYSTEM_PROMPT),
              "completion": [{"role": "assistant", "content": solution(word, letter, rng, task.detour_rate)}]}
-            for word, letter in problems(task, model.sft_problems, seed=10_000 + model.seed)]
+            for word, letter in problems(task, model.sft_problems, seed=10_000 + model.sft_seed)]
 
 
 def cache_key(task: TaskSettings, model: ModelSettings) -> str:
@@ -93,15 +94,18 @@ def sft_checkpoint(task: TaskSettings, model: ModelSettings, cache: Path) -> Pat
     from trl import SFTConfig, SFTTrainer
 
     examples = sft_examples(task, model)
-    tokenizer = build_tokenizer([row["prompt"][-1]["content"] + "\n" + row["completion"][0]["content"]
-                                 for row in examples])
-    torch.manual_seed(model.seed)
-    config = LlamaConfig(vocab_size=len(tokenizer), hidden_size=model.hidden_size,
-                         intermediate_size=4 * model.hidden_size, num_hidden_layers=model.layers,
-                         num_attention_heads=model.heads, num_key_value_heads=model.heads,
-                         max_position_embeddings=256, tie_word_embeddings=True, bos_token_id=None,
-                         eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id)
-    policy = LlamaForCausalLM(config)
+    torch.manual_seed(model.sft_seed)
+    if model.base is None:
+        tokenizer = build_tokenizer([row["prompt"][-1]["content"] + "\n" + row["completion"][0]["content"]
+                                     for row in examples])
+        config = LlamaConfig(vocab_size=len(tokenizer), hidden_size=model.hidden_size,
+                             intermediate_size=4 * model.hidden_size, num_hidden_layers=model.layers,
+                             num_attention_heads=model.heads, num_key_value_heads=model.heads,
+                             max_position_embeddings=256, tie_word_embeddings=True, bos_token_id=None,
+                             eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id)
+        policy = LlamaForCausalLM(config)
+    else:
+        policy, tokenizer = pretrained(model.base)
     policy.generation_config.eos_token_id = tokenizer.eos_token_id
     policy.generation_config.pad_token_id = tokenizer.pad_token_id
     staging = cache / f".staging-{path.name}-{os.getpid()}"
@@ -110,7 +114,7 @@ def sft_checkpoint(task: TaskSettings, model: ModelSettings, cache: Path) -> Pat
                      per_device_train_batch_size=model.sft_batch_size, learning_rate=model.sft_learning_rate,
                      lr_scheduler_type="cosine", warmup_steps=model.sft_steps // 20, weight_decay=0.0,
                      logging_steps=max(1, model.sft_steps // 10), save_strategy="no", report_to="none",
-                     bf16=False, dataloader_pin_memory=False, seed=model.seed, max_length=256)
+                     bf16=False, dataloader_pin_memory=False, seed=model.sft_seed, max_length=256)
     started = time.monotonic()
     parameters = sum(p.numel() for p in policy.parameters())
     print(f"SFT warm start: {parameters / 1e6:.2f}M parameters, {len(examples)} solutions, {model.sft_steps} steps "
@@ -126,6 +130,25 @@ def sft_checkpoint(task: TaskSettings, model: ModelSettings, cache: Path) -> Pat
          "seconds": round(time.monotonic() - started, 1)}, indent=2))
     staging.rename(path)
     return path
+
+
+def pretrained(base: str) -> tuple[Any, Any]:
+    """A pretrained chat model to warm-start instead (``embedded``: SmolLM2-135M-Instruct), with ``</think>``
+    added as one token when its tokenizer lacks it, and left padding for sampling."""
+    from tokenizers import AddedToken
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from repro_core.assets import default_model_path
+
+    path = default_model_path() if base == "embedded" else base
+    policy, tokenizer = AutoModelForCausalLM.from_pretrained(path), AutoTokenizer.from_pretrained(path)
+    if len(tokenizer(THINK_END, add_special_tokens=False)["input_ids"]) != 1:
+        tokenizer.add_tokens([AddedToken(THINK_END, special=False, normalized=False)])
+        policy.resize_token_embeddings(len(tokenizer))
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    tokenizer.padding_side = "left"
+    return policy, tokenizer
 
 
 def load(path: Path) -> tuple[Any, Any]:

@@ -1,11 +1,11 @@
 r"""Letter counting with detours: the task, its data files and its metrics.
 
 A problem is a word spelt with hyphens and a letter: "How many times does the letter c appear in
-b-c-a-c?". A worked solution has one progress line per letter with the running count (``b 0``, ``c 1``,
-...), then ``</think>`` and ``\boxed{n}``. After any progress line a detour may follow, with probability
-``detour_rate``: a line that restates the count ("Let me recount: so far 1.") and adds tokens but no
-progress. Whether a line is a detour is read off its text (:func:`is_detour`), so any completion of a
-trained model is scored exactly for detours.
+b-c-a-c?". A worked solution has one progress line per letter: its position, the letter and the
+running count (``1 b 0``, ``2 c 1``, ...), then ``</think>`` and ``\boxed{n}``. After any progress line
+a detour may follow, with probability ``detour_rate``: a line that restates the count ("Let me
+recount: so far 1.") and adds tokens but no progress. Whether a line is a detour is read off its text
+(:func:`is_detour`), so any completion of a trained model is scored exactly for detours.
 """
 
 from __future__ import annotations
@@ -22,14 +22,14 @@ from trl.rewards import get_soft_overlong_punishment
 
 THINK_END = "</think>"
 DETOURS = ("Let me recount: so far {count}.", "Wait, so far {count}.", "So far {count}, let me check again.")
-_PROGRESS = re.compile(r"^[a-z] \d+$")
+_PROGRESS = re.compile(r"^\d+ [a-z] \d+$")
 _DETOUR = re.compile(r"^(Let me recount: so far \d+\.|Wait, so far \d+\.|So far \d+, let me check again\.)$")
 _NUMBER = re.compile(r"\d+")
 #: The length-penalty arm's budget: the run's --max_completion_length (replicate.py passes this) and
-#: TRL's soft overlong punishment, 0 up to 24 tokens (a 6-letter word's solution), -1 at the limit.
+#: TRL's soft overlong punishment, 0 up to 28 tokens (about a 7-letter word's solution), -1 at the limit.
 MAX_COMPLETION_LENGTH = 64
 length_penalty = get_soft_overlong_punishment(max_completion_len=MAX_COMPLETION_LENGTH,
-                                              soft_punish_cache=MAX_COMPLETION_LENGTH - 24)
+                                              soft_punish_cache=MAX_COMPLETION_LENGTH - 28)
 
 
 @dataclass(frozen=True)
@@ -37,8 +37,9 @@ class TaskSettings:
     """What the generated problems look like; part of the SFT cache key."""
 
     alphabet: str = "abcdefgh"
-    min_letters: int = 3
-    max_letters: int = 6
+    min_letters: int = 4
+    max_letters: int = 7
+    max_count: int = 3
     detour_rate: float = 0.25
 
 
@@ -49,9 +50,9 @@ def question(word: str, letter: str) -> str:
 def solution(word: str, letter: str, rng: np.random.Generator, detour_rate: float) -> str:
     """The worked solution: a progress line per letter, a detour after each with probability ``detour_rate``."""
     lines, count = [], 0
-    for char in word:
+    for position, char in enumerate(word, start=1):
         count += char == letter
-        lines.append(f"{char} {count}")
+        lines.append(f"{position} {char} {count}")
         if rng.random() < detour_rate:
             lines.append(DETOURS[rng.integers(len(DETOURS))].format(count=count))
     return "\n".join(lines) + f"\n{THINK_END}\n\\boxed{{{count}}}"
@@ -59,15 +60,20 @@ def solution(word: str, letter: str, rng: np.random.Generator, detour_rate: floa
 
 def problems(settings: TaskSettings, size: int, seed: int, exclude: set[tuple[str, str]] = frozenset()
              ) -> list[tuple[str, str]]:
-    """``size`` distinct (word, letter) problems from ``seed``, none of ``exclude``."""
+    """``size`` distinct (word, letter) problems from ``seed``, none of ``exclude``. The count is drawn first,
+    uniformly from 0 to ``max_count``, so that no constant answer is right more than about one time in
+    ``max_count + 1``: a policy cannot score by guessing the commonest count instead of counting."""
     rng = np.random.default_rng(seed)
     found: dict[tuple[str, str], None] = {}
     while len(found) < size:
         length = int(rng.integers(settings.min_letters, settings.max_letters + 1))
-        word = "".join(rng.choice(list(settings.alphabet), size=length))
-        letter = str(rng.choice(list(word))) if rng.random() < 0.8 else str(rng.choice(list(settings.alphabet)))
-        if (word, letter) not in exclude:
-            found[(word, letter)] = None
+        letter = str(rng.choice(list(settings.alphabet)))
+        others = [char for char in settings.alphabet if char != letter]
+        word = [str(char) for char in rng.choice(others, size=length)]
+        for position in rng.choice(length, size=int(rng.integers(0, settings.max_count + 1)), replace=False):
+            word[position] = letter
+        if ("".join(word), letter) not in exclude:
+            found[("".join(word), letter)] = None
     return list(found)
 
 
