@@ -55,22 +55,32 @@ def direct_j(
 ) -> float:
     """One unpadded forward over prompt + completion[:p] + answer, full log-softmax.
 
-    ``j_tokens="answer"``: "\\boxed{", the answer and "}" tokenized apart, only the answer's tokens
-    averaged; ``special``: a BOS (the tokenizer's own) before them, never averaged in "answer" mode.
+    The answer is the template's whole text, tokenized as the model would write it. ``j_tokens=
+    "answer"``: only the tokens whose characters overlap the answer's are averaged; ``special``: a
+    BOS (the tokenizer's own) before them, never averaged in "answer" mode.
     """
     bos = [tok.bos_token_id] if special and tok.bos_token_id is not None else []
+    text = TEMPLATE.format(answer=answer)
+    whole = tok(text, add_special_tokens=False)["input_ids"]
+    answer_ids = bos + whole
     if j_tokens == "template":
-        answer_ids = bos + tok(TEMPLATE.format(answer=answer), add_special_tokens=False)["input_ids"]
         averaged = range(len(answer_ids))
     else:
-        head, own, tail = (tok(text, add_special_tokens=False)["input_ids"] for text in ("\\boxed{", answer, "}"))
-        answer_ids = bos + head + own + tail
-        averaged = range(len(bos) + len(head), len(bos) + len(head) + len(own))
+        start, stop = own_tokens(tok, text, len("\\boxed{"), len("\\boxed{") + len(answer))
+        averaged = range(len(bos) + start, len(bos) + stop)
     ids = torch.tensor([prompt + completion[:p] + answer_ids])
     with torch.no_grad():
         logp = torch.log_softmax(model(ids).logits[0].double() / temperature, -1)
     start = len(prompt) + p
     return float(np.mean([logp[start + i - 1, answer_ids[i]].item() for i in averaged]))
+
+
+def own_tokens(tok, text, first, last) -> tuple[int, int]:
+    """The tokens of ``text`` (tokenized whole) whose characters overlap ``text[first:last]``, by the
+    tokenizer's offsets: (start, stop)."""
+    spans = tok(text, add_special_tokens=False, return_offsets_mapping=True)["offset_mapping"]
+    own = [i for i, (begin, end) in enumerate(spans) if begin < end and begin < last and end > first]
+    return own[0], own[-1] + 1
 
 
 def bos_tokenizer(tok):
@@ -145,23 +155,24 @@ def test_j_options_equal_direct_forward(model, tok, mode, options):
     assert np.abs(j - paper).max() > 1e-3  # the option changes J
 
 
-def test_answer_tokens_split_the_template(tok):
-    """j_tokens="answer": the template's text around {answer} is teacher-forced, not averaged."""
-    head, own, tail = (tok(text, add_special_tokens=False)["input_ids"] for text in ("\\boxed{", "180", "}"))
+def test_answer_tokens_tokenize_the_whole_text(tok):
+    """j_tokens="answer": the template's whole text tokenized as the model would write it, the
+    answer's own tokens (by their characters) averaged and the template's around them teacher-forced;
+    special tokens are teacher-forced, and averaged only under "template". tests/test_answer_tokens.py
+    holds the cases where tokenizing the pieces apart would differ."""
+    text = TEMPLATE.format(answer="180")
+    whole = tok(text, add_special_tokens=False)["input_ids"]
+    start, stop = own_tokens(tok, text, len("\\boxed{"), len("\\boxed{180"))
     answer = AnswerTokens(tok, TEMPLATE, "answer")("180", 0)
-    assert answer == AnswerIds(head + own + tail, len(head), len(head) + len(own))
-    assert answer.scored == len(own)
-    whole = tok(TEMPLATE.format(answer="180"), add_special_tokens=False)["input_ids"]
+    assert answer == AnswerIds(whole, start, stop) and tok.decode(whole[start:stop]) == "180"
+    assert answer.scored == stop - start
     assert AnswerTokens(tok, TEMPLATE)("180", 0) == AnswerIds(whole, 0, len(whole))
-    # A second {answer} is text after the first; the rendered text is the template's either way.
-    twice = AnswerTokens(tok, "{answer} = {answer}.", "answer")("7", 0)
-    assert tok.decode(twice.ids) == "7 = 7." and tok.decode(twice.ids[twice.start : twice.stop]) == "7"
     with_bos = bos_tokenizer(tok)
     bos = with_bos.bos_token_id
     special = AnswerTokens(with_bos, TEMPLATE, "answer", special_tokens=True)("180", 0)
-    assert special == AnswerIds([bos] + head + own + tail, 1 + len(head), 1 + len(head) + len(own))
-    expected = AnswerIds([bos] + whole, 0, 1 + len(whole))
-    assert AnswerTokens(with_bos, TEMPLATE, special_tokens=True)("180", 0) == expected
+    assert special == AnswerIds([bos] + whole, 1 + start, 1 + stop)
+    template = AnswerTokens(with_bos, TEMPLATE, special_tokens=True)("180", 0)
+    assert template == AnswerIds([bos] + whole, 0, 1 + len(whole))
     assert AnswerTokens(with_bos, TEMPLATE)("180", 0) == AnswerIds(whole, 0, len(whole))  # off: no BOS
 
 
