@@ -66,12 +66,12 @@ def test_every_boolean_reaches_the_arguments_both_ways_from_the_file_and_the_com
     assert not wrong, wrong
 
 
-def test_a_yaml_false_turns_repro_and_the_device_defaults_off_in_the_config(tmp_path):
+def test_a_yaml_false_turns_repro_and_trls_defaults_off_in_the_config(tmp_path):
     """The bug that flipped the A/B switch: repro_enabled: false (default true) was ignored."""
-    (tmp_path / "run.yaml").write_text("repro_enabled: false\ndataloader_pin_memory: true\nbf16: false\n"
+    (tmp_path / "run.yaml").write_text("repro_enabled: false\ndisable_dropout: false\nbf16: false\n"
                                        "gradient_checkpointing: true\n")
     _, _, _, config = parse_args(["--config", str(tmp_path / "run.yaml")])
-    assert (config.repro_enabled, config.dataloader_pin_memory, config.gradient_checkpointing) == (False, True, True)
+    assert (config.repro_enabled, config.disable_dropout, config.gradient_checkpointing) == (False, False, True)
     _, _, _, config = parse_args(["--config", str(tmp_path / "run.yaml"), "--repro_enabled", "true",
                                   "--no_gradient_checkpointing"])
     assert (config.repro_enabled, config.gradient_checkpointing) == (True, False)

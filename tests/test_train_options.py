@@ -58,3 +58,22 @@ def test_reward_functions_peft_and_shuffled_rewards_in_one_run(tiny_checkpoint, 
     # The saved model is a LoRA adapter over the tiny checkpoint.
     adapter = json.loads((out / "adapter_config.json").read_text())
     assert adapter["r"] == 4 and sorted(adapter["target_modules"]) == ["q_proj", "v_proj"]
+
+
+@pytest.mark.slow
+def test_two_processes_under_torchrun_on_cpus(tiny_checkpoint, tmp_path):
+    """repro train under torchrun without CUDA: the processes gather their rows (use_cpu is the CPU default);
+    before, accelerate's gathers did nothing there and the second process failed in the advantages."""
+    import subprocess
+    import sys
+
+    out = tmp_path / "run"
+    result = subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_port=29541", "-m",
+         "repro_core.train", "--model_name_or_path", str(tiny_checkpoint), "--output_dir", str(out), "--max_steps",
+         "1", "--dataset_size", "8", "--per_device_train_batch_size", "4", "--num_generations", "4",
+         "--max_completion_length", "12", "--repro_k", "4"],
+        capture_output=True, text=True, timeout=600, env={**os.environ, "OMP_NUM_THREADS": "1"},
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "repro train: done, 1 step" in result.stdout

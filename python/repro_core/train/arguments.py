@@ -69,8 +69,10 @@ EMBEDDED_MODEL_DEFAULTS: dict[str, Any] = {
 
 def device_defaults(cuda: bool) -> dict[str, Any]:
     """Defaults that depend on whether a CUDA device is present: bf16 autocast and gradient
-    checkpointing only pay off on a GPU (on a CPU they cost time and save memory we don't need)."""
-    return {"bf16": cuda, "gradient_checkpointing": cuda, "dataloader_pin_memory": cuda}
+    checkpointing only pay off on a GPU (on a CPU they cost time and save memory we don't need).
+    Without CUDA, ``use_cpu``: under ``torchrun`` on CPUs accelerate otherwise sets up no process
+    group for its gathers, and each process would normalise its own rows as if they were the batch."""
+    return {"bf16": cuda, "gradient_checkpointing": cuda, "dataloader_pin_memory": cuda, "use_cpu": not cuda}
 
 
 @dataclass
