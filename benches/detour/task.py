@@ -25,11 +25,12 @@ DETOURS = ("Let me recount: so far {count}.", "Wait, so far {count}.", "So far {
 _PROGRESS = re.compile(r"^\d+ [a-z] \d+$")
 _DETOUR = re.compile(r"^(Let me recount: so far \d+\.|Wait, so far \d+\.|So far \d+, let me check again\.)$")
 _NUMBER = re.compile(r"\d+")
-#: The length-penalty arm's budget: the run's --max_completion_length (replicate.py passes this) and
-#: TRL's soft overlong punishment, 0 up to 28 tokens (about a 7-letter word's solution), -1 at the limit.
-MAX_COMPLETION_LENGTH = 64
+#: The runs' --max_completion_length (replicate.py passes it): room for a 7-letter solution with four detours.
+MAX_COMPLETION_LENGTH = 96
+#: The length-penalty arm's reward: TRL's soft overlong punishment, 0 up to 36 tokens (a 7-letter solution
+#: without detours), falling linearly to -1 at the limit.
 length_penalty = get_soft_overlong_punishment(max_completion_len=MAX_COMPLETION_LENGTH,
-                                              soft_punish_cache=MAX_COMPLETION_LENGTH - 28)
+                                              soft_punish_cache=MAX_COMPLETION_LENGTH - 36)
 
 
 @dataclass(frozen=True)
