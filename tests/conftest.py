@@ -13,13 +13,20 @@ suite that needs neither imports neither):
   test in the session: a test that trains or otherwise changes weights builds its own model.
 - tiny_checkpoint: that model and tokenizer, with a chat template, saved in a directory: a
   `--model_name_or_path` for `repro train` runs (tests/test_train_cli.py, tests/test_train_faults.py).
+
+torch computes on one thread (OMP_NUM_THREADS=1 unless set), here and in every process a test starts: the
+tiny models gain nothing from a second thread, and on a busy 2-core machine OpenMP's threads wait on each
+other so that a forward pass of the embedded model took 12 times as long with two as with one.
 """
 
 import os
 import sys
 
-import pytest
-from hypothesis import HealthCheck, settings
+# Before anything imports torch, which reads it once; subprocesses inherit it.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+import pytest  # noqa: E402
+from hypothesis import HealthCheck, settings  # noqa: E402
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
