@@ -372,7 +372,7 @@ def scorer(tok, tiny_model):
 @pytest.mark.parametrize(
     ("kwargs", "message"),
     [
-        (dict(mode="fast"), "mode: expected one of shared, per_cut, got 'fast'"),
+        (dict(mode="fast"), "mode: expected one of shared, per_cut, fused, got 'fast'"),
         (dict(temperature=0), "temperature: expected a finite number > 0"),
         (dict(temperature=float("nan")), "temperature"),
         (dict(temperature="1"), "temperature: expected a finite number > 0, got '1'"),

@@ -37,7 +37,7 @@ __all__ = [
     "repro_field",
 ]
 
-ObjectiveMode = Literal["shared", "per_cut"]
+ObjectiveMode = Literal["shared", "per_cut", "fused"]
 OBJECTIVE_MODES: tuple[str, ...] = get_args(ObjectiveMode)
 JTokens = Literal["template", "answer"]
 #: Which tokens of the scored text J averages (``ReproConfig.j_tokens``).
@@ -123,7 +123,8 @@ class ReproConfig:
     objective_mode: ObjectiveMode = field(
         default="shared",
         metadata={
-            "help": "How J is computed: shared (one pass plus cached probes, fast) or per_cut (one sequence per cut).",
+            "help": "How J is computed: shared (one pass plus cached probes, fast), per_cut (one sequence per cut) "
+            "or fused (verl only: inside verl's old-log-prob pass).",
             "choices": OBJECTIVE_MODES,
         },
     )

@@ -79,17 +79,20 @@ class ReproScorer:
         self._select = cut_selector(tokenizer, config)
         self.delimiters: Delimiters = self._select.keywords["delimiters"]
         self.think_end_id: int | None = self._select.keywords["think_end_id"]
-        self.objective = ObjectiveScorer(
-            model,
-            tokenizer,
-            answer_template=config.answer_template,
-            mode=config.objective_mode,
-            temperature=config.temperature,
-            max_batch_tokens=config.max_batch_tokens,
-            j_tokens=config.j_tokens,
-            answer_special_tokens=config.answer_special_tokens,
-            j_at_rollout_temperature=config.j_at_rollout_temperature,
-        )
+        try:
+            self.objective = ObjectiveScorer(
+                model,
+                tokenizer,
+                answer_template=config.answer_template,
+                mode=config.objective_mode,
+                temperature=config.temperature,
+                max_batch_tokens=config.max_batch_tokens,
+                j_tokens=config.j_tokens,
+                answer_special_tokens=config.answer_special_tokens,
+                j_at_rollout_temperature=config.j_at_rollout_temperature,
+            )
+        except ReproError as error:  # the scorer's mode is the config's objective_mode
+            raise error.renamed("objective_mode") if error.argument == "mode" else error from None
 
     def evaluate(
         self, prompt_ids: Sequence[Sequence[int]], completion_ids: Sequence[Sequence[int]], answers: Sequence[Any]

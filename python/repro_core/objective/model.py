@@ -17,7 +17,7 @@ in float32 whatever the model's dtype (docs/semantics.md, "bf16").
 from __future__ import annotations
 
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from typing import Any
 
 import numpy as np
@@ -93,24 +93,32 @@ class ModelAdapter:
         attention kernel is swapped for SDPA during the call).
         """
         modes = [(module, module.training) for module in self.model.modules()]
-        restore_attention = None
-        if shared:
-            self.refuse_shared()
-        if shared and self.attention not in MASKABLE_ATTENTION:
-            # Flash-attention kernels take no arbitrary 4-D mask: SDPA for the call, then back.
-            restore_attention = self.attention
-            self.causal_lm.set_attn_implementation("sdpa")
-            self.attention = "sdpa"
-            self.masks = Masks(self.attention, self.masks.layer_types, self.masks.window)
         self.model.eval()
         try:
-            with torch.no_grad(), self._gathered():
+            with torch.no_grad(), self.masking_kernel() if shared else nullcontext(), self._gathered():
                 yield self
         finally:
-            if restore_attention is not None:
-                self.causal_lm.set_attn_implementation(restore_attention)
             for module, training in modes:
                 module.training = training
+
+    @contextmanager
+    def masking_kernel(self) -> Iterator[None]:
+        """An attention kernel that takes the probes' 4-D masks for the call: a flash-attention
+        model runs SDPA, then goes back (flash kernels take no arbitrary 4-D mask)."""
+        self.refuse_shared()
+        if self.attention in MASKABLE_ATTENTION:
+            yield
+            return
+        restore_attention = self.attention
+        self.causal_lm.set_attn_implementation("sdpa")
+        self.attention = "sdpa"
+        self.masks = Masks(self.attention, self.masks.layer_types, self.masks.window)
+        try:
+            yield
+        finally:
+            self.causal_lm.set_attn_implementation(restore_attention)
+            self.attention = restore_attention
+            self.masks = Masks(self.attention, self.masks.layer_types, self.masks.window)
 
     @contextmanager
     def _gathered(self) -> Iterator[None]:
@@ -279,23 +287,28 @@ class ModelAdapter:
             key_positions = torch.cat([chunk.position_ids, position_ids], dim=1)
             # An eager kernel adds the mask to scores in the cache's (the hidden states') dtype.
             masks = self.masks.build(allowed, position_ids, key_positions, cache.layers[0].keys.dtype)
-            out = self.decoder(
-                input_ids=input_ids.reshape(rows, -1),
-                attention_mask=masks,
-                position_ids=position_ids,
-                past_key_values=cache,
-                use_cache=True,
-            )
-            cache.crop(cache_width)
             averaged = (offsets_in_probe >= averaged_from[:, None]) & (offsets_in_probe < averaged_to[:, None])
             scored = has_cut[:, probes, None] & averaged[:, None, :]
-            hidden = out.last_hidden_state.reshape(rows, count, width, -1)[scored]
             targets = answers[:, None, :].expand(-1, count, -1)[scored]
             placed = torch.zeros(scored.shape, dtype=torch.float64, device=device)
-            placed[scored] = self.log_probs(hidden, targets, temperature)
+            placed[scored] = self.probe_log_probs(
+                input_ids.reshape(rows, -1), masks, position_ids, cache, scored.reshape(rows, -1), targets, temperature
+            )
+            cache.crop(cache_width)
             totals[:, probes] = placed.sum(-1)
         # Row-major order of the (row, probe) grid is the ``cuts`` layout.
         return (totals / (averaged_to - averaged_from)[:, None])[has_cut].cpu().numpy()
+
+    def probe_log_probs(
+        self, input_ids: torch.Tensor, masks: Any, position_ids: torch.Tensor, cache: DynamicCache,
+        scored: torch.Tensor, targets: torch.Tensor, temperature: float,
+    ) -> torch.Tensor:
+        """One decoder call of probes (b, L) against ``cache``: the log-probabilities (n,) of
+        ``targets`` after the ``scored`` (b, L) positions, in row-major order."""
+        out = self.decoder(
+            input_ids=input_ids, attention_mask=masks, position_ids=position_ids, past_key_values=cache, use_cache=True
+        )
+        return self.log_probs(out.last_hidden_state[scored], targets, temperature)
 
     @staticmethod
     def probe_calls(chunk: Chunk, cuts: Cuts, budget: int) -> list[slice]:

@@ -56,7 +56,7 @@ class ObjectiveScorer:
         answer_template: ``answer_template.format(answer=gt)`` is the scored text, tokenized on its
             own without special tokens.
         mode: ``"shared"`` (fast: one pass plus cached probes) or ``"per_cut"`` (one sequence per
-            cut); ``ReproConfig.objective_mode``.
+            cut); ``ReproConfig.objective_mode`` (whose ``"fused"`` is verl's alone: refused here).
         temperature: the sampling temperature, applied to the entropies; J uses the raw logits
             (temperature 1) unless ``j_at_rollout_temperature``.
         j_tokens: ``"template"`` (J averages every token of the answer text) or ``"answer"`` (only
@@ -92,6 +92,10 @@ class ObjectiveScorer:
             check_setting("objective_mode", mode)
         except ReproError as error:
             raise error.renamed("mode") from None
+        if mode == "fused":
+            raise ReproError("mode", "'fused' computes J inside verl's old-log-prob pass (algorithm.repro."
+                             "objective_mode=fused); here 'shared' scores J against the entropy pass's own keys and "
+                             "values already: use mode='shared'")
         check_setting("temperature", temperature)
         check_setting("max_batch_tokens", max_batch_tokens)
         check_setting("j_at_rollout_temperature", j_at_rollout_temperature)

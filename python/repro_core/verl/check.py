@@ -43,7 +43,7 @@ from .estimators import (
     repro_block,
 )
 
-__all__ = ["compose", "main", "problems", "repro_config", "shared_problems", "startup_problems",
+__all__ = ["STRATEGIES", "compose", "engine_problems", "main", "problems", "repro_config", "startup_problems",
            "validate_config"]
 
 #: What the shared path cannot honour falls back to this (the plain method, on any engine).
@@ -89,24 +89,36 @@ def repro_config(config: DictConfig) -> ReproConfig:
         raise
 
 
-def shared_problems(config: DictConfig) -> list[ReproError]:
-    """The settings ``objective_mode=shared`` cannot honour: J runs on each rank's whole rows in
-    verl's fsdp2 engine (``worker.py``), on a model whose attention layers it can mask."""
+#: The engines (``actor_rollout_ref.actor.strategy``) each objective mode runs J on; per_cut, through
+#: verl's own compute_log_prob, runs on any.
+STRATEGIES = {"shared": ("fsdp2",), "fused": ("fsdp", "fsdp2")}
+
+
+def engine_problems(config: DictConfig, mode: str) -> list[ReproError]:
+    """The settings ``objective_mode=shared`` or ``fused`` cannot honour: J runs on each rank's
+    whole rows in verl's FSDP engine (``worker.py``, ``fused.py``), on a model whose attention layers
+    it can mask; fused's probe call goes through the model's own forward."""
     found = []
     actor = config.actor_rollout_ref.actor
-    if actor.strategy != "fsdp2":
-        found.append(ReproError("actor_rollout_ref.actor.strategy", "objective_mode=shared scores J inside verl's "
-                                f"fsdp2 actor engine, got {actor.strategy!r}; set "
-                                f"actor_rollout_ref.actor.strategy=fsdp2 {_FALLBACK}"))
+    if actor.strategy not in STRATEGIES[mode]:
+        engines = " or ".join(STRATEGIES[mode])
+        fused = " algorithm.repro.objective_mode=fused (fsdp or fsdp2)," if mode == "shared" else ""
+        found.append(ReproError("actor_rollout_ref.actor.strategy", f"objective_mode={mode} scores J inside verl's "
+                                f"{engines} actor engine, got {actor.strategy!r}; set actor_rollout_ref.actor.strategy="
+                                f"{STRATEGIES[mode][-1]},{fused} {_FALLBACK}"))
     for key in ("ulysses_sequence_parallel_size", "fsdp_config.ulysses_sequence_parallel_size"):
         size = OmegaConf.select(actor, key, default=1) or 1
         if size > 1:
-            found.append(ReproError(f"actor_rollout_ref.actor.{key}", f"objective_mode=shared scores whole rows on "
+            found.append(ReproError(f"actor_rollout_ref.actor.{key}", f"objective_mode={mode} scores whole rows on "
                                     f"each rank and cannot split them over {size} sequence-parallel ranks; set it to 1 "
                                     f"{_FALLBACK}"))
+    if mode == "fused" and config.actor_rollout_ref.model.get("use_fused_kernels", False):
+        found.append(ReproError("actor_rollout_ref.model.use_fused_kernels", "objective_mode=fused runs its probe "
+                                "call through the model's own forward, which verl's fused kernels replace; set it to "
+                                f"False, or algorithm.repro.objective_mode=shared (fsdp2), {_FALLBACK}"))
     layers = _unmaskable_layers(config.actor_rollout_ref.model.path)
     if layers:
-        found.append(ReproError("algorithm.repro.objective_mode", f"objective_mode=shared cannot mask the model's "
+        found.append(ReproError("algorithm.repro.objective_mode", f"objective_mode={mode} cannot mask the model's "
                                 f"{', '.join(layers)} layers; set algorithm.repro.objective_mode=per_cut"))
     return found
 
@@ -141,8 +153,8 @@ def startup_problems(config: DictConfig) -> list[ReproError]:
     if (config.algorithm.get("rollout_correction") or {}).get("bypass_mode", False):
         found.append(ReproError("algorithm.rollout_correction.bypass_mode", "repro_sync reads the entropies of "
                                 "verl's old-log-prob pass, which bypass mode skips; set it to False"))
-    if repro.objective_mode == "shared":
-        found += shared_problems(config)
+    if repro.objective_mode in STRATEGIES:
+        found += engine_problems(config, repro.objective_mode)
     return found
 
 

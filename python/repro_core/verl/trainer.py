@@ -47,6 +47,7 @@ from ..objective import AnswerIds, AnswerTokens
 from ..pipeline import cut_selector, step_metrics
 from .check import repro_config, startup_problems
 from .estimators import REPRO_KEYS, ProcessRewards, process_rewards
+from .fused import CUTS_OUTPUT, J_OUTPUT, OUTPUT_FIELDS, REQUEST_KEY, TOKENS_OUTPUT, FusedRequest
 from .worker import ANSWER_FIELD, ANSWER_SPAN_FIELD, CUTS_FIELD, J_FIELD, NUM_CUTS_FIELD, PROBE_FIELDS, ReproActorWorker
 
 __all__ = ["PROBE_PARTITION", "ReproTrainerSync"]
@@ -55,8 +56,10 @@ __all__ = ["PROBE_PARTITION", "ReproTrainerSync"]
 #: per batch row, and J); they live there for one advantage step.
 PROBE_PARTITION = "repro_probe"
 
-#: The actor roles whose worker class ``objective_mode=shared`` replaces with ``ReproActorWorker``.
+#: The actor roles whose worker class ``objective_mode=shared`` and ``fused`` replace with ``ReproActorWorker``.
 _ACTOR_ROLES = (Role.Actor, Role.ActorRollout, Role.ActorRolloutRef)
+#: What the advantage step reads of every batch row, beside each mode's own fields.
+_CHECKED_FIELDS = ["response_mask", "position_ids", "reward_model"]
 
 class _Rollouts(NamedTuple):
     """A batch's real rows (``real``: their batch indices, padding rows left out) as the advantage
@@ -90,7 +93,7 @@ class ReproTrainerSync(PPOTrainerSync):
 
     def _init_resource_pool_mgr(self) -> None:
         super()._init_resource_pool_mgr()
-        if self.repro.objective_mode == "shared":  # the actor workers that score J (worker.py)
+        if self.repro.objective_mode in ("shared", "fused"):  # the actor workers that score J (worker.py)
             for role in _ACTOR_ROLES:
                 if role in self.role_worker_mapping:
                     self.role_worker_mapping[role] = ray.remote(ReproActorWorker)
@@ -102,10 +105,34 @@ class ReproTrainerSync(PPOTrainerSync):
             self._answer_ids = AnswerTokens(
                 self.tokenizer, self.repro.answer_template, self.repro.j_tokens, self.repro.answer_special_tokens
             )
+            self._fused_request = FusedRequest(temperature=self._j_temperature(), **self._select.keywords)
         except ReproError as error:
             if error.argument in REPRO_KEYS:
                 raise error.renamed(f"algorithm.repro.{error.argument}") from None
             raise
+
+    def _compute_old_log_prob(self, batch: KVBatchMeta, metrics: dict) -> KVBatchMeta:
+        """verl's old-log-prob pass; with ``objective_mode=fused`` it also selects the cut points and
+        scores J (``fused.py``): each row's answer ids go into the batch first, and the cut settings
+        into this call's batch info only."""
+        if self.repro.objective_mode != "fused":
+            return super()._compute_old_log_prob(batch, metrics)
+        _, real, answers = self._read(batch, [])
+        ids = np.zeros((len(batch), max([1, *(len(answer.ids) for answer in answers)])), dtype=np.int64)
+        spans = np.zeros((len(batch), 3), dtype=np.int64)  # a padding row: no answer (length 0)
+        for b, answer in zip(real, answers, strict=True):
+            ids[b, : len(answer.ids)] = answer.ids
+            spans[b] = (len(answer.ids), answer.start, answer.stop)
+        fields = {ANSWER_FIELD: torch.from_numpy(ids), ANSWER_SPAN_FIELD: torch.from_numpy(spans)}
+        tq.kv_batch_put(keys=batch.keys, partition_id=batch.partition_id,
+                        fields=TensorDict(fields, batch_size=len(batch)))
+        if batch.fields is not None:  # a batch that names its fields: the workers read these too
+            batch.fields = [*batch.fields, *(name for name in fields if name not in batch.fields)]
+        batch.extra_info[REQUEST_KEY] = self._fused_request
+        try:
+            return super()._compute_old_log_prob(batch, metrics)
+        finally:  # the other calls of the actor (the reference's log-probs, the update) score no J
+            batch.extra_info.pop(REQUEST_KEY, None)
 
     def _compute_advantage(self, batch: KVBatchMeta, metrics: dict) -> KVBatchMeta:
         process = self._process_rewards(batch, metrics)
@@ -117,12 +144,15 @@ class ReproTrainerSync(PPOTrainerSync):
     def _process_rewards(self, batch: KVBatchMeta, metrics: dict) -> ProcessRewards:
         """The batch's process rewards: its cut points (one row per batch row, padding rows empty)
         and the step reward at each, plus the critic's values (B, T) for repro_gae."""
-        rollouts = self._rollouts(batch)
-        real, cuts = rollouts.real, rollouts.cuts
-        if self.repro.objective_mode == "shared":
-            j, tokens = self._objective_shared(batch, real, rollouts.prompts, rollouts.answers, cuts)
+        if self.repro.objective_mode == "fused":
+            real, cuts, j, tokens, values = self._objective_fused(batch)
         else:
-            j, tokens = self._objective_per_cut(rollouts.prompts, rollouts.completions, rollouts.answers, cuts)
+            rollouts = self._rollouts(batch)
+            real, cuts, values = rollouts.real, rollouts.cuts, rollouts.values
+            if self.repro.objective_mode == "shared":
+                j, tokens = self._objective_shared(batch, real, rollouts.prompts, rollouts.answers, cuts)
+            else:
+                j, tokens = self._objective_per_cut(rollouts.prompts, rollouts.completions, rollouts.answers, cuts)
         steps = score_steps(j, cuts.offsets, w=self.repro.w, stability_ema=self.repro.stability_ema)
         if real:
             metrics.update(step_metrics(cuts, j, magnitude=steps.magnitude, stability=steps.stability,
@@ -135,13 +165,12 @@ class ReproTrainerSync(PPOTrainerSync):
         ends = np.zeros(len(batch), dtype=np.int64)
         for i, b in enumerate(real):
             rows[b], ends[b] = cuts.row(i), cuts.ends[i]
-        return ProcessRewards(Cuts.from_rows(rows, ends), steps.reward, rollouts.values)
+        return ProcessRewards(Cuts.from_rows(rows, ends), steps.reward, values)
 
-    def _rollouts(self, batch: KVBatchMeta) -> _Rollouts:
-        """The batch's real rows read from the TransferQueue and checked, and their cut points."""
-        fields = ["prompts", "responses", "response_mask", "entropy", "position_ids", "reward_model"]
-        if self.repro.estimator == "ppo":
-            fields.append("values")
+    def _read(self, batch: KVBatchMeta, fields: Sequence[str]) -> tuple[TensorDict, list[int], list[AnswerIds]]:
+        """``fields`` of the batch from the TransferQueue, with the ones every mode checks; the real
+        rows (verl's padding rows left out), each checked, and their answer ids."""
+        fields = [*fields, *(name for name in _CHECKED_FIELDS if name not in fields)]
         data = tq.kv_batch_get(keys=batch.keys, partition_id=batch.partition_id, select_fields=fields)
         missing = [name for name in fields if name not in data.keys()]
         if missing:
@@ -154,16 +183,11 @@ class ReproTrainerSync(PPOTrainerSync):
                 "trainer.v1.trainer_mode", "repro_sync scores text rows; multi-dimensional position_ids "
                 "(multi-modal rows) are not supported"
             )
-        lengths = data["response_mask"].offsets().diff().tolist()
-        width = max([1, *lengths])
         real = [b for b, tag in enumerate(batch.tags) if not tag.get("is_padding", False)]
-        prompt_rows, responses = data["prompts"].unbind(), data["responses"].unbind()
-        masks, entropies = data["response_mask"].unbind(), data["entropy"].unbind()
+        masks = data["response_mask"].unbind()
         reward_models = list(data["reward_model"])  # each read of a non-tensor field rebuilds the list
-        prompts, completions, answers = [], [], []
-        token_ids = np.zeros((len(real), width), dtype=np.int64)
-        entropy = np.zeros((len(real), width), dtype=np.float32)
-        for i, b in enumerate(real):
+        answers = []
+        for b in real:
             if not bool(masks[b].bool().all()):
                 raise ReproError(
                     "trainer.v1.trainer_mode", f"repro_sync scores single-turn responses; row {batch.keys[b]} "
@@ -174,18 +198,52 @@ class ReproTrainerSync(PPOTrainerSync):
                 raise ReproError(
                     "reward_model.ground_truth", f"row {batch.keys[b]} has none; repro_sync scores J on the answer"
                 )
-            prompts.append(prompt_rows[b])
-            completions.append(responses[b])
             answers.append(self._answer_ids(ground_truth, b))
+        return data, real, answers
+
+    def _rollouts(self, batch: KVBatchMeta) -> _Rollouts:
+        """The batch's real rows read from the TransferQueue and checked, and their cut points."""
+        data, real, answers = self._read(batch, ["prompts", "responses", "entropy", *self._value_fields()])
+        lengths = data["response_mask"].offsets().diff().tolist()
+        width = max([1, *lengths])
+        prompt_rows, responses = data["prompts"].unbind(), data["responses"].unbind()
+        entropies = data["entropy"].unbind()
+        token_ids = np.zeros((len(real), width), dtype=np.int64)
+        entropy = np.zeros((len(real), width), dtype=np.float32)
+        for i, b in enumerate(real):
             token_ids[i, : lengths[b]] = responses[b].numpy()
             entropy[i, : lengths[b]] = entropies[b].float().numpy()
         mask = np.arange(width) < np.asarray([lengths[b] for b in real], dtype=np.int64)[:, None]
-        values = None
-        if self.repro.estimator == "ppo":
-            values = np.zeros((len(lengths), width), dtype=np.float32)
-            for b, row in enumerate(data["values"].unbind()):
-                values[b, : len(row)] = row.float().numpy()
-        return _Rollouts(real, prompts, completions, answers, self._select(token_ids, mask, entropy), values)
+        return _Rollouts(real, [prompt_rows[b] for b in real], [responses[b] for b in real], answers,
+                         self._select(token_ids, mask, entropy), self._values(data))
+
+    def _value_fields(self) -> list[str]:
+        return ["values"] if self.repro.estimator == "ppo" else []
+
+    def _values(self, data: TensorDict) -> np.ndarray | None:
+        """repro_gae's critic values (B, T) over every batch row, right-padded; None otherwise."""
+        if self.repro.estimator != "ppo":
+            return None
+        rows = data["values"].unbind()
+        values = np.zeros((len(rows), max([1, *(len(row) for row in rows)])), dtype=np.float32)
+        for b, row in enumerate(rows):
+            values[b, : len(row)] = row.float().numpy()
+        return values
+
+    def _objective_fused(self, batch: KVBatchMeta) -> tuple[list[int], Cuts, np.ndarray, int, np.ndarray | None]:
+        """The real rows, their cut points and J (N,) as the old-log-prob pass wrote them
+        (``objective_mode=fused``), the tokens of its probe calls, and repro_gae's values."""
+        data, real, _ = self._read(batch, [*OUTPUT_FIELDS, *self._value_fields()])
+        points = [row[row >= 0].numpy() for row in data[CUTS_OUTPUT].unbind()]
+        values = data[J_OUTPUT].unbind()
+        unscored = [batch.keys[b] for b in real if not len(points[b])]
+        if unscored:
+            raise ReproError("algorithm.repro.objective_mode", f"objective_mode=fused: the old-log-prob pass scored "
+                             f"no J for rows {unscored}; it runs on ReproActorWorker's actor (ReproTrainingWorker)")
+        j = np.concatenate([np.zeros(0), *(values[b][: len(points[b])].numpy() for b in real)])
+        tokens = int(sum(int(row.sum()) for row in data[TOKENS_OUTPUT].unbind()))
+        return real, Cuts.from_rows([points[b] for b in real]), j.astype(np.float64, copy=False), tokens, \
+            self._values(data)
 
     def _objective_per_cut(
         self,

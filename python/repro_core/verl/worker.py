@@ -24,7 +24,8 @@ from verl.workers.engine.fsdp.transformer_impl import FSDPEngine
 from verl.workers.engine_workers import ActorRolloutRefWorker
 
 from ..errors import ReproError
-from ..objective import AnswerIds, ObjectiveScorer
+from ..objective import ObjectiveScorer
+from .fused import ANSWER_FIELD, ANSWER_SPAN_FIELD, ReproTrainingWorker, answer_of
 
 __all__ = ["ANSWER_FIELD", "CUTS_FIELD", "J_FIELD", "PROBE_FIELDS", "ReproActorWorker", "objective_of_shard"]
 
@@ -32,10 +33,6 @@ __all__ = ["ANSWER_FIELD", "CUTS_FIELD", "J_FIELD", "PROBE_FIELDS", "ReproActorW
 CUTS_FIELD = "repro_cuts"
 #: Per row: how many cut points the row has (0 for a padding row or a row without one).
 NUM_CUTS_FIELD = "repro_num_cuts"
-#: Per row: the answer's token ids (A,) int64, then (length, start, stop) in ``ANSWER_SPAN_FIELD``:
-#: ``ids[:length]`` are teacher-forced and ``ids[start:stop]`` averaged (``AnswerIds``).
-ANSWER_FIELD = "repro_answer"
-ANSWER_SPAN_FIELD = "repro_answer_span"
 #: What the controller writes; the workers read these and the rollouts' ``prompts`` and ``responses``.
 PROBE_FIELDS = [CUTS_FIELD, NUM_CUTS_FIELD, ANSWER_FIELD, ANSWER_SPAN_FIELD]
 #: What the workers write back: J (M,) float64 per row, at its first ``NUM_CUTS_FIELD`` entries.
@@ -64,7 +61,7 @@ def objective_of_shard(model: torch.nn.Module, probes: TensorDict, rollouts: Ten
     offsets = np.cumsum([0, *(counts[b] for b in scored)])
     values = scorer.score(
         [prompts[b] for b in scored], [responses[b] for b in scored],
-        [_answer_ids(answers[b], spans[b]) for b in scored],
+        [answer_of(answers[b], spans[b]) for b in scored],
         offsets, np.concatenate([positions[b][: counts[b]] for b in scored]),
     )
     for i, b in enumerate(scored):
@@ -72,14 +69,12 @@ def objective_of_shard(model: torch.nn.Module, probes: TensorDict, rollouts: Ten
     return TensorDict({J_FIELD: torch.from_numpy(j)}, batch_size=len(counts))
 
 
-def _answer_ids(ids: torch.Tensor, span: torch.Tensor) -> AnswerIds:
-    length, start, stop = span.tolist()
-    return AnswerIds(ids[:length].tolist(), start, stop)
-
-
 class ReproActorWorker(ActorRolloutRefWorker):
-    """verl's actor worker with ``compute_repro_objective`` (module docstring); ``repro_sync``
-    selects it in ``objective_mode=shared``."""
+    """verl's actor worker with ``compute_repro_objective`` (module docstring) and its actor as
+    ``ReproTrainingWorker`` (J inside the old-log-prob pass, ``fused.py``); ``repro_sync`` selects it
+    in ``objective_mode=shared`` and ``fused``."""
+
+    actor_worker_cls = ReproTrainingWorker
 
     @register(dispatch_mode=make_nd_compute_dataproto_dispatch_fn(mesh_name="actor"))
     def compute_repro_objective(self, probes: TensorDict, rollouts: TensorDict) -> TensorDict:
