@@ -95,14 +95,16 @@ class ReproScorer:
             raise error.renamed("objective_mode") if error.argument == "mode" else error from None
 
     def evaluate(
-        self, prompt_ids: Sequence[Sequence[int]], completion_ids: Sequence[Sequence[int]], answers: Sequence[Any]
+        self, prompt_ids: Sequence[Sequence[int]], completion_ids: Sequence[Sequence[int]], answers: Sequence[Any],
+        entropies: Any = None,
     ) -> tuple[Evaluation, Steps]:
         """The per-completion part: entropies, cut points, J and scores (no batch statistics).
 
         A trainer whose batch is spread over processes runs this on its own rows, gathers the
-        results and calls ``advantages`` once on the whole batch.
+        results and calls ``advantages`` once on the whole batch. ``entropies`` (B, >= T): the
+        completions' entropies from a pass the trainer made anyway (``ObjectiveScorer.evaluate``).
         """
-        evaluation = self.objective.evaluate(prompt_ids, completion_ids, answers, self._select)
+        evaluation = self.objective.evaluate(prompt_ids, completion_ids, answers, self._select, entropies=entropies)
         config = self.config
         steps = score_steps(evaluation.j, evaluation.cuts.offsets, w=config.w, stability_ema=config.stability_ema)
         return evaluation, steps

@@ -176,6 +176,7 @@ class ObjectiveScorer:
         completion_ids: Sequence[Sequence[int]],
         answers: Sequence[Any],
         select: CutSelector,
+        entropies: Any = None,
     ) -> Evaluation:
         """Entropies, cut points and J for one batch, with one pass over the rollouts.
 
@@ -183,7 +184,13 @@ class ObjectiveScorer:
         ``functools.partial(repro_core.select_cuts, delimiters=..., k=20)``). In ``"shared"`` mode
         the probes run against the KV cache of the entropy pass, chunk by chunk, so at most one
         chunk's cache is alive at a time.
+
+        ``entropies`` (B, >= T), from a pass the host made anyway at ``temperature`` (TRL's own
+        old-log-prob pass): the cut points come from them, and J from ``score``, whose prefix pass
+        needs no output head and stops at each row's last cut.
         """
+        if entropies is not None:
+            return self._evaluate_given(prompt_ids, completion_ids, answers, select, entropies)
         with self._inference() as lm:
             rows = self._rows(lm, prompt_ids, completion_ids, answers)
             token_ids = rows.completion_matrix()
@@ -219,6 +226,24 @@ class ObjectiveScorer:
                 j = in_row_order(chunk_rows, chunked, _concat(chunk_j)).astype(np.float64, copy=False)
             _finite(lm, j, cuts)
         return Evaluation(token_ids, entropies, mask, cuts, j)
+
+    def _evaluate_given(
+        self, prompt_ids: Sequence[Sequence[int]], completion_ids: Sequence[Sequence[int]], answers: Sequence[Any],
+        select: CutSelector, entropies: Any,
+    ) -> Evaluation:
+        """``evaluate`` with the host's entropies: cut points from them, then ``score``."""
+        rows = self._rows(ModelAdapter(self.model), prompt_ids, completion_ids)
+        token_ids, mask = rows.completion_matrix(), rows.mask()
+        given = np.asarray(entropies.float().cpu() if hasattr(entropies, "cpu") else entropies, dtype=np.float32)
+        longest = int(rows.lengths().max(initial=0))
+        if given.ndim != 2 or given.shape[0] != rows.count or given.shape[1] < longest:
+            raise ReproError("entropies", f"expected ({rows.count}, >= {longest}): one row per completion and one "
+                             f"entropy per completion token, got shape {given.shape}")
+        placed = np.zeros(token_ids.shape, dtype=np.float32)
+        placed[mask] = given[:, : token_ids.shape[1]][mask[:, : given.shape[1]]]
+        cuts = select(token_ids, mask, placed)
+        j = self.score(prompt_ids, completion_ids, answers, cuts.offsets, cuts.positions)
+        return Evaluation(token_ids, placed, mask, cuts, j)
 
     def _inference(self) -> AbstractContextManager[ModelAdapter]:
         """The model adapter, in eval mode without gradients for the call."""

@@ -61,6 +61,8 @@ class ReproGRPOTrainer(GRPOTrainer):
             self._check_answer_column()
         self._rewards_per_func: torch.Tensor | None = None
         self._last_generation: tuple[float, float] | None = None  # (start, RePro seconds) of the previous batch
+        # TRL's old-log-prob pass's entropies while it runs (_get_per_token_logps_and_entropies), else None.
+        self._pass_entropies: list[torch.Tensor] | None = None
 
     def _check_answer_column(self) -> None:
         """The answer column is a column of every dataset that lists its columns (iterable datasets
@@ -104,13 +106,19 @@ class ReproGRPOTrainer(GRPOTrainer):
 
     def _generate_and_score_completions(self, inputs: list[dict[str, Any]]) -> dict[str, Any]:
         start = time.perf_counter()
-        output = super()._generate_and_score_completions(inputs)
+        # When TRL runs its own old-log-prob pass, the entropies it computes there are RePro's.
+        self._pass_entropies = [] if self.args.repro_enabled and self._runs_old_log_prob_pass() else None
+        try:
+            output = super()._generate_and_score_completions(inputs)
+            pass_entropies = self._pass_entropies[0] if self._pass_entropies else None
+        finally:
+            self._pass_entropies = None
         if not self._needs_own_advantages():
             if self._mode() == "eval":
                 for name, value in self._behaviour_metrics(inputs, output, None).items():
                     self._metrics["eval"][name].append(value)
             return output
-        batch, repro_seconds = self._gather_rollouts(inputs, output)
+        batch, repro_seconds = self._gather_rollouts(inputs, output, pass_entropies)
         if self.args.repro_shuffle_rewards:
             # Every process holds the whole batch and draws the same permutation from the same seed.
             rng = np.random.default_rng((self.args.seed, self.state.global_step, self._mode() == "eval"))
@@ -137,10 +145,34 @@ class ReproGRPOTrainer(GRPOTrainer):
             self._metrics[self._mode()][name].append(value)
         return output
 
-    def _evaluate_completions(self, inputs: list[dict[str, Any]], output: dict[str, Any]) -> tuple[Any, Any]:
+    def _runs_old_log_prob_pass(self) -> bool:
+        """Whether TRL's ``_generate_and_score_completions`` runs its old-log-prob pass on the
+        policy (TRL 1.16's condition there): generation and optimisation steps misaligned
+        (``steps_per_generation`` or ``num_iterations`` beyond the accumulation), or vLLM's
+        importance-sampling correction."""
+        generate_every = self.args.steps_per_generation * self.num_iterations
+        return bool(self.args.gradient_accumulation_steps % generate_every != 0
+                    or (self.use_vllm and self.vllm_importance_sampling_correction))
+
+    def _get_per_token_logps_and_entropies(self, model: Any, *args: Any, compute_entropy: bool = False,
+                                           **kwargs: Any) -> Any:
+        """TRL's; its old-log-prob pass (the first call on the policy while ``_pass_entropies`` waits)
+        also keeps the entropies its fused head computes in the same call (at the sampling
+        temperature, one per completion token), for RePro's cut points."""
+        if self._pass_entropies is None or self._pass_entropies or model is not self.model:
+            return super()._get_per_token_logps_and_entropies(model, *args, compute_entropy=compute_entropy, **kwargs)
+        logps, entropies, aux_loss = super()._get_per_token_logps_and_entropies(model, *args, compute_entropy=True,
+                                                                               **kwargs)
+        self._pass_entropies.append(entropies)
+        return logps, entropies if compute_entropy else None, aux_loss
+
+    def _evaluate_completions(
+        self, inputs: list[dict[str, Any]], output: dict[str, Any], entropies: torch.Tensor | None = None
+    ) -> tuple[Any, Any]:
         """``ReproScorer.evaluate`` of the local completions (``Evaluation``, ``Steps``) with the
         current policy as TRL's generation sees it: ZeRO-3's parameters gathered, an FSDP2 policy as
-        it is (the scorer keeps its ranks in step)."""
+        it is (the scorer keeps its ranks in step). ``entropies``: TRL's old-log-prob pass's, which
+        spare the scorer its own entropy pass."""
         column = self.args.repro_answer_column
         if column not in inputs[0]:
             raise ReproError(
@@ -149,7 +181,7 @@ class ReproGRPOTrainer(GRPOTrainer):
         prompt_ids, completion_ids = self._token_lists(output)
         with unwrap_model_for_generation(self.model_wrapped, self.accelerator) as policy:
             self.repro.objective.model = policy
-            return self.repro.evaluate(prompt_ids, completion_ids, [x[column] for x in inputs])
+            return self.repro.evaluate(prompt_ids, completion_ids, [x[column] for x in inputs], entropies=entropies)
 
     def _behaviour_metrics(
         self, inputs: list[dict[str, Any]], output: dict[str, Any], batch: dict[str, Any] | None
@@ -200,8 +232,11 @@ class ReproGRPOTrainer(GRPOTrainer):
         """Metrics of the whole batch beyond repro/* (none here)."""
         return {}
 
-    def _gather_rollouts(self, inputs: list[dict[str, Any]], output: dict[str, Any]) -> tuple[dict[str, Any], float]:
-        """RePro on the local completions, then everything the advantages need, over all processes.
+    def _gather_rollouts(
+        self, inputs: list[dict[str, Any]], output: dict[str, Any], entropies: torch.Tensor | None = None
+    ) -> tuple[dict[str, Any], float]:
+        """RePro on the local completions (``entropies``: TRL's old-log-prob pass's, when it ran),
+        then everything the advantages need, over all processes.
 
         Returns the whole batch (rows in rank order, as the parent lays out its rewards) and the
         seconds spent in RePro here. Its entries: per row (B,) ``lengths``, ``outcome_rewards``
@@ -215,7 +250,7 @@ class ReproGRPOTrainer(GRPOTrainer):
         local: dict[str, Any] = {"lengths": np.asarray(lengths, dtype=np.int64)}
         started = time.perf_counter()
         if self.args.repro_enabled:
-            evaluation, steps = self._evaluate_completions(inputs, output)
+            evaluation, steps = self._evaluate_completions(inputs, output, entropies)
             local.update(cuts=evaluation.cuts, step_rewards=steps.reward, j=evaluation.j, magnitude=steps.magnitude,
                          stability=steps.stability)
         else:  # only the baseline point: no process reward
