@@ -31,7 +31,10 @@ Modules, each importing only those listed before it:
 - ``masks``: the attention masks of the passes (a padding row sees its own column);
 - ``model``: the adapter around a causal LM (decoder, output head, logits, the prefix pass, the
   probes, the per-cut oracle);
-- ``scorer``: ``ObjectiveScorer``, the public calls, and ``Evaluation``.
+- ``scorer``: ``ObjectiveScorer``, the public calls, and ``Evaluation``;
+- ``fused``: J from the keys and values of a pass the host runs anyway (verl's
+  ``objective_mode=fused``), through ``model``'s probes; not imported here (it imports
+  transformers' attention registry).
 """
 
 from ..config import ObjectiveMode

@@ -8,11 +8,12 @@ node where repro-core is installed with its ``verl`` extra (docs/install.md). Im
    ``process_rewards(...)``;
 2. ``compat`` lets verl's engines build models next to TRL >= 1.13. It comes before the trainer:
    verl swallows a plugin's import errors, so a failing trainer import must not cost the fix;
-3. ``worker`` defines ``ReproActorWorker``, verl's actor worker with the shared-prefix J;
+3. ``worker`` defines ``ReproActorWorker``, verl's actor worker with the shared-prefix J, whose
+   actor is ``fused``'s ``ReproTrainingWorker`` (J inside verl's old-log-prob pass);
 4. ``trainer`` registers ``repro_sync`` with verl's v1 trainer registry
    (``trainer.v1.trainer_mode=repro_sync``), which computes the process rewards and runs verl's
-   advantage step inside ``process_rewards(...)``; with ``objective_mode=shared`` it runs the actor
-   workers as ``ReproActorWorker``. It imports ``check``, the home of repro_sync's start-up checks
+   advantage step inside ``process_rewards(...)``; with ``objective_mode=shared`` or ``fused`` it
+   runs the actor workers as ``ReproActorWorker``. It imports ``check``, the home of repro_sync's start-up checks
    (``repro verl-check``), which adds them to verl's own ``validate_config``: ``main_ppo`` runs
    them before Ray starts.
 

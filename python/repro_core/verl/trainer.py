@@ -12,9 +12,13 @@ the advantage step is verl's ``PPOTrainerSync``. The advantage step:
    - ``objective_mode=shared`` (the default): the controller writes only the cut points and the
      answer ids; each rank of ``ReproActorWorker`` reads its shard's rollouts and scores every cut
      point against one shared-prefix pass (``worker.py``), the shards balanced by their work;
+   - ``objective_mode=fused``: steps 1 to 3 run inside verl's old-log-prob pass on the workers
+     (``fused.py``), for which the trainer writes each row's answer ids and the cut settings
+     before the pass (``_compute_old_log_prob``); the advantage step reads the cut points and J
+     the pass wrote;
    - ``objective_mode=per_cut``: one probe row ``prompt + response[:p] + answer`` per cut point,
      through verl's own ``compute_log_prob``, padded to whole micro-batches per rank and balanced
-     over the data-parallel ranks (the plain method, and the shared path's oracle);
+     over the data-parallel ranks (the plain method, and the other paths' oracle);
 4. turns J into process rewards (``score_steps``) and runs the parent's advantage step inside
    ``process_rewards(cuts, step_rewards, values)``, the cuts laid on verl's batch rows (padding rows
    empty), so the estimator sees them beside verl's scores.

@@ -11,6 +11,9 @@ writes J per cut point back (``J_FIELD``). The controller never builds or moves 
 Under FSDP2 every decoder call gathers the layers' shards from all ranks, so the ranks make the
 same number of calls: ``ObjectiveScorer.score`` pads the ranks with fewer (``idle`` on a rank
 without a row to score).
+
+Its actor is a ``ReproTrainingWorker`` (``fused.py``), which scores J inside verl's old-log-prob
+pass when ``objective_mode=fused`` asks, and is verl's own ``TrainingWorker`` otherwise.
 """
 
 from __future__ import annotations
