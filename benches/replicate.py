@@ -95,7 +95,7 @@ class RunSettings:
     eval_steps: int = 30
     batch_size: int = 32
     generations: int = 8
-    learning_rate: float = 2e-4
+    learning_rate: float = 1e-4
 
 
 def main() -> None:
@@ -257,11 +257,12 @@ def summary(results: dict[str, dict[str, dict]]) -> dict[str, dict[str, dict[str
             entry = {"mean": float(v.mean()), "std": float(v.std(ddof=1)) if len(v) > 1 else 0.0, "n": len(v)}
             if arm != baseline:
                 b = last[baseline][name]
-                error = np.sqrt(entry["std"] ** 2 / len(v) + (b.std(ddof=1) if len(b) > 1 else 0.0) ** 2 / len(b))
                 difference = float(v.mean() - b.mean())
-                entry.update(difference=difference, spread=float(2 * error),
-                             relative=difference / abs(b.mean()) if b.mean() else None,
-                             beyond_spread=bool(abs(difference) > 2 * error))
+                entry.update(difference=difference, relative=difference / abs(b.mean()) if b.mean() else None,
+                             spread=None, beyond_spread=None)  # one seed: no spread to compare with
+                if len(v) > 1 and len(b) > 1:
+                    error = np.sqrt(v.var(ddof=1) / len(v) + b.var(ddof=1) / len(b))
+                    entry.update(spread=float(2 * error), beyond_spread=bool(abs(difference) > 2 * error))
             out[arm][name] = entry
     return out
 
@@ -274,7 +275,9 @@ def print_summary(table: dict[str, dict[str, dict[str, float]]]) -> None:
         for arm in arms:
             entry = table[arm][name]
             line = f"  {arm:<22s} {entry['mean']:>9.3f} +- {entry['std']:<7.3f}"
-            if "difference" in entry:
+            if "difference" in entry and entry["spread"] is None:
+                line += f" diff {entry['difference']:>+8.3f} (one seed: no spread)"
+            elif "difference" in entry:
                 verdict = "" if entry["beyond_spread"] else "  none"
                 line += f" diff {entry['difference']:>+8.3f} +- {entry['spread']:<7.3f}{verdict}"
             print(line)

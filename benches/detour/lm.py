@@ -42,7 +42,7 @@ class ModelSettings:
     heads: int = 4
     vocab_size: int = 320
     sft_problems: int = 3000
-    sft_steps: int = 1200
+    sft_steps: int = 500
     sft_batch_size: int = 32
     sft_learning_rate: float = 2e-3
     sft_seed: int = 0
