@@ -1,5 +1,6 @@
-"""What repro_sync's advantage step costs the verl controller and the actor workers, in both ways of
-computing J (``objective_mode=per_cut`` and ``shared``), against verl's own advantage step.
+"""What repro_sync's advantage step costs the verl controller and the actor workers, in the ways of
+computing J (``objective_mode=per_cut``, ``shared`` and ``fused``), against verl's own advantage step
+and old-log-prob pass.
 
 Run from the repository root (about a minute on the 2-vCPU VM of benches/README.md)::
 
@@ -29,11 +30,23 @@ with its ``grpo`` estimator on the same batch.
   tests/test_verl_trainer.py's ``TinyActorWorkers`` on 4 ranks) on a subset of the batch: the first
   prompt's 8 responses, the same generator and lengths (1,024 to 4,096 tokens, 176 cut points),
   with the model's own entropies from an old-log-prob pass.
+
+The workers' time: ``benches/gpu_verl_worker.py`` on CPU, in a process of its own, runs verl's own
+actor worker (``ReproActorWorker``, FSDP2, float32, one rank, one thread) with the embedded
+SmolLM2-135M on 4 rollouts of 1,024 response tokens (k = 20): verl's ``compute_log_prob`` with
+entropies, the same call with J inside (``fused``), and the shared path's ``compute_repro_objective``,
+in turns, best of 3 rounds of process CPU time. It gives ``worker_time_ratio`` (fused: the fused
+call over the plain one; shared: the plain call plus J's call over the plain one), ``fused``'s
+``worker_tokens_ratio`` (the probe calls' tokens, padding counted, over the pass's) and its
+``j_max_abs_diff`` (against the per-cut oracle on the first rollout's 22 cut points). Without
+--benchmark-enable it runs on a 2-layer random model (a smoke test).
 """
 
 from __future__ import annotations
 
+import json
 import os
+import subprocess
 import sys
 import time
 
@@ -217,3 +230,28 @@ def test_shared_j_equals_per_cut(setting, verl_report):
     verl_report["j_cut_points"] = len(shared)
     verl_report["j_rows"] = len(read.real)
     assert diff <= 1e-4
+
+
+#: gpu_verl_worker.py's workload for the workers' time (module docstring); --small without --benchmark-enable.
+WORKER_RUN = ["--device", "cpu", "--model", "embedded", "--float32", "--rows", "4", "--length", "1024", "--k", str(K),
+              "--repeats", "3", "--per-cut-rows", "1"]
+
+
+def test_worker_time(benchmark, verl_report, tmp_path):
+    """The workers' time with J against the old-log-prob pass alone, fused and shared (module docstring)."""
+    written = tmp_path / "worker.json"
+    script = os.path.join(os.path.dirname(os.path.abspath(__file__)), "gpu_verl_worker.py")
+    run = ["--device", "cpu", "--small", "--float32"] if benchmark.disabled else WORKER_RUN
+    # One thread: process CPU time then counts the work, not OpenMP threads spinning beside other load.
+    result = subprocess.run([sys.executable, script, *run, "--json", str(written)], capture_output=True, text=True,
+                            env={**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}, timeout=3600)
+    assert result.returncode == 0, (result.stdout + result.stderr)[-3000:]
+    worker = json.loads(written.read_text())
+    assert worker["log_probs_identical"] and worker["fused_vs_per_cut_max"] <= 1e-4
+    verl_report["worker_time"] = {key: worker[key] for key in (
+        "model", "pass_tokens", "cut_points", "compute_log_prob_s", "fused_compute_log_prob_s",
+        "compute_repro_objective_s")}
+    verl_report.setdefault("fused", {}).update(
+        worker_tokens_ratio=worker["fused_tokens_ratio"], worker_time_ratio=worker["fused_over_log_prob"],
+        j_max_abs_diff=worker["fused_vs_per_cut_max"])
+    verl_report.setdefault("shared", {}).update(worker_time_ratio=worker["shared_over_log_prob"])

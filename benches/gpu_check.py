@@ -14,8 +14,10 @@ Its parts, each a script writing its own JSON:
   tokens, k = 20: the pipeline, shared and per-cut J against the forward with entropies, peak
   memory);
 - ``verl_worker``: ``benches/gpu_verl_worker.py``, verl's own actor worker on one rank: the time of
-  J (``compute_repro_objective``) against verl's ``compute_log_prob`` on the same batch, J finite,
-  J in bf16 against float32. It runs where verl imports (``--verl-site``: a folder of its wheels);
+  verl's ``compute_log_prob`` with J inside (``objective_mode=fused``) and of the shared path's J
+  (``compute_repro_objective``) against the plain ``compute_log_prob`` on the same batch, J finite,
+  J in bf16 against float32 and against the per-cut oracle. It runs where verl imports
+  (``--verl-site``: a folder of its wheels);
 - ``bf16``: with ``--bf16``, ``benches/bf16_objective.py``: J and ΔJ in bf16 against float32 on the
   embedded model and real reasoning text;
 - ``tests``: ``pytest -m gpu`` over the test files that hold such tests (J on CUDA against the

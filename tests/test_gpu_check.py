@@ -1,6 +1,7 @@
 """benches/gpu_check.py, the one-command GPU check, as a smoke run on CPU: every part's figures
-(the objective, verl's worker timed, J's bf16 noise) and every gpu-marked test (skipped without
-CUDA) land in one JSON; and gpu_check.sh's staging of the parts that travel in separate calls."""
+(the objective, verl's worker timed with J after its old-log-prob pass and inside it, J's bf16
+noise) and every gpu-marked test (skipped without CUDA) land in one JSON; and gpu_check.sh's staging
+of the parts that travel in separate calls."""
 
 from __future__ import annotations
 
@@ -33,10 +34,16 @@ def test_gpu_check_smoke_run_writes_one_json(tmp_path):
     ratios = report["objective"]["ratios"]
     assert {"pipeline / yardstick", "J per cut / J shared", "J shared / yardstick (verl worker)"} <= set(ratios)
     assert report["objective"]["max_abs_delta_j"] < 0.02
-    # verl's own worker, timed: J against its old-log-prob pass, J finite (asserted by the part) and near float32.
+    # verl's own worker, timed: J against its old-log-prob pass (shared after it, fused inside it), J
+    # finite and verl's outputs unchanged by the fused call (asserted by the part) and near float32.
     worker = report["verl_worker"]
-    assert worker["compute_log_prob_s"] > 0 and worker["compute_repro_objective_s"] > 0
-    assert worker["j_over_log_prob"] == worker["compute_repro_objective_s"] / worker["compute_log_prob_s"]
+    plain = worker["compute_log_prob_s"]
+    assert plain > 0 and worker["compute_repro_objective_s"] > 0 and worker["fused_compute_log_prob_s"] > 0
+    assert worker["j_over_log_prob"] == worker["compute_repro_objective_s"] / plain
+    assert worker["fused_over_log_prob"] == worker["fused_compute_log_prob_s"] / plain
+    assert worker["shared_over_log_prob"] == (plain + worker["compute_repro_objective_s"]) / plain
+    assert worker["log_probs_identical"] and 0 < worker["fused_tokens_ratio"] < worker["shared_tokens_ratio"]
+    assert worker["fused_vs_shared_max"] < 0.1 and worker["fused_vs_per_cut_max"] < 0.1 and worker["per_cut_points"]
     assert worker["cut_points"] > 2 and worker["bf16_vs_float32"]["max"] < 0.1
     assert worker["j_alone_vs_in_batch_max"] < 0.1  # the part asserts it; here it must be reported
     bf16 = report["bf16"]["bf16_against_float32"]
