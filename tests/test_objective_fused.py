@@ -109,6 +109,13 @@ def test_the_kernel_is_restored_after_an_error(tok):
     assert "eager" not in AttentionInterface._global_mapping
 
 
+def test_an_attention_module_without_its_layer_index_is_refused(tok):
+    model = tiny.model(len(tok))
+    del model.model.layers[1].self_attn.layer_idx
+    with pytest.raises(ReproError, match="model: its attention module Qwen2Attention has no layer_idx"):
+        run_pass(model, rows_of(tok, count=2), packed=True)
+
+
 def test_a_row_without_a_prompt_is_refused(tok, tiny_model):
     rows = [([], tok("So the value is 3.", add_special_tokens=False)["input_ids"])]
     _, _, kept, layout, entropies = run_pass(tiny_model, rows, packed=True)

@@ -56,7 +56,11 @@ def keeping_keys_values(model: Any) -> Iterator[KeptKeysValues]:
 
     def keep(module: torch.nn.Module, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, *args: Any,
              **kwargs: Any) -> Any:
-        kept[module.layer_idx] = (key, value)
+        layer = getattr(module, "layer_idx", None)
+        if layer is None:
+            raise ReproError("model", f"its attention module {type(module).__name__} has no layer_idx, so the fused "
+                             "path cannot tell its layers' keys and values apart; use objective_mode=shared")
+        kept[layer] = (key, value)
         # "eager" is no registered kernel: each modeling file has its own eager_attention_forward.
         kernel = original or sys.modules[type(module).__module__].eager_attention_forward
         return kernel(module, query, key, value, *args, **kwargs)
