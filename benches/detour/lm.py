@@ -14,13 +14,17 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from transformers import TrainerCallback
 
 from repro_core.data import chat_prompt
 
-from .task import THINK_END, TaskSettings, problems, question, solution
+from .task import MAX_COMPLETION_LENGTH, THINK_END, TaskSettings, problems, question, solution
 
 #: Bumped when the recipe below changes in a way the settings do not show, so that old caches are not reused.
-RECIPE = 2
+RECIPE = 3
+#: The warm start's validation: problems of their own (neither trained on nor held out for the arms), checked
+#: every VALIDATE_EVERY steps from VALIDATE_FROM on.
+VALIDATION_SEED, VALIDATION_PROBLEMS, VALIDATE_FROM, VALIDATE_EVERY = 3, 128, 250, 25
 SPECIAL_TOKENS = ["<|pad|>", "<|end|>", "<|system|>", "<|user|>", "<|assistant|>"]
 CHAT_TEMPLATE = (
     "{%- for message in messages -%}<|{{ message['role'] }}|>{{ message['content'] }}<|end|>{%- endfor -%}"
@@ -42,7 +46,8 @@ class ModelSettings:
     heads: int = 4
     vocab_size: int = 320
     sft_problems: int = 3000
-    sft_steps: int = 500
+    sft_steps: int = 1200  # at most: the warm start stops once it reaches sft_target_accuracy
+    sft_target_accuracy: float = 0.5
     sft_batch_size: int = 32
     sft_learning_rate: float = 2e-3
     sft_seed: int = 0
@@ -119,17 +124,47 @@ def sft_checkpoint(task: TaskSettings, model: ModelSettings, cache: Path) -> Pat
     parameters = sum(p.numel() for p in policy.parameters())
     print(f"SFT warm start: {parameters / 1e6:.2f}M parameters, {len(examples)} solutions, {model.sft_steps} steps "
           f"-> {path}", flush=True)
+    validation = StopAtAccuracy(tokenizer, problems(task, VALIDATION_PROBLEMS, seed=VALIDATION_SEED),
+                                model.sft_target_accuracy, seed=model.sft_seed)
     trainer = SFTTrainer(model=policy, args=args, train_dataset=Dataset.from_list(examples),
-                         processing_class=tokenizer)
+                         processing_class=tokenizer, callbacks=[validation])
     trainer.train()
     shutil.rmtree(staging / "trainer", ignore_errors=True)
     trainer.model.save_pretrained(staging)
     tokenizer.save_pretrained(staging)
     (staging / "settings.json").write_text(json.dumps(
         {"task": asdict(task), "model": asdict(model), "recipe": RECIPE, "parameters": parameters,
+         "steps": trainer.state.global_step, "validation_accuracy": validation.history,
          "seconds": round(time.monotonic() - started, 1)}, indent=2))
     staging.rename(path)
     return path
+
+
+class StopAtAccuracy(TrainerCallback):
+    """Ends the warm start at the first check whose strict accuracy on the validation problems reaches
+    ``target``: the starting accuracy the RL arms need (where an outcome reward carries signal) is set by the
+    number of SFT steps, and it rises steeply with them (400 steps: 0.25, 500: 0.76 on one run)."""
+
+    def __init__(self, tokenizer: Any, rows: list[tuple[str, str]], target: float, seed: int) -> None:
+        self.tokenizer, self.rows, self.target, self.seed = tokenizer, rows, target, seed
+        self.history: list[tuple[int, float]] = []
+
+    def on_step_end(self, args: Any, state: Any, control: Any, model: Any = None, **kwargs: Any) -> None:
+        step = state.global_step
+        if step < VALIDATE_FROM or step % VALIDATE_EVERY:
+            return
+        from repro_core.rewards import boxed_accuracy
+
+        model.eval()
+        completions = sample(model, self.tokenizer, [question(word, letter) for word, letter in self.rows],
+                             seed=self.seed, max_new_tokens=MAX_COMPLETION_LENGTH)
+        model.train()
+        accuracy = float(np.mean(boxed_accuracy([self.tokenizer.decode(ids) for ids in completions],
+                                                [str(word.count(letter)) for word, letter in self.rows])))
+        self.history.append((step, accuracy))
+        print(f"\nSFT step {step}: validation strict accuracy {accuracy:.3f} (target {self.target})", flush=True)
+        if accuracy >= self.target:
+            control.should_training_stop = True
 
 
 def pretrained(base: str) -> tuple[Any, Any]:
