@@ -163,38 +163,37 @@ def write_data(task: TaskSettings, runs: RunSettings, path: Path) -> Path:
 
 
 def sft_figures(checkpoint: Path, task: TaskSettings, runs: RunSettings, out: Path, seed: int) -> dict:
-    """The warm start's accuracy and detour share on held-out problems, and the mechanism check (recorded in
-    ``sft.json`` once; ``mechanism-traces.jsonl`` holds the completions for ``repro score``)."""
+    """The warm start's accuracy and detour share on held-out problems, and the mechanism check, by the scorer
+    and by ``repro score`` (recorded in ``sft.json`` as each is done; ``mechanism-traces.jsonl`` holds the
+    completions, ``mechanism-score/`` repro score's report on them)."""
     recorded = out / "sft.json"
-    if recorded.is_file():
-        figures = json.loads(recorded.read_text())
-        if figures["checkpoint"] == str(checkpoint):
-            print_sft(figures)
-            return figures
-    from repro_core.rewards import boxed_accuracy
+    figures = json.loads(recorded.read_text()) if recorded.is_file() else {}
+    if figures.get("checkpoint") != str(checkpoint):
+        from repro_core.rewards import boxed_accuracy
 
-    model, tokenizer = load(checkpoint)
-    rows = problems(task, runs.eval_problems, seed=2)
-    completions = [tokenizer.decode(ids) for ids in sample(model, tokenizer, [question(w, c) for w, c in rows],
-                                                             seed=seed, max_new_tokens=MAX_COMPLETION_LENGTH)]
-    accuracy = boxed_accuracy(completions, [str(w.count(c)) for w, c in rows])
-    figures = {"checkpoint": str(checkpoint), "settings": json.loads((checkpoint / "settings.json").read_text()),
-               "strict_accuracy": float(np.mean(accuracy)),
-               "with_detour": float(np.mean([count_detours(text) > 0 for text in completions])),
-               "detours_per_completion": float(np.mean([count_detours(text) for text in completions])),
-               "mechanism": mechanism.check(model, tokenizer, rows, seed=seed + 1,
-                                            max_new_tokens=MAX_COMPLETION_LENGTH,
-                                            traces=out / "mechanism-traces.jsonl")}
-    recorded.write_text(json.dumps(figures, indent=2))
-    print_sft(figures)
-    return figures
-
-
-def print_sft(figures: dict) -> None:
+        model, tokenizer = load(checkpoint)
+        rows = problems(task, runs.eval_problems, seed=2)
+        completions = [tokenizer.decode(ids) for ids in sample(
+            model, tokenizer, [question(w, c) for w, c in rows], seed=seed, max_new_tokens=MAX_COMPLETION_LENGTH)]
+        accuracy = boxed_accuracy(completions, [str(w.count(c)) for w, c in rows])
+        figures = {"checkpoint": str(checkpoint), "settings": json.loads((checkpoint / "settings.json").read_text()),
+                   "strict_accuracy": float(np.mean(accuracy)),
+                   "with_detour": float(np.mean([count_detours(text) > 0 for text in completions])),
+                   "detours_per_completion": float(np.mean([count_detours(text) for text in completions])),
+                   "mechanism": mechanism.check(model, tokenizer, rows, seed=seed + 1,
+                                                max_new_tokens=MAX_COMPLETION_LENGTH,
+                                                traces=out / "mechanism-traces.jsonl")}
+        recorded.write_text(json.dumps(figures, indent=2))
+    if "repro_score" not in figures:
+        figures["repro_score"] = mechanism.score_report(out / "mechanism-traces.jsonl", checkpoint,
+                                                        out / "mechanism-score")
+        recorded.write_text(json.dumps(figures, indent=2))
     print(f"SFT model on held-out problems: strict accuracy {figures['strict_accuracy']:.3f}, "
           f"{figures['with_detour']:.0%} of completions with a detour "
           f"({figures['detours_per_completion']:.2f} per completion)", flush=True)
-    mechanism.print_check(figures["mechanism"])
+    mechanism.print_check(figures["mechanism"], "mechanism check")
+    mechanism.print_check(figures["repro_score"], "the same from repro score's scores.jsonl (mechanism-score/)")
+    return figures
 
 
 def run_dir(out: Path, arm: str, seed: int) -> Path:

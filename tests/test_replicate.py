@@ -75,6 +75,9 @@ def test_replicate_smoke(tmp_path):
     assert {"difference", "spread", "beyond_spread"} <= set(difference) and difference["spread"] is None  # one seed
     mechanism = report["sft"]["mechanism"]
     assert mechanism["completions"] == 8 and "detour_reward_mean" in mechanism
+    # The same completions through repro score: its report, and the check read back from its scores.jsonl.
+    assert report["sft"]["repro_score"]["completions"] == 8
+    assert (tmp_path / "out" / "mechanism-score" / "report.html").stat().st_size > 1000
     assert (tmp_path / "out" / "replication.png").stat().st_size > 10_000
     assert "difference to grpo" in result.stdout and "SFT warm start" in result.stdout
 

@@ -5,25 +5,34 @@ Every paragraph between two consecutive cut points is one line here (``--repro_d
 above the number of lines). A paragraph is a detour or a progress step by its text (``task.is_detour``,
 ``task.is_progress``). The first paragraph is left out of the comparison: its reward r_1 = C_1 is
 positive by construction (the baseline has no score before it), whatever the step does. So is the last,
-which closes the thinking part with ``</think>``.
+which closes the thinking part with ``</think>`` (neither a detour nor a progress line by its text).
+
+The same comparison is read back from ``repro score``'s own output on the same completions
+(:func:`score_report`), so that its report.html, where each line is shaded by its reward, can be checked
+against these figures.
 """
 
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from .lm import prompt_ids, sample
+from .lm import SYSTEM_PROMPT, prompt_ids, sample
 from .task import is_detour, is_progress, question
+
+#: One completion's paragraphs after the first: (text, process reward, J's change across it).
+Paragraphs = list[tuple[str, float, float]]
 
 
 def check(model: Any, tokenizer: Any, rows: list[tuple[str, str]], *, seed: int, max_new_tokens: int,
-          traces: Path | None = None) -> dict[str, Any]:
-    """The check's figures over one sampled completion per problem of ``rows`` (and, with ``traces``, a
-    JSONL file of them for ``repro score``)."""
+          traces: Path) -> dict[str, Any]:
+    """The check's figures over one sampled completion per problem of ``rows``; the completions are written
+    to ``traces`` (JSONL: prompt, completion, answer) for ``repro score``."""
     from repro_core.pipeline import ReproConfig, ReproScorer
 
     questions = [question(word, letter) for word, letter in rows]
@@ -31,26 +40,51 @@ def check(model: Any, tokenizer: Any, rows: list[tuple[str, str]], *, seed: int,
     answers = [str(word.count(letter)) for word, letter in rows]
     scorer = ReproScorer(model, tokenizer, ReproConfig(k=64, delimiters="line"))
     evaluation, steps = scorer.evaluate([prompt_ids(tokenizer, q) for q in questions], completions, answers)
-    kinds: dict[str, dict[str, list[float]]] = {kind: {"reward": [], "delta_j": []} for kind in ("detour", "progress")}
-    separated = eligible = 0
+    completions_paragraphs: list[Paragraphs] = []
     for row, (start, stop) in enumerate(zip(evaluation.cuts.offsets[:-1], evaluation.cuts.offsets[1:], strict=True)):
         positions = evaluation.cuts.positions[start:stop]
-        rewards = {"detour": [], "progress": []}
-        for j in range(2, len(positions) - 1):  # the first and the last paragraph aside (module docstring)
-            text = tokenizer.decode(completions[row][positions[j - 1]:positions[j]]).strip()
+        completions_paragraphs.append([
+            (tokenizer.decode(completions[row][positions[j - 1]:positions[j]]), float(steps.reward[start + j]),
+             float(evaluation.j[start + j] - evaluation.j[start + j - 1]))
+            for j in range(2, len(positions))
+        ])
+    traces.write_text("".join(json.dumps({"prompt": q, "completion": tokenizer.decode(c), "answer": a}) + "\n"
+                              for q, c, a in zip(questions, completions, answers, strict=True)))
+    return summarise(completions_paragraphs)
+
+
+def score_report(traces: Path, checkpoint: Path, out: Path) -> dict[str, Any]:
+    """``repro score`` on ``traces`` with the SFT model, one paragraph per line and J after each (its report in
+    ``out``), and the check's figures read back from its ``scores.jsonl``."""
+    command = [sys.executable, "-m", "repro_core.analysis", str(traces), "--model_name_or_path", str(checkpoint),
+               "--repro_delimiters", "line", "--system_prompt", SYSTEM_PROMPT, "-o", str(out)]
+    subprocess.run(command, check=True, stdout=subprocess.DEVNULL)
+    completions_paragraphs = []
+    for line in (out / "scores.jsonl").read_text().splitlines():
+        record = json.loads(line)
+        j, reward = record["j"], record["reward"]
+        completions_paragraphs.append([(p["text"], reward[p["step"]], j[p["step"]] - j[p["step"] - 1])
+                                       for p in record["paragraphs"] if p["step"] >= 2])
+    return {"command": command, **summarise(completions_paragraphs)}
+
+
+def summarise(completions_paragraphs: list[Paragraphs]) -> dict[str, Any]:
+    """Mean (and standard error) of the process reward and of J's change over detour and progress paragraphs,
+    and the share of the completions with both in which every detour scores below every progress step."""
+    kinds: dict[str, dict[str, list[float]]] = {kind: {"reward": [], "delta_j": []} for kind in ("detour", "progress")}
+    separated = eligible = 0
+    for paragraphs in completions_paragraphs:
+        rewards: dict[str, list[float]] = {"detour": [], "progress": []}
+        for text, reward, delta_j in paragraphs:
             kind = "detour" if is_detour(text) else "progress" if is_progress(text) else None
-            if kind is None:
-                continue
-            rewards[kind].append(float(steps.reward[start + j]))
-            kinds[kind]["reward"].append(float(steps.reward[start + j]))
-            kinds[kind]["delta_j"].append(float(evaluation.j[start + j] - evaluation.j[start + j - 1]))
+            if kind is not None:
+                rewards[kind].append(reward)
+                kinds[kind]["reward"].append(reward)
+                kinds[kind]["delta_j"].append(delta_j)
         if rewards["detour"] and rewards["progress"]:
             eligible += 1
             separated += max(rewards["detour"]) < min(rewards["progress"])
-    if traces is not None:
-        traces.write_text("".join(json.dumps({"prompt": q, "completion": tokenizer.decode(c), "answer": a}) + "\n"
-                                  for q, c, a in zip(questions, completions, answers, strict=True)))
-    summary: dict[str, Any] = {"completions": len(completions), "completions_with_both": eligible,
+    summary: dict[str, Any] = {"completions": len(completions_paragraphs), "completions_with_both": eligible,
                                "every_detour_below_every_progress_step": separated / eligible if eligible else None}
     for kind, values in kinds.items():
         for name, series in values.items():
@@ -61,8 +95,8 @@ def check(model: Any, tokenizer: Any, rows: list[tuple[str, str]], *, seed: int,
     return summary
 
 
-def print_check(summary: dict[str, Any]) -> None:
-    print(f"mechanism check on {summary['completions']} SFT completions (paragraphs 2..m-1):")
+def print_check(summary: dict[str, Any], title: str) -> None:
+    print(f"{title} ({summary['completions']} SFT completions, paragraphs 2..m-1):")
     for kind in ("progress", "detour"):
         reward, delta = summary[f"{kind}_reward_mean"], summary[f"{kind}_delta_j_mean"]
         if reward is None:
