@@ -81,10 +81,12 @@ def run_script(tmp_path, *args: str, timeout: int) -> str:
 
 @pytest.mark.slow
 def test_fused_through_verls_own_worker(tmp_path):
-    """One rank, four settings (FSDP1 and FSDP2, remove-padding on and off, dynamic batch size on
-    and off, micro-batches that split the groups): verl's outputs unchanged, J = per_cut."""
-    names = ["fsdp2-rmpad-micro2", "fsdp2-padded-dynamic", "fsdp-rmpad-dynamic", "fsdp-padded-micro2"]
-    out = run_script(tmp_path, *names, timeout=900)
+    """One rank, seven settings (FSDP1 and FSDP2, remove-padding on and off, dynamic batch size on
+    and off, micro-batches that split the groups, LoRA, bf16): verl's outputs unchanged, J =
+    per_cut (the merged model's with LoRA, within bf16's noise in bf16)."""
+    names = ["fsdp2-rmpad-micro2", "fsdp2-padded-dynamic", "fsdp2-rmpad-dynamic", "fsdp-rmpad-dynamic",
+             "fsdp-padded-micro2", "fsdp2-lora", "fsdp2-bf16"]
+    out = run_script(tmp_path, *names, timeout=1200)
     for name in names:
         assert f"{name} done" in out and "bit-identical" in out, out[-2000:]
 
