@@ -47,7 +47,7 @@ class ModelSettings:
     vocab_size: int = 320
     sft_problems: int = 3000
     sft_steps: int = 1200  # at most: the warm start stops once it reaches sft_target_accuracy
-    sft_target_accuracy: float = 0.5
+    sft_target_accuracy: float = 0.5  # 0: no early stop
     sft_batch_size: int = 32
     sft_learning_rate: float = 2e-3
     sft_seed: int = 0
@@ -151,7 +151,7 @@ class StopAtAccuracy(TrainerCallback):
 
     def on_step_end(self, args: Any, state: Any, control: Any, model: Any = None, **kwargs: Any) -> None:
         step = state.global_step
-        if step < VALIDATE_FROM or step % VALIDATE_EVERY:
+        if self.target <= 0 or step < VALIDATE_FROM or step % VALIDATE_EVERY:  # 0: train every step
             return
         from repro_core.rewards import boxed_accuracy
 
