@@ -376,7 +376,8 @@ def compute_advantages(
     ``process_std`` ("grpo" only): the std the process rewards are divided by, the group's
     ("group"), the whole batch's ("batch", the mean stays the group's) or none ("none").
     The authors' code, each quirk on its own: ``stats_include_baseline`` adds one 0 per completion
-    to the process-reward statistics, ``drop_first_token_reward`` drops a process reward placed on
+    to the process-reward statistics (written on the batch's last column, so a completion with a
+    reward there adds none), ``drop_first_token_reward`` drops a process reward placed on
     token 0 (a cut at p = 1), ``critic_target="advantages"`` ("ppo" only) returns the combined
     advantage + V instead of the GAE return + V (docs/semantics.md, "Departures from the
     reference code").
