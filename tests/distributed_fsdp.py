@@ -1,7 +1,8 @@
 """Run by test_sharded.py under ``torch.distributed.run --nproc_per_node=2`` (gloo, CPU): the TRL
 trainers on a policy sharded with FSDP2 through accelerate (``fsdp_config={"version": 2}``).
 
-``python distributed_fsdp.py OUT grpo|ppo``: the trainer trains two steps; then each process
+``python distributed_fsdp.py OUT KIND...`` (KIND: grpo, ppo; each in OUT/KIND, one after the other in the same
+processes, which start once): the trainer trains two steps; then each process
 generates and scores 4 rows of one group of 8 (its own prompt) with the sharded policy (and, for PPO, the sharded
 critic). Rank 0 checks the gathered per-token advantages against the one-process result on the
 same rollouts, computed with unsharded copies of the same weights (and J's points with them).
@@ -124,4 +125,5 @@ def main(out: str, kind: str) -> None:
 
 
 if __name__ == "__main__":
-    main(sys.argv[1], sys.argv[2])
+    for kind in sys.argv[2:]:
+        main(str(Path(sys.argv[1]) / kind), kind)
