@@ -22,10 +22,10 @@ root call per ``score``: the probes, or a one-token step where it has nothing to
 from __future__ import annotations
 
 import sys
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, Optional, cast
 
 import numpy as np
 import torch
@@ -51,7 +51,7 @@ def keeping_keys_values(model: Any) -> Iterator[KeptKeysValues]:
     (the last pass's, per layer), kept by a wrapper around the model's attention kernel."""
     implementation = ModelAdapter(model).attention
     registry = AttentionInterface._global_mapping
-    original = registry.get(implementation)
+    original = cast(Optional[Callable[..., Any]], registry.get(implementation))
     kept: KeptKeysValues = {}
 
     def keep(module: torch.nn.Module, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, *args: Any,
@@ -62,7 +62,7 @@ def keeping_keys_values(model: Any) -> Iterator[KeptKeysValues]:
                              "path cannot tell its layers' keys and values apart; use objective_mode=shared")
         kept[layer] = (key, value)
         # "eager" is no registered kernel: each modeling file has its own eager_attention_forward.
-        kernel = original or sys.modules[type(module).__module__].eager_attention_forward
+        kernel: Callable[..., Any] = original or sys.modules[type(module).__module__].eager_attention_forward
         return kernel(module, query, key, value, *args, **kwargs)
 
     if implementation in ALL_ATTENTION_FUNCTIONS._local_mapping:
@@ -138,14 +138,15 @@ class FusedScorer:
             lm.step()
             return FusedResult(cuts, np.empty(0, np.float64), 1 if lm.sharded else 0)
         with lm.masking_kernel():
-            chunk, cache = self._chunk(kept, rows, scored, chosen, [answers[b] for b in scored])
+            chunk, cache = self._chunk(kept, rows, scored, chosen, [a for a in answers if a is not None])
             grid = len(scored) * int(np.diff(chosen.offsets).max()) * max(len(a.ids) for a in chunk.answers)
             # One call for every probe of the pass's rows: the budget is the whole grid.
             j = lm.probes(chunk, cache, chosen, grid, self.temperature)
         bad = np.flatnonzero(~np.isfinite(j))
         if bad.size:
+            dtype = next(iter(kept.values()))[0].dtype
             raise ReproError("model", f"J is {j[bad[0]]} at {bad.size} of {j.size} cut points of the fused pass "
-                             f"(attention implementation {lm.attention!r}, keys in {cache.layers[0].keys.dtype})")
+                             f"(attention implementation {lm.attention!r}, keys in {dtype})")
         return FusedResult(cuts, j.astype(np.float64, copy=False), grid)
 
     def _cuts(self, rows: KeptRows, entropies: Sequence[torch.Tensor], scored: list[int]) -> Cuts:
@@ -230,7 +231,7 @@ class RootAdapter(ModelAdapter):
             # Inside the root's forward the head's weights are gathered: J's log-probabilities here,
             # in float32 (autocast off), and the head's own product over nothing.
             hidden = args[0]
-            self._head_weights = (head.weight, head.bias)
+            self._head_weights = (cast(torch.Tensor, head.weight), cast(Optional[torch.Tensor], head.bias))
             try:
                 with torch.autocast(hidden.device.type, enabled=False):
                     found.append(self.log_probs(hidden[scored[:, columns]], targets, temperature))

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager, nullcontext
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -286,7 +286,7 @@ class ModelAdapter:
             position_ids = position_ids.reshape(rows, -1)
             key_positions = torch.cat([chunk.position_ids, position_ids], dim=1)
             # An eager kernel adds the mask to scores in the cache's (the hidden states') dtype.
-            masks = self.masks.build(allowed, position_ids, key_positions, cache.layers[0].keys.dtype)
+            masks = self.masks.build(allowed, position_ids, key_positions, cast(Any, cache.layers[0]).keys.dtype)
             averaged = (offsets_in_probe >= averaged_from[:, None]) & (offsets_in_probe < averaged_to[:, None])
             scored = has_cut[:, probes, None] & averaged[:, None, :]
             targets = answers[:, None, :].expand(-1, count, -1)[scored]

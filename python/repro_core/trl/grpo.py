@@ -150,7 +150,7 @@ class ReproGRPOTrainer(GRPOTrainer):
         policy (TRL 1.16's condition there): generation and optimisation steps misaligned
         (``steps_per_generation`` or ``num_iterations`` beyond the accumulation), or vLLM's
         importance-sampling correction."""
-        generate_every = self.args.steps_per_generation * self.num_iterations
+        generate_every = cast(int, self.args.steps_per_generation) * self.num_iterations  # resolved by TRL
         return bool(self.args.gradient_accumulation_steps % generate_every != 0
                     or (self.use_vllm and self.vllm_importance_sampling_correction))
 

@@ -115,7 +115,7 @@ def fused_forward_step(engine: Any, request: FusedRequest) -> Iterator[None]:
             output["model_output"].update(_objective(scorer, micro_batch, output["model_output"], kept, request))
         return loss, output
 
-    engine.forward_step = forward_step
+    engine.forward_step = forward_step  # type: ignore[method-assign]
     try:
         yield
     finally:
