@@ -19,11 +19,12 @@ import pytest
 RESULTS: dict[str, dict[str, float]] = {"pytest-benchmark": {}, "interleaved": {}}
 #: bench_objective.py: model name -> method -> minimum seconds per call.
 OBJECTIVE_RESULTS: dict[str, dict[str, float]] = defaultdict(dict)
-#: bench_verl.py: controller seconds of verl's advantage step ("sync"), the batch size, and per J path
-#: ("per_cut", "shared") a dict of its controller seconds, worker_tokens_ratio and j_max_abs_diff.
+#: bench_verl.py: controller seconds of verl's advantage step ("sync"), the batch size, per J path
+#: ("per_cut", "shared", "fused") a dict of its controller seconds, worker_tokens_ratio,
+#: worker_time_ratio and j_max_abs_diff, and the workers' timed run ("worker_time").
 VERL_RESULTS: dict = {}
 #: The J paths of bench_verl.py.
-VERL_PATHS = ("per_cut", "shared")
+VERL_PATHS = ("per_cut", "shared", "fused")
 
 LABELS = {
     "rust": "rust pipeline (default threads)",
@@ -106,12 +107,14 @@ def verl_figures(results: dict) -> dict:
         "batch": {key: results[key] for key in ("rows", "tokens", "sequence_tokens", "num_cuts") if key in results},
         "j_check": {key: results[key] for key in ("j_rows", "j_cut_points") if key in results},
         "sync_seconds": sync,
+        "worker_time": results.get("worker_time", {}),
     }
     for path in VERL_PATHS:
         got = results.get(path, {})
         figures = {}
-        if "worker_tokens_ratio" in got:
-            figures["worker_tokens_ratio"] = got["worker_tokens_ratio"]
+        for key in ("worker_tokens_ratio", "worker_time_ratio"):
+            if key in got:
+                figures[key] = got[key]
         if "seconds" in got:
             figures["controller_ratio"] = got["seconds"] / sync
             figures["controller_seconds"] = got["seconds"]
@@ -127,21 +130,32 @@ def verl_lines(figures: dict) -> list[str]:
         f"  {batch['rows']} rows, {batch['tokens'] / 1e3:.0f} k response tokens,"
         f" {batch.get('num_cuts', float('nan')):.1f} cut points per row",
         f"  verl's own advantage step (grpo): {figures['sync_seconds'] * 1e3:.1f} ms",
-        f"  {'path':<8s} {'worker tokens / old-log-prob':>29s} {'controller / grpo':>18s} {'controller ms':>14s}"
-        f" {'max |J - J per_cut|':>20s}",
+        f"  {'path':<8s} {'worker tokens / old-log-prob':>29s} {'worker time / old-log-prob':>27s}"
+        f" {'controller / grpo':>18s} {'controller ms':>14s} {'max |J - J per_cut|':>20s}",
     ]
     nan = float("nan")
     for path in VERL_PATHS:
         got = figures[path]
         lines.append(
-            f"  {path:<8s} {got.get('worker_tokens_ratio', nan):28.2f}x {got.get('controller_ratio', nan):17.1f}x"
-            f" {got.get('controller_seconds', nan) * 1e3:14.1f} {got.get('j_max_abs_diff', nan):20.2e}"
+            f"  {path:<8s} {got.get('worker_tokens_ratio', nan):28.3f}x {got.get('worker_time_ratio', nan):26.2f}x"
+            f" {got.get('controller_ratio', nan):17.1f}x {got.get('controller_seconds', nan) * 1e3:14.1f}"
+            f" {got.get('j_max_abs_diff', nan):20.2e}"
         )
     shared = figures["shared"]
     if "worker_tokens_ratio" in shared and "controller_ratio" in shared:
         tokens, controller = shared["worker_tokens_ratio"], shared["controller_ratio"]
         lines.append(f"  shared: worker tokens {tokens:.2f}x (target <= 1.15: {'met' if tokens <= 1.15 else 'MISSED'}),"
                      f" controller {controller:.1f}x (target <= 3: {'met' if controller <= 3 else 'MISSED'})")
+    fused = figures["fused"]
+    if "worker_tokens_ratio" in fused and "worker_time_ratio" in fused:
+        tokens, worker = fused["worker_tokens_ratio"], fused["worker_time_ratio"]
+        lines.append(f"  fused: extra worker tokens {tokens:.3f} (target <= 0.15: "
+                     f"{'met' if tokens <= 0.15 else 'MISSED'}), worker time {worker:.2f}x (target <= 1.3: "
+                     f"{'met' if worker <= 1.3 else 'MISSED'})")
+    if figures["worker_time"]:
+        timed = figures["worker_time"]
+        lines.append(f"  workers' time: {timed['model']} model, {timed['pass_tokens']} tokens, {timed['cut_points']}"
+                     f" cut points; fused and shared worker tokens and time from that run")
     if figures["j_check"]:
         check = figures["j_check"]
         lines.append(f"  J check: tiny model, {check['j_rows']} rows, {check['j_cut_points']} cut points")
