@@ -229,9 +229,9 @@ def parse(parser: Any, argv: Sequence[str]) -> tuple[Any, ...]:
     if preset is not None:
         # As defaults: the --config file and the command line, read after, override them. Settings a
         # command does not have (repro score has no alpha) are left out.
-        flags = _flag_names(parser)
+        known = _flag_names(parser)
         _set_defaults(parser, {name: value for name, value in preset_flags(str(preset), "--repro_preset").items()
-                               if name in flags}, source=f"--repro_preset {preset}")
+                               if name in known}, source=f"--repro_preset {preset}")
     environment = config.pop("env", {})
     if not isinstance(environment, dict):
         raise ReproError(CONFIG_FLAG, f"env in {config_path} must be a mapping of environment variables")

@@ -208,14 +208,14 @@ def claimed_output_dir(directory: Path, argument: str) -> Iterator[None]:
     try:
         # The folder itself on POSIX (no file left in it); a lock file in it on Windows, which cannot lock folders.
         target = directory if fcntl is not None else directory / ".repro-lock"
-        with lock(target, wait=False) as (state, error):
+        with lock(target, wait=False) as (state, lock_error):
             if state is Lock.BUSY:
                 raise ReproError(argument, f"{directory} is in use by another run (it holds the folder's lock): "
                                  f"two runs into one folder would mix their outputs; wait for it to end, or choose "
                                  f"another {argument}")
             if state is Lock.UNSUPPORTED:
                 logger.warning("cannot lock %s (%s): a second run into it at the same time would not be detected",
-                               directory, error)
+                               directory, lock_error)
             yield
     finally:
         for path in created:  # deepest first; only if empty

@@ -221,7 +221,7 @@ class Scoring:
         fit the context; when it cannot (more characters than ``max_chars``), a ReproError (``--long_traces
         refuse``, or a prompt that alone cannot fit) or, for ``truncate``, a prefix twice as long as could fit,
         which ``_fit`` then cuts to the tokens that do."""
-        if self.max_chars is None:
+        if self.max_chars is None or self.context is None:
             return completion
         prompt_chars = len(prompt) if isinstance(prompt, str) else sum(len(str(m.get("content", ""))) for m in prompt)
         if prompt_chars + len(completion) <= self.max_chars:

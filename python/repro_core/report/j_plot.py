@@ -81,11 +81,12 @@ def _draw_means(axes: Axes, records: Sequence[Record]) -> None:
     has a band."""
     grid = np.linspace(0.0, 1.0, _GRID_POINTS)
     for outcome in (True, False, None):
-        members = [r for r in records if r["correct"] is outcome]
-        if not members:
+        curves = [(fractions, r) for r in records
+                  if r["correct"] is outcome and (fractions := _relative_positions(r)) is not None]
+        if not curves:
             continue
-        stack = np.stack([np.interp(grid, _relative_positions(r), np.asarray(r["j"], dtype=np.float64))
-                          for r in members])
+        members = [r for _, r in curves]
+        stack = np.stack([np.interp(grid, fractions, np.asarray(r["j"], dtype=np.float64)) for fractions, r in curves])
         mean = stack.mean(axis=0)
         color = OUTCOME_COLORS[outcome]
         notes = [f"n={len(members)}"]

@@ -39,7 +39,7 @@ def stage_saves(trainer: Trainer, record: dict[str, Any]) -> None:
     """Make ``trainer`` save each checkpoint through a staging folder (this module's docstring), with ``record``
     in it; on every process, as all of them take part in a save."""
     save = trainer._save_checkpoint
-    root = Path(trainer.args.output_dir)
+    root = Path(str(trainer.args.output_dir))
 
     def staged_save(model: Any, trial: Any) -> None:
         name = f"checkpoint-{trainer.state.global_step}"
@@ -48,7 +48,7 @@ def stage_saves(trainer: Trainer, record: dict[str, Any]) -> None:
             shutil.rmtree(staging)  # a save killed before: this run holds the folder, so nothing else writes it
         trainer.accelerator.wait_for_everyone()
         # The one place transformers takes a checkpoint's folder from (TRL's save reads it too).
-        trainer._get_output_dir = lambda trial=None: str(staging)  # type: ignore[method-assign]
+        trainer._get_output_dir = lambda trial=None: str(staging)  # type: ignore[method-assign,misc]
         try:
             save(model, trial)
         except Exception as error:
