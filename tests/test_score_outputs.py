@@ -79,26 +79,19 @@ def test_the_input_cannot_be_the_output(tmp_path: Path, score, no_model: None) -
 # ----------------------------------------------------------------------------------- concurrent runs
 
 
-def test_a_second_run_into_a_folder_in_use_is_refused(tmp_path: Path, score, no_model: None) -> None:
+def test_a_second_run_into_a_folder_in_use_is_refused(tmp_path: Path, score, no_model: None, hold_output_dir) -> None:
     """Before: two runs into one folder both exited 0, their records mixed and a line cut off. The folder's lock is
     held here by another process, as a running `repro score` holds it; when that process dies the lock goes."""
     out = tmp_path / "out"
-    holder = subprocess.Popen(
-        [sys.executable, "-c", "import sys, time\nfrom pathlib import Path\n"
-         "from repro_core.outputs import claimed_output_dir\n"
-         "with claimed_output_dir(Path(sys.argv[1]), '--output_dir'):\n    print('held', flush=True)\n"
-         "    time.sleep(600)\n", str(out)], stdout=subprocess.PIPE, text=True, env=SUBPROCESS_ENV)
-    try:
-        assert holder.stdout is not None and holder.stdout.readline() == "held\n"
-        code, err = score(write_rows(tmp_path / "t.jsonl", [row(0)]), "-o", out)
-        assert code == 2
-        assert error_line(err) == (f"repro: error: --output_dir: {out} is in use by another run (it holds the "
-                                   "folder's lock): two runs into one folder would mix their outputs; wait for it to "
-                                   "end, or choose another --output_dir")
-        assert list(out.iterdir()) == []
-    finally:
-        holder.kill()
-        holder.wait()
+    holder = hold_output_dir(out)
+    code, err = score(write_rows(tmp_path / "t.jsonl", [row(0)]), "-o", out)
+    assert code == 2
+    assert error_line(err) == (f"repro: error: --output_dir: {out} is in use by another run (it holds the "
+                               "folder's lock): two runs into one folder would mix their outputs; wait for it to "
+                               "end, or choose another --output_dir")
+    assert list(out.iterdir()) == []
+    holder.kill()
+    holder.wait()
     with claimed_output_dir(out, "--output_dir"):  # free again once its holder is gone (even by SIGKILL)
         pass
 

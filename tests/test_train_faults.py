@@ -82,19 +82,10 @@ def test_output_dir_in_a_read_only_directory_is_refused(tmp_path, capsys):
     assert capsys.readouterr().err.startswith(f"repro: error: --output_dir: cannot write to {read_only}")
 
 
-def test_interrupt_during_a_save_names_the_last_complete_checkpoint(tiny_checkpoint, tmp_path, capsys, monkeypatch):
+def test_interrupt_during_a_save_names_the_last_complete_checkpoint(tiny_checkpoint, tmp_path, capsys,
+                                                                   save_interrupted_at_step_2):
     """Ctrl-C while checkpoint-2 is being written (after its weights and optimizer, before trainer_state.json):
     the hint names checkpoint-1, the newest complete one."""
-    from transformers import Trainer
-
-    save_rng_state = Trainer._save_rng_state
-
-    def interrupted_at_step_2(self, output_dir):
-        if self.state.global_step == 2:
-            raise KeyboardInterrupt
-        save_rng_state(self, output_dir)
-
-    monkeypatch.setattr(Trainer, "_save_rng_state", interrupted_at_step_2)
     out = tmp_path / "run"
     assert main(_small_run(tiny_checkpoint, out, "--max-steps", "3", *SAVE_EVERY_STEP)) == 130
     err = capsys.readouterr().err

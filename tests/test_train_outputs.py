@@ -93,24 +93,15 @@ def test_a_fifo_in_the_output_folder_is_refused(tiny_checkpoint, tmp_path, capsy
         f"repro: error: --output_dir: {out / 'metrics.jsonl'} is a FIFO (named pipe)")
 
 
-def test_a_second_run_into_a_folder_in_use_is_refused(tiny_checkpoint, tmp_path, capsys, no_model):
+def test_a_second_run_into_a_folder_in_use_is_refused(tiny_checkpoint, tmp_path, capsys, no_model, hold_output_dir):
     """Before: the second run crashed or interleaved its metrics with the first's. The folder's lock is held by
     another process here, as a running `repro train` (or `repro score`) holds it."""
     out = tmp_path / "run"
-    holder = subprocess.Popen(
-        [sys.executable, "-c", "import sys, time\nfrom pathlib import Path\n"
-         "from repro_core.outputs import claimed_output_dir\n"
-         "with claimed_output_dir(Path(sys.argv[1]), '--output_dir'):\n    print('held', flush=True)\n"
-         "    time.sleep(600)\n", str(out)], stdout=subprocess.PIPE, text=True, env=SUBPROCESS_ENV)
-    try:
-        assert holder.stdout is not None and holder.stdout.readline() == "held\n"
-        assert main(_small_run(tiny_checkpoint, out, "--max-steps", "1")) == 2
-        assert error_line(capsys.readouterr().err).startswith(
-            f"repro: error: --output_dir: {out} is in use by another run (it holds the folder's lock)")
-        assert list(out.iterdir()) == []
-    finally:
-        holder.kill()
-        holder.wait()
+    hold_output_dir(out)
+    assert main(_small_run(tiny_checkpoint, out, "--max-steps", "1")) == 2
+    assert error_line(capsys.readouterr().err).startswith(
+        f"repro: error: --output_dir: {out} is in use by another run (it holds the folder's lock)")
+    assert list(out.iterdir()) == []
 
 
 # ----------------------------------------------------------------------------------- whose checkpoint
@@ -152,22 +143,13 @@ def test_a_checkpoint_of_another_model_is_refused(two_steps, tiny_checkpoint, tm
 # ----------------------------------------------------------------------------------- saves whole, or not at all
 
 
-def test_an_interrupted_resave_leaves_the_old_checkpoint(two_steps, tiny_checkpoint, tmp_path, capsys, monkeypatch):
+def test_an_interrupted_resave_leaves_the_old_checkpoint(two_steps, tiny_checkpoint, tmp_path, capsys,
+                                                         save_interrupted_at_step_2):
     """Resumed from checkpoint-1, the run saves checkpoint-2 again; Ctrl-C (or a kill) once the new weights and
     optimizer are written. Before: checkpoint-2 held the new weights with the old trainer_state.json, and `last`
     trusted it. Now it is the old checkpoint-2, byte for byte, and the next start removes the staging folder."""
-    from transformers import Trainer
-
     out = copy_of(two_steps, tmp_path)
     before = {path.name: path.read_bytes() for path in (out / "checkpoint-2").iterdir() if path.is_file()}
-    save_rng_state = Trainer._save_rng_state
-
-    def interrupted_at_step_2(self, output_dir):
-        if self.state.global_step == 2:
-            raise KeyboardInterrupt
-        save_rng_state(self, output_dir)
-
-    monkeypatch.setattr(Trainer, "_save_rng_state", interrupted_at_step_2)
     argv = _small_run(tiny_checkpoint, out, "--max-steps", "2", *SAVE_EVERY_STEP,
                       "--resume-from-checkpoint", str(out / "checkpoint-1"), "--seed", "1")
     assert main(argv) == 130
