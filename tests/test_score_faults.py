@@ -508,3 +508,50 @@ def test_a_file_with_a_byte_order_mark_is_read(tmp_path: Path, score) -> None:
     code, err = score(source, "-o", tmp_path / "out")
     assert code == 0, err
     assert [r["id"] for r in scores(tmp_path / "out")] == [0, 1]
+
+
+# ----------------------------------------------------------------------------------- settings that took no effect
+
+
+def test_a_system_prompt_for_read_completions_is_refused(tmp_path: Path, score, no_model: None) -> None:
+    """Before: ignored; the completions were scored after the prompt without it."""
+    code, err = score(write_rows(tmp_path / "t.jsonl", [row(0)]), "--system_prompt", "Be brief.",
+                      "-o", tmp_path / "out")
+    assert code == 2
+    assert error_line(err).startswith("repro: error: --system_prompt: is the system message of prompts the model "
+                                      "samples from (--generate N, or a reasoning-gym dataset)")
+
+
+@pytest.fixture(scope="module")
+def bfloat16_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("tiny-bf16")
+    tokenizer = tiny.tokenizer()
+    tiny.model(len(tokenizer), max_position_embeddings=CONTEXT).to(torch.bfloat16).save_pretrained(path)
+    tokenizer.save_pretrained(path)
+    return path
+
+
+@pytest.mark.parametrize("flags, expected", [
+    ((), torch.float32),  # the default, whatever the checkpoint holds
+    (("--dtype", "float16"), torch.float16),
+    (("--dtype", "bfloat16"), torch.bfloat16),
+    (("--dtype", "auto"), torch.bfloat16),  # the checkpoint's own, as in transformers
+])
+def test_dtype_sets_the_weights_dtype(tmp_path: Path, bfloat16_checkpoint: Path, monkeypatch: pytest.MonkeyPatch,
+                                      capsys: pytest.CaptureFixture[str], flags: tuple[str, ...],
+                                      expected: torch.dtype) -> None:
+    """Before: float16 and auto loaded float32."""
+    loaded = []
+    load = command._load_model
+
+    def recorded(*args: object) -> tuple:
+        result = load(*args)
+        loaded.append(result[0].dtype)
+        return result
+
+    monkeypatch.setattr(command, "_load_model", recorded)
+    source = write_rows(tmp_path / "t.jsonl", [row(0)])
+    code = analysis.main([str(source), "--model_name_or_path", str(bfloat16_checkpoint), "-o", str(tmp_path / "out"),
+                          *flags])
+    assert code == 0, capsys.readouterr().err
+    assert loaded == [expected]

@@ -22,6 +22,8 @@ from typing import Any
 
 import numpy as np
 
+from repro_core.data import chat_prompt
+
 from .lm import SYSTEM_PROMPT, prompt_ids, sample
 from .task import is_detour, is_progress, question
 
@@ -32,7 +34,7 @@ Paragraphs = list[tuple[str, float, float]]
 def check(model: Any, tokenizer: Any, rows: list[tuple[str, str]], *, seed: int, max_new_tokens: int,
           traces: Path) -> dict[str, Any]:
     """The check's figures over one sampled completion per problem of ``rows``; the completions are written
-    to ``traces`` (JSONL: prompt, completion, answer) for ``repro score``."""
+    to ``traces`` (JSONL: prompt as the model saw it, completion, answer) for ``repro score``."""
     from repro_core.pipeline import ReproConfig, ReproScorer
 
     questions = [question(word, letter) for word, letter in rows]
@@ -48,7 +50,8 @@ def check(model: Any, tokenizer: Any, rows: list[tuple[str, str]], *, seed: int,
              float(evaluation.j[start + j] - evaluation.j[start + j - 1]))
             for j in range(2, len(positions))
         ])
-    traces.write_text("".join(json.dumps({"prompt": q, "completion": tokenizer.decode(c), "answer": a}) + "\n"
+    traces.write_text("".join(json.dumps({"prompt": chat_prompt(q, SYSTEM_PROMPT), "completion": tokenizer.decode(c),
+                                          "answer": a}) + "\n"
                               for q, c, a in zip(questions, completions, answers, strict=True)))
     return summarise(completions_paragraphs)
 
@@ -57,7 +60,7 @@ def score_report(traces: Path, checkpoint: Path, out: Path) -> dict[str, Any]:
     """``repro score`` on ``traces`` with the SFT model, one paragraph per line and J after each (its report in
     ``out``), and the check's figures read back from its ``scores.jsonl``."""
     command = [sys.executable, "-m", "repro_core.analysis", str(traces), "--model_name_or_path", str(checkpoint),
-               "--repro_delimiters", "line", "--system_prompt", SYSTEM_PROMPT, "-o", str(out)]
+               "--repro_delimiters", "line", "-o", str(out)]
     subprocess.run(command, check=True, stdout=subprocess.DEVNULL)
     completions_paragraphs = []
     for line in (out / "scores.jsonl").read_text().splitlines():

@@ -59,6 +59,10 @@ def _run(arguments: CommandArguments, output: Path, interrupt: Interrupt) -> int
     data, generation, repro, report = arguments.data, arguments.generation, arguments.repro, arguments.report
     procedural = data.dataset.startswith(REASONING_GYM_PREFIX)  # no completions to read: sample some
     samples = (DEFAULT_SAMPLES if procedural else 0) if generation.generate is None else generation.generate
+    if data.system_prompt is not None and not samples:
+        raise ReproError("--system_prompt", "is the system message of prompts the model samples from (--generate N, "
+                         "or a reasoning-gym dataset); completions read from a file are scored after their prompts "
+                         "as written: give the system message in the prompt column (chat messages)")
     k = _ALL_PARAGRAPHS if repro.repro_k is None else repro.repro_k
     config = repro.repro_config(temperature=generation.temperature, k=k)
     system_prompt = DEFAULT_SYSTEM_PROMPT if data.system_prompt is None else data.system_prompt
@@ -114,9 +118,8 @@ def _load_model(model: ModelArguments, device: DeviceArguments) -> tuple[Any, An
         torch.device(name)
     except RuntimeError as error:
         raise ReproError("--device", f"{error}") from None
-    dtype = torch.bfloat16 if model.dtype == "bfloat16" else torch.float32  # auto: float32
     with transformers_bars_off():  # ours is the only progress bar
-        loaded, tokenizer = load_default_model(model.model_name_or_path, dtype=dtype, device=name)
+        loaded, tokenizer = load_default_model(model.model_name_or_path, dtype=model.torch_dtype(), device=name)
     return loaded, tokenizer, name
 
 
