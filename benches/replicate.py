@@ -18,8 +18,8 @@ every ``--eval-steps`` steps on held-out problems (TRL's evaluation, completions
 strict accuracy (``boxed_accuracy``), lenient accuracy (the last number), completion tokens, clipped share,
 stop rate, detours and backtracks per completion, and J_end - J_b.
 
-    python benches/replicate.py --out replication              # the README's experiment (4 arms x 3 seeds)
-    python benches/replicate.py --out replication --seeds 0 1 2 3 4    # resumes: only the new seeds run
+    python benches/replicate.py --out replication              # the README's experiment (4 arms x 5 seeds)
+    python benches/replicate.py --out replication --seeds 0 1 2 3 4 5 6    # resumes: only the new seeds run
     python benches/replicate.py --smoke --out /tmp/smoke        # every step, tiny: the test suite's check
 
 Each (arm, seed) run records ``runs/ARM-seedS/result.json`` when it finishes; running the same command again
@@ -101,7 +101,7 @@ class RunSettings:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", type=Path, required=True, help="folder for replication.json, .png and the runs")
-    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
     parser.add_argument("--arms", nargs="+", default=list(ARMS), choices=list(ARMS), help="which arms to run")
     for settings in (RunSettings(), ModelSettings()):  # every setting of the runs and of the warm start
         for field in dataclasses.fields(settings):
