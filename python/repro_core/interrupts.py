@@ -4,7 +4,8 @@ A batch system, ``timeout`` or ``kill`` ends a job with SIGTERM, whose default a
 report rebuilt, no message. Inside ``terminate_as_interrupt`` the first SIGTERM raises ``KeyboardInterrupt`` in the
 main thread instead, so the command runs its Ctrl-C path; later ones are ignored while that path finishes (SIGKILL
 still ends it). The exit status is then 128 + the signal's number, as a shell reports a death by that signal: 130
-for Ctrl-C, 143 for SIGTERM.
+for Ctrl-C, 143 for SIGTERM. ``held_back`` makes either signal wait for the end of a step that must not be cut in
+two (a line written and its record kept).
 """
 
 from __future__ import annotations
@@ -14,8 +15,9 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from types import FrameType
+from typing import Any
 
-__all__ = ["Interrupt", "terminate_as_interrupt"]
+__all__ = ["Interrupt", "held_back", "terminate_as_interrupt"]
 
 
 class Interrupt:
@@ -56,3 +58,29 @@ def terminate_as_interrupt() -> Iterator[Interrupt]:
     finally:
         # None: a handler set outside Python, which cannot be put back; the default is the nearest.
         signal.signal(signal.SIGTERM, signal.SIG_DFL if previous is None else previous)
+
+
+_HELD = (signal.SIGINT, signal.SIGTERM)
+
+
+@contextmanager
+def held_back() -> Iterator[None]:
+    """Ctrl-C and SIGTERM wait for the end of the block, then act as they would have (the handlers in place
+    before it run): so that the block is done whole or not begun. Outside the main thread nothing changes."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    arrived: list[tuple[int, FrameType | None]] = []
+    previous: dict[int, Any] = {number: signal.signal(number, lambda *received: arrived.append(received))
+                                for number in _HELD}
+    try:
+        yield
+    finally:
+        for number, handler in previous.items():
+            signal.signal(number, handler)
+        for number, frame in arrived[:1]:  # the first; a second, as on_sigterm, would be ignored
+            handler = previous[number]
+            if callable(handler):
+                handler(number, frame)
+            elif handler == signal.SIG_DFL:
+                signal.raise_signal(number)

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..errors import ReproError
+from ..interrupts import held_back
 from ..outputs import check_output_file
 from .arguments import OUTPUT_FILES, CommandArguments, flag_of
 from .generation import longest_token
@@ -287,14 +288,15 @@ class Scoring:
             self._failed(self._row(traces[0]), error)
             return
         for record, line in zip(records, lines, strict=True):
-            try:
-                self.file.append(line)
-            except OSError as error:
-                self.writable = False
-                raise ReproError("--output_dir", f"cannot write to {self.file.path}: {error}; it holds the "
-                                 f"{len(self.records)} traces scored before, each on a whole line (the plots and "
-                                 "report are not written)") from None
-            self.records.append(record)
+            with held_back():  # an interrupt between the line and its record would make them disagree
+                try:
+                    self.file.append(line)
+                except OSError as error:
+                    self.writable = False
+                    raise ReproError("--output_dir", f"cannot write to {self.file.path}: {error}; it holds the "
+                                     f"{len(self.records)} traces scored before, each on a whole line (the plots "
+                                     "and report are not written)") from None
+                self.records.append(record)
 
 
 def _context_length(model: Any) -> int | None:

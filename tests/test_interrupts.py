@@ -1,0 +1,56 @@
+"""repro_core.interrupts: SIGTERM as Ctrl-C, and held_back, which makes either signal wait for the end of a step
+that must not be cut in two (repro score's line in scores.jsonl and its record; before, a SIGTERM between them
+left 7 lines in the file and "the 6 traces scored" in the message and the report)."""
+
+import os
+import signal
+
+import pytest
+
+from repro_core.interrupts import held_back, terminate_as_interrupt
+
+
+def _signalled_inside(number: int) -> list[str]:
+    steps = []
+    with held_back():
+        os.kill(os.getpid(), number)
+        signal.getsignal(number)  # a call: where a handler that raises would have raised
+        steps.append("after the signal")
+    steps.append("after the block")
+    return steps
+
+
+@pytest.mark.parametrize("number", [signal.SIGINT, signal.SIGTERM])
+def test_a_signal_in_the_block_acts_when_the_block_ends(number: int) -> None:
+    with terminate_as_interrupt() as interrupt:
+        steps: list[str] = []
+        with pytest.raises(KeyboardInterrupt):
+            steps = _signalled_inside(number)  # raises before it returns
+    assert steps == []
+    assert interrupt.signal == number and interrupt.word == ("terminated" if number == signal.SIGTERM
+                                                               else "interrupted")
+
+
+def test_the_block_runs_whole_before_the_interrupt() -> None:
+    done = []
+    with terminate_as_interrupt(), pytest.raises(KeyboardInterrupt):
+        with held_back():
+            os.kill(os.getpid(), signal.SIGTERM)
+            done.extend(["line", "record"])
+        done.append("next")
+    assert done == ["line", "record"]
+
+
+def test_the_handlers_before_the_block_are_back_after_it() -> None:
+    before = {number: signal.getsignal(number) for number in (signal.SIGINT, signal.SIGTERM)}
+    with held_back():
+        pass
+    assert {number: signal.getsignal(number) for number in before} == before
+
+
+def test_an_ignored_signal_stays_ignored() -> None:
+    previous = signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    try:
+        assert _signalled_inside(signal.SIGTERM) == ["after the signal", "after the block"]
+    finally:
+        signal.signal(signal.SIGTERM, previous)
