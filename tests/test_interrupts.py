@@ -20,6 +20,15 @@ def _signalled_inside(number: int) -> list[str]:
     return steps
 
 
+@pytest.fixture(autouse=True)
+def python_default_ctrl_c():
+    """SIGINT handled as in a fresh interpreter (KeyboardInterrupt): a library imported earlier in the session may
+    have set another handler."""
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, previous)
+
+
 @pytest.mark.parametrize("number", [signal.SIGINT, signal.SIGTERM])
 def test_a_signal_in_the_block_acts_when_the_block_ends(number: int) -> None:
     with terminate_as_interrupt() as interrupt:
