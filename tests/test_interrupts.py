@@ -63,3 +63,18 @@ def test_an_ignored_signal_stays_ignored() -> None:
         assert _signalled_inside(signal.SIGTERM) == ["after the signal", "after the block"]
     finally:
         signal.signal(signal.SIGTERM, previous)
+
+
+def test_a_handler_set_outside_python_gives_way_to_the_default(monkeypatch: pytest.MonkeyPatch) -> None:
+    """signal.signal returns None for a handler a C library set, which cannot be set again: before, putting it
+    back raised TypeError at the end of the block."""
+    install = signal.signal
+
+    def set_outside_python(number: int, handler: object) -> object:
+        previous = install(number, handler)
+        return None if number == signal.SIGINT and previous is signal.default_int_handler else previous
+
+    monkeypatch.setattr(signal, "signal", set_outside_python)
+    with held_back():
+        pass
+    assert signal.getsignal(signal.SIGINT) is signal.SIG_DFL

@@ -56,8 +56,15 @@ def terminate_as_interrupt() -> Iterator[Interrupt]:
     try:
         yield interrupt
     finally:
-        # None: a handler set outside Python, which cannot be put back; the default is the nearest.
-        signal.signal(signal.SIGTERM, signal.SIG_DFL if previous is None else previous)
+        _put_back(signal.SIGTERM, previous)
+
+
+def _put_back(number: int, handler: Any) -> Any:
+    """``handler`` (what ``signal.signal`` returned) set again for signal ``number``, and returned as set: None, a
+    handler set outside Python, cannot be put back, and the default is the nearest."""
+    handler = signal.SIG_DFL if handler is None else handler
+    signal.signal(number, handler)
+    return handler
 
 
 _HELD = (signal.SIGINT, signal.SIGTERM)
@@ -76,10 +83,9 @@ def held_back() -> Iterator[None]:
     try:
         yield
     finally:
-        for number, handler in previous.items():
-            signal.signal(number, handler)
+        restored = {number: _put_back(number, handler) for number, handler in previous.items()}
         for number, frame in arrived[:1]:  # the first; a second, as on_sigterm, would be ignored
-            handler = previous[number]
+            handler = restored[number]
             if callable(handler):
                 handler(number, frame)
             elif handler == signal.SIG_DFL:

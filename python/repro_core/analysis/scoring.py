@@ -287,8 +287,8 @@ class Scoring:
                 return
             self._failed(self._row(traces[0]), error)
             return
-        for record, line in zip(records, lines, strict=True):
-            with held_back():  # an interrupt between the line and its record would make them disagree
+        with held_back():  # an interrupt between a line and its record would make the file and the count disagree
+            for record, line in zip(records, lines, strict=True):
                 try:
                     self.file.append(line)
                 except OSError as error:

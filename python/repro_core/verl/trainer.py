@@ -49,7 +49,7 @@ from .._api import Cuts, score_steps
 from ..errors import ReproError
 from ..objective import AnswerIds, AnswerTokens
 from ..pipeline import cut_selector, step_metrics
-from .check import repro_config, startup_problems
+from .check import STRATEGIES, repro_config, startup_problems
 from .estimators import REPRO_KEYS, ProcessRewards, process_rewards
 from .fused import CUTS_OUTPUT, J_OUTPUT, OUTPUT_FIELDS, REQUEST_KEY, TOKENS_OUTPUT, FusedRequest
 from .worker import ANSWER_FIELD, ANSWER_SPAN_FIELD, CUTS_FIELD, J_FIELD, NUM_CUTS_FIELD, PROBE_FIELDS, ReproActorWorker
@@ -97,7 +97,7 @@ class ReproTrainerSync(PPOTrainerSync):
 
     def _init_resource_pool_mgr(self) -> None:
         super()._init_resource_pool_mgr()
-        if self.repro.objective_mode in ("shared", "fused"):  # the actor workers that score J (worker.py)
+        if self.repro.objective_mode in STRATEGIES:  # the actor workers that score J (worker.py, fused.py)
             for role in _ACTOR_ROLES:
                 if role in self.role_worker_mapping:
                     self.role_worker_mapping[role] = ray.remote(ReproActorWorker)
