@@ -78,3 +78,24 @@ def test_a_handler_set_outside_python_gives_way_to_the_default(monkeypatch: pyte
     with held_back():
         pass
     assert signal.getsignal(signal.SIGINT) is signal.SIG_DFL
+
+
+class _LosesItsInterrupt:
+    """Deleted, it receives a SIGTERM whose handler runs inside ``__del__``, where Python ignores exceptions."""
+
+    def __del__(self) -> None:
+        os.kill(os.getpid(), signal.SIGTERM)
+        signal.getsignal(signal.SIGTERM)  # a call: where the handler runs and its KeyboardInterrupt is lost
+
+
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
+def test_a_sigterm_whose_interrupt_was_lost_is_raised_at_the_next_check() -> None:
+    """A test run once saw the KeyboardInterrupt of repro score's SIGTERM lost inside numpy ("Exception ignored
+    in"): the run went on to its end with status 0. Its scoring loop checks between batches."""
+    with terminate_as_interrupt() as interrupt:
+        _LosesItsInterrupt()  # no name: deleted at once
+        assert interrupt.signal == signal.SIGTERM
+        with pytest.raises(KeyboardInterrupt):
+            interrupt.check()
+    with terminate_as_interrupt() as quiet:
+        quiet.check()  # no SIGTERM: nothing

@@ -36,6 +36,13 @@ class Interrupt:
         """How the command says it stopped: "interrupted" (Ctrl-C) or "terminated" (SIGTERM)."""
         return "terminated" if self.signal == signal.SIGTERM else "interrupted"
 
+    def check(self) -> None:
+        """For a loop, between its steps: KeyboardInterrupt if a SIGTERM came. Its handler raised one already,
+        unless that one was lost where Python ignores exceptions ("Exception ignored in ...": a ``__del__``, a
+        callback from C); later SIGTERMs are ignored, so without this the run would go on to its end."""
+        if self.signal == signal.SIGTERM:
+            raise KeyboardInterrupt
+
 
 @contextmanager
 def terminate_as_interrupt() -> Iterator[Interrupt]:

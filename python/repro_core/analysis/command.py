@@ -82,7 +82,7 @@ def _run(arguments: CommandArguments, output: Path, interrupt: Interrupt) -> int
                        Console(stderr=True))
     interrupted = False
     try:
-        scoring.run()
+        scoring.run(interrupt)
     except KeyboardInterrupt:
         interrupted = True
     except Stopped as stop:

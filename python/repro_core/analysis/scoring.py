@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..errors import ReproError
-from ..interrupts import held_back
+from ..interrupts import Interrupt, held_back
 from ..outputs import check_output_file
 from .arguments import OUTPUT_FILES, CommandArguments, flag_of
 from .generation import longest_token
@@ -101,8 +101,9 @@ class Scoring:
             status["interrupted"] = f"after {len(self.records)} traces"
         return status
 
-    def run(self) -> None:
-        """Every row, batch by batch: its traces read or sampled, scored, and their records appended."""
+    def run(self, interrupt: Interrupt) -> None:
+        """Every row, batch by batch: its traces read or sampled, scored, and their records appended; ``interrupt``
+        checked before each batch."""
         from .inputs import problem_numbers
 
         batch_size = self.arguments.device.batch_size
@@ -113,6 +114,7 @@ class Scoring:
             torch.manual_seed(self.arguments.generation.seed)
         with self.progress:
             for start in range(0, len(self.rows), batch_size):
+                interrupt.check()
                 batch = list(enumerate(self.rows[start : start + batch_size], start=start))
                 traces: list[Trace] = []
                 try:
